@@ -1,0 +1,193 @@
+// Package httpfilter is what an HTTP filter implements and how it registers.
+// The connection manager (internal/http) drives filters: decode events in
+// configured order, encode events in reverse order, Envoy's model
+// (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/http_filters).
+//
+// Filters run on the goroutine that serves their stream; a filter that waits
+// on an external call blocks only its own stream.
+//
+// It must not import extensions/ nor net/http.
+package httpfilter
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"google.golang.org/protobuf/proto"
+
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/registry"
+	"github.com/herald-proxy/herald/internal/stats"
+	"github.com/herald-proxy/herald/internal/streaminfo"
+)
+
+// Status tells the filter manager what to do after a filter handled an event.
+type Status int
+
+const (
+	// Continue passes the event to the next filter.
+	Continue Status = iota
+	// Stop ends iteration for this event: the filter has answered (a local
+	// reply or a response it encoded through the callbacks) or has taken
+	// over the stream. Later filters never see the event. A decoder filter
+	// that returns Stop from DecodeHeaders without having answered must
+	// answer before returning from its last decode event.
+	Stop
+)
+
+// DecoderFilter sees the request. data passed to DecodeData is only valid for
+// the call; a filter that keeps it must copy it.
+type DecoderFilter interface {
+	DecodeHeaders(h *hhttp.Headers, endStream bool) Status
+	DecodeData(data []byte, endStream bool) Status
+	DecodeTrailers(t *hhttp.Headers) Status
+}
+
+// EncoderFilter sees the response.
+type EncoderFilter interface {
+	EncodeHeaders(h *hhttp.Headers, endStream bool) Status
+	EncodeData(data []byte, endStream bool) Status
+	EncodeTrailers(t *hhttp.Headers) Status
+}
+
+// Destroyer is implemented by filters that hold resources until the stream
+// ends (Envoy's onDestroy). OnDestroy runs once, after the last event.
+type Destroyer interface {
+	OnDestroy()
+}
+
+// Route is what a filter sees of the matched route. The router extension
+// type-asserts it to the concrete route of internal/router.
+type Route interface {
+	// PerFilterConfig returns the most specific typed_per_filter_config for
+	// the filter called name (route, then virtual host, then route
+	// configuration), as built by the filter's BuildPerRoute, or nil.
+	PerFilterConfig(name string) any
+}
+
+// Callbacks is what a filter can ask of its stream (Envoy's
+// StreamDecoderFilterCallbacks and StreamEncoderFilterCallbacks together).
+type Callbacks interface {
+	// Context is cancelled when the stream ends or the downstream goes away.
+	Context() context.Context
+	// StreamInfo is the stream's record, read by access logs.
+	StreamInfo() *streaminfo.Info
+	// Route resolves (once, then cached) the route for the current request
+	// headers; nil when no route matches.
+	Route() Route
+	// ClearRouteCache forgets the resolved route after headers changed.
+	ClearRouteCache()
+	// SendLocalReply answers the request locally with Envoy's local-reply
+	// rules: body as text/plain, details into response_code_details, gRPC
+	// requests answered with grpc-status. modify may edit the headers.
+	SendLocalReply(code int, body string, details string, modify func(*hhttp.Headers))
+	// EncodeHeaders, EncodeData and EncodeTrailers send the response through
+	// the encoder filters that come after the calling filter (all of them,
+	// for a decoder filter) and on to the downstream codec.
+	EncodeHeaders(h *hhttp.Headers, endStream bool) error
+	EncodeData(data []byte, endStream bool) error
+	EncodeTrailers(t *hhttp.Headers) error
+	// ResponseStarted reports whether response headers went downstream.
+	ResponseStarted() bool
+	// DownstreamRemoteAddress is the client address after x-forwarded-for
+	// processing; DownstreamDirectRemoteAddress the socket peer.
+	DownstreamRemoteAddress() netip.AddrPort
+	DownstreamDirectRemoteAddress() netip.AddrPort
+	// BufferLimit is the per-stream buffer limit in bytes (Envoy's
+	// per_connection_buffer_limit_bytes, default 1 MiB).
+	BufferLimit() int
+	// StreamID is unique within the process.
+	StreamID() uint64
+}
+
+// Filter is what a Factory returns: a DecoderFilter, an EncoderFilter, or both.
+type Filter any
+
+// Factory builds one filter instance per stream. It must be cheap: config
+// was interpreted when the factory was built.
+type Factory func(cb Callbacks) Filter
+
+// BuildContext is what a filter factory may use when it is built, once per
+// config snapshot.
+type BuildContext struct {
+	// Path is the YAML path of the filter's typed_config, for errors.
+	Path string
+	// StatPrefix is the connection manager's "http.<stat_prefix>." prefix.
+	StatPrefix string
+	// Stats is the process store; look stats up here, keep the pointers.
+	Stats *stats.Store
+	// Clusters gives access to the cluster manager for filters that call
+	// upstreams (ext_authz, ratelimit, jwks). Its concrete type is
+	// *upstream.Manager; it is an interface here to keep this package small.
+	Clusters any
+	// ServerContext carries process-wide services (set by the server).
+	ServerContext any
+}
+
+// Extension is one HTTP filter kind.
+type Extension[C proto.Message] struct {
+	// Name is the Envoy name, e.g. "envoy.filters.http.router".
+	Name string
+	// Config is an empty config message; its type URL keys the registry.
+	Config C
+	// PerRoute, when set, is the empty per-route config message accepted in
+	// typed_per_filter_config.
+	PerRoute proto.Message
+	// Build interprets cfg once per snapshot.
+	Build func(cfg C, ctx BuildContext) (Factory, error)
+	// BuildPerRoute interprets a per-route config once per snapshot; the
+	// result is what Route.PerFilterConfig returns.
+	BuildPerRoute func(cfg proto.Message, ctx BuildContext) (any, error)
+	// Terminal is true for the filter that must come last (the router).
+	Terminal bool
+}
+
+// Entry is a registered extension with its config type erased.
+type Entry struct {
+	Name          string
+	NewConfig     func() proto.Message
+	NewPerRoute   func() proto.Message
+	Build         func(cfg proto.Message, ctx BuildContext) (Factory, error)
+	BuildPerRoute func(cfg proto.Message, ctx BuildContext) (any, error)
+	Terminal      bool
+}
+
+// Registry holds every HTTP filter.
+var Registry = registry.New[*Entry]("HTTP filter")
+
+// Register adds an HTTP filter; call it from the extension's init.
+func Register[C proto.Message](e Extension[C]) {
+	if e.Build == nil {
+		panic(fmt.Sprintf("httpfilter: %s registered without Build", e.Name))
+	}
+	entry := &Entry{
+		Name:      e.Name,
+		NewConfig: func() proto.Message { return e.Config.ProtoReflect().New().Interface() },
+		Build: func(cfg proto.Message, ctx BuildContext) (Factory, error) {
+			c, ok := cfg.(C)
+			if !ok {
+				return nil, fmt.Errorf("%s: config is %T, want %T", e.Name, cfg, e.Config)
+			}
+			return e.Build(c, ctx)
+		},
+		BuildPerRoute: e.BuildPerRoute,
+		Terminal:      e.Terminal,
+	}
+	var extra []proto.Message
+	if e.PerRoute != nil {
+		pr := e.PerRoute
+		entry.NewPerRoute = func() proto.Message { return pr.ProtoReflect().New().Interface() }
+		if e.BuildPerRoute == nil {
+			panic(fmt.Sprintf("httpfilter: %s has PerRoute without BuildPerRoute", e.Name))
+		}
+	}
+	Registry.Register(e.Name, e.Config, entry, extra...)
+	if e.PerRoute != nil {
+		PerRouteRegistry.Register(e.Name, e.PerRoute, entry)
+	}
+}
+
+// PerRouteRegistry maps per-route config type URLs to their filter, for
+// typed_per_filter_config.
+var PerRouteRegistry = registry.New[*Entry]("HTTP filter per-route config")

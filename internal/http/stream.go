@@ -1,0 +1,133 @@
+package http
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+)
+
+// ServerStream is one downstream request/response exchange as a codec
+// presents it to the connection manager. A codec creates one per request
+// (HTTP/1.1) or per stream (HTTP/2) and calls StreamHandler.ServeStream.
+//
+// All methods are called from the goroutine running ServeStream.
+type ServerStream interface {
+	// RequestHeaders are the decoded request headers with pseudo-headers
+	// :method, :path, :authority (from Host for HTTP/1.1) and :scheme. The
+	// connection manager may mutate them.
+	RequestHeaders() *Headers
+	// RequestEndStream reports whether the request has no body (headers
+	// only), so ReadBody would return io.EOF at once.
+	RequestEndStream() bool
+	// ReadBody reads request body bytes; it returns io.EOF after the last
+	// byte (trailers, if any, are then in RequestTrailers). A malformed body
+	// returns a *CodecError.
+	ReadBody(p []byte) (int, error)
+	// RequestTrailers returns the request trailers once ReadBody returned
+	// io.EOF, or nil.
+	RequestTrailers() *Headers
+	// WriteHeaders sends the response headers (":status" plus fields).
+	// endStream means there is no body. A response carrying
+	// "connection: close" makes an HTTP/1.1 codec close the connection after
+	// it (the connection manager uses this to drain).
+	WriteHeaders(h *Headers, endStream bool) error
+	// WriteData sends response body bytes; endStream marks the last chunk
+	// (p may be empty).
+	WriteData(p []byte, endStream bool) error
+	// WriteTrailers sends response trailers and ends the stream.
+	WriteTrailers(t *Headers) error
+	// Protocol is "HTTP/1.0", "HTTP/1.1" or "HTTP/2".
+	Protocol() string
+	// Context is cancelled when the stream is reset or the connection closes.
+	Context() context.Context
+}
+
+// StreamHandler is what a server codec drives: the connection manager.
+type StreamHandler interface {
+	// ServeStream handles one exchange; the codec reads the next request of
+	// an HTTP/1.1 connection only after it returns. HTTP/2 codecs call it
+	// concurrently, one goroutine per stream.
+	ServeStream(s ServerStream)
+	// ServeCodecError is called instead of ServeStream when the codec
+	// rejected a request before it could be dispatched (malformed request
+	// line or headers, headers too large). s can still write a response;
+	// RequestHeaders holds whatever was parsed (maybe nothing). The codec
+	// closes the connection after it returns.
+	ServeCodecError(s ServerStream, err *CodecError)
+}
+
+// CodecError is a protocol error found by a codec, with the status the
+// downstream should get and Envoy's response_code_details string.
+type CodecError struct {
+	// Status is the HTTP status to answer with: 400, 413, 431, 501...
+	Status int
+	// Details is Envoy's response_code_details, e.g.
+	// "http1.invalid_characters", "http1.headers_too_large",
+	// "http1.codec_error".
+	Details string
+	// Err is the underlying error, for logs.
+	Err error
+}
+
+func (e *CodecError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("codec error %d %s: %v", e.Status, e.Details, e.Err)
+	}
+	return fmt.Sprintf("codec error %d %s", e.Status, e.Details)
+}
+
+func (e *CodecError) Unwrap() error { return e.Err }
+
+// ServerOptions configure a server codec for one connection.
+type ServerOptions struct {
+	// MaxRequestHeadersBytes bounds the request line plus headers (HTTP/1.1)
+	// or the decoded header list (HTTP/2). Envoy: max_request_headers_kb,
+	// default 60 KiB. Exceeding it answers 431.
+	MaxRequestHeadersBytes int
+	// MaxRequestHeadersCount bounds the number of headers. Envoy:
+	// common_http_protocol_options.max_headers_count, default 100. Exceeding
+	// it answers 431.
+	MaxRequestHeadersCount int
+	// IdleTimeout closes a connection that has no active stream for this
+	// long. Zero means no limit. Envoy: common_http_protocol_options.idle_timeout,
+	// default 1 h.
+	IdleTimeout time.Duration
+	// Scheme is the :scheme to give requests ("http" or "https").
+	Scheme string
+	// HTTP2 holds HTTP/2 settings; nil means defaults.
+	HTTP2 *HTTP2Options
+}
+
+// HTTP2Options are the Envoy http2_protocol_options herald applies.
+type HTTP2Options struct {
+	MaxConcurrentStreams        uint32
+	InitialStreamWindowSize     uint32
+	InitialConnectionWindowSize uint32
+}
+
+// UpstreamStream is one request/response exchange on an upstream
+// connection, as the router drives it. Write and Read halves may be used
+// from different goroutines (one writer, one reader).
+type UpstreamStream interface {
+	// WriteHeaders sends request headers with pseudo-headers; an HTTP/1.1
+	// codec turns :authority into Host.
+	WriteHeaders(h *Headers, endStream bool) error
+	WriteData(p []byte, endStream bool) error
+	WriteTrailers(t *Headers) error
+	// ReadHeaders reads the response headers into h (1xx responses other
+	// than 101 are skipped). endStream reports a response without body.
+	ReadHeaders(h *Headers) (endStream bool, err error)
+	// ReadBody reads response body bytes, io.EOF after the last.
+	ReadBody(p []byte) (int, error)
+	// Trailers returns response trailers after ReadBody returned io.EOF.
+	Trailers() *Headers
+	// Close ends the stream. When the exchange completed cleanly (request
+	// sent, response read to EOF) and the connection can carry another
+	// request, it goes back to its pool; otherwise it is closed. err != nil
+	// forces a reset/close.
+	Close(err error)
+}
+
+// Dialer opens a transport connection to an upstream host.
+type Dialer func(ctx context.Context) (net.Conn, error)

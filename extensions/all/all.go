@@ -1,0 +1,15 @@
+// Package all links every herald extension into the binary: one blank
+// import per extension folder (a test checks the list against the tree).
+package all
+
+import (
+	_ "github.com/herald-proxy/herald/extensions/access_loggers/file"
+	_ "github.com/herald-proxy/herald/extensions/access_loggers/stream"
+	_ "github.com/herald-proxy/herald/extensions/clusters/logical_dns"
+	_ "github.com/herald-proxy/herald/extensions/clusters/static"
+	_ "github.com/herald-proxy/herald/extensions/clusters/strict_dns"
+	_ "github.com/herald-proxy/herald/extensions/filters/http/router"
+	_ "github.com/herald-proxy/herald/extensions/filters/network/http_connection_manager"
+	_ "github.com/herald-proxy/herald/extensions/filters/network/tcp_proxy"
+	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/round_robin"
+)

@@ -1,0 +1,276 @@
+package httpconnectionmanager
+
+import (
+	"fmt"
+	"time"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/herald-proxy/herald/internal/accesslog"
+	"github.com/herald-proxy/herald/internal/configerr"
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/connmgr"
+	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/network"
+	"github.com/herald-proxy/herald/internal/network/netfilter"
+	"github.com/herald-proxy/herald/internal/registry"
+	"github.com/herald-proxy/herald/internal/router"
+	"github.com/herald-proxy/herald/internal/upstream"
+)
+
+func init() {
+	netfilter.Register(netfilter.Extension[*hcmv3.HttpConnectionManager]{
+		Name:     "envoy.filters.network.http_connection_manager",
+		Config:   &hcmv3.HttpConnectionManager{},
+		Build:    Build,
+		Terminal: true,
+	})
+}
+
+// Envoy's defaults (http_connection_manager.proto).
+const (
+	defaultServerName        = "envoy"
+	defaultMaxHeadersKB      = 60
+	defaultMaxHeadersCount   = 100
+	defaultStreamIdleTimeout = 5 * time.Minute
+	defaultIdleTimeout       = time.Hour
+	defaultDrainTimeout      = 5 * time.Second
+)
+
+// unsupported are HttpConnectionManager fields herald refuses by name when
+// set, with the issue that will add them.
+var unsupported = map[string]string{
+	"rds":                                               "#7",
+	"scoped_routes":                                     "#7",
+	"tracing":                                           "",
+	"upgrade_configs":                                   "#6",
+	"http3_protocol_options":                            "#6",
+	"local_reply_config":                                "",
+	"request_id_extension":                              "",
+	"original_ip_detection_extensions":                  "",
+	"early_header_mutation_extensions":                  "",
+	"internal_address_config":                           "",
+	"set_current_client_cert_details":                   "#5",
+	"proxy_100_continue":                                "",
+	"stream_error_on_invalid_http_message":              "",
+	"path_normalization_options":                        "",
+	"request_headers_timeout":                           "",
+	"max_request_headers_count":                         "",
+	"typed_header_validation_config":                    "",
+	"access_log_options":                                "",
+	"add_user_agent":                                    "",
+	"user_agent":                                        "",
+	"represent_ipv4_remote_address_as_ipv4_mapped_ipv6": "",
+}
+
+// Filter is the built connection manager: the terminal network filter.
+type Filter struct {
+	cfg *connmgr.Config
+}
+
+var _ netfilter.Terminal = (*Filter)(nil)
+
+// ServeConn implements netfilter.Terminal.
+func (f *Filter) ServeConn(c *network.Conn) { f.cfg.ServeConn(c) }
+
+// Config returns the built connection manager config (for tests and admin).
+func (f *Filter) Config() *connmgr.Config { return f.cfg }
+
+// Build interprets an HttpConnectionManager once per snapshot.
+func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilter.Filter, error) {
+	var errs configerr.List
+	path := ctx.Path
+	r := p.ProtoReflect()
+	for name, issue := range unsupported {
+		fd := r.Descriptor().Fields().ByName(protoreflect.Name(name))
+		if fd == nil || !r.Has(fd) {
+			continue
+		}
+		msg := name + " is not supported by herald yet"
+		if issue != "" {
+			msg += " (" + issue + ")"
+		}
+		errs = append(errs, configerr.At(path+"."+name, "%s", msg))
+	}
+	if p.GetNormalizePath().GetValue() {
+		errs = append(errs, configerr.At(path+".normalize_path", "normalize_path is not supported by herald yet"))
+	}
+	if p.GetMergeSlashes() {
+		errs = append(errs, configerr.At(path+".merge_slashes", "merge_slashes is not supported by herald yet"))
+	}
+
+	cfg := &connmgr.Config{
+		StatPrefix:                   p.GetStatPrefix(),
+		ServerName:                   defaultServerName,
+		GenerateRequestID:            true,
+		MaxRequestHeadersBytes:       defaultMaxHeadersKB << 10,
+		MaxRequestHeadersCount:       defaultMaxHeadersCount,
+		StreamIdleTimeout:            defaultStreamIdleTimeout,
+		IdleTimeout:                  defaultIdleTimeout,
+		DrainTimeout:                 defaultDrainTimeout,
+		BufferLimit:                  1 << 20,
+		UseRemoteAddress:             p.GetUseRemoteAddress().GetValue(),
+		XffNumTrustedHops:            int(p.GetXffNumTrustedHops()),
+		SkipXffAppend:                p.GetSkipXffAppend(),
+		PreserveExternalRequestID:    p.GetPreserveExternalRequestId(),
+		AlwaysSetRequestIDInResponse: p.GetAlwaysSetRequestIdInResponse(),
+		Via:                          p.GetVia(),
+	}
+	switch p.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO:
+		cfg.Codec = connmgr.Auto
+	case hcmv3.HttpConnectionManager_HTTP1:
+		cfg.Codec = connmgr.HTTP1
+	case hcmv3.HttpConnectionManager_HTTP2:
+		cfg.Codec = connmgr.HTTP2
+	default:
+		errs = append(errs, configerr.At(path+".codec_type", "codec_type %s is not supported by herald yet (#6)", p.GetCodecType()))
+	}
+	if p.GetServerName() != "" {
+		cfg.ServerName = p.GetServerName()
+	}
+	switch p.GetServerHeaderTransformation() {
+	case hcmv3.HttpConnectionManager_OVERWRITE:
+		cfg.ServerHeaderTransformation = connmgr.Overwrite
+	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
+		cfg.ServerHeaderTransformation = connmgr.AppendIfAbsent
+	case hcmv3.HttpConnectionManager_PASS_THROUGH:
+		cfg.ServerHeaderTransformation = connmgr.PassThrough
+	}
+	if v := p.GetGenerateRequestId(); v != nil {
+		cfg.GenerateRequestID = v.GetValue()
+	}
+	if v := p.GetMaxRequestHeadersKb(); v != nil {
+		cfg.MaxRequestHeadersBytes = int(v.GetValue()) << 10
+	}
+	cpo := p.GetCommonHttpProtocolOptions()
+	if v := cpo.GetMaxHeadersCount(); v != nil {
+		cfg.MaxRequestHeadersCount = int(v.GetValue())
+	}
+	durationOr(cpo.GetIdleTimeout(), &cfg.IdleTimeout)
+	durationOr(cpo.GetMaxConnectionDuration(), &cfg.MaxConnectionDuration)
+	durationOr(p.GetStreamIdleTimeout(), &cfg.StreamIdleTimeout)
+	durationOr(p.GetRequestTimeout(), &cfg.RequestTimeout)
+	durationOr(p.GetDrainTimeout(), &cfg.DrainTimeout)
+	if cpo.GetMaxStreamDuration() != nil {
+		errs = append(errs, configerr.At(path+".common_http_protocol_options.max_stream_duration", "max_stream_duration is not supported by herald yet"))
+	}
+	if cpo.GetMaxConnectionDuration() != nil {
+		errs = append(errs, configerr.At(path+".common_http_protocol_options.max_connection_duration", "max_connection_duration is not supported by herald yet"))
+	}
+	cfg.Stats = connmgr.NewStats(ctx.Stats, cfg.StatPrefix)
+
+	mgr, _ := ctx.Clusters.(*upstream.Manager)
+	fctx := httpfilter.BuildContext{
+		StatPrefix:    "http." + cfg.StatPrefix + ".",
+		Stats:         ctx.Stats,
+		Clusters:      mgr,
+		ServerContext: ctx.Server,
+	}
+
+	// Route table.
+	if rc := p.GetRouteConfig(); rc != nil {
+		stripping := router.StripNoPort
+		if p.GetStripAnyHostPort() {
+			stripping = router.StripAnyPort
+		} else if p.GetStripMatchingHostPort() {
+			stripping = router.StripMatchingPort
+		}
+		rctx := router.BuildContext{Path: path + ".route_config", FilterContext: fctx}
+		if mgr != nil {
+			rctx.ClusterExists = func(name string) bool { return mgr.Cluster(name) != nil }
+		}
+		table, err := router.Build(rc, rctx)
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, path+".route_config", nil)...)
+		} else {
+			cfg.Routes = &resolver{table: table, stripping: stripping}
+		}
+	} else if p.GetRds() == nil && p.GetScopedRoutes() == nil {
+		errs = append(errs, configerr.At(path+".route_config", "route_config is required"))
+	}
+
+	// HTTP filters.
+	filters := p.GetHttpFilters()
+	if len(filters) == 0 {
+		errs = append(errs, configerr.At(path+".http_filters", "http_filters must end with envoy.filters.http.router"))
+	}
+	for i, hf := range filters {
+		fpath := fmt.Sprintf("%s.http_filters[%d]", path, i)
+		if hf.GetDisabled() {
+			errs = append(errs, configerr.At(fpath+".disabled", "disabled filters are not supported by herald yet"))
+			continue
+		}
+		entry, fc, ferr := registry.Resolve(httpfilter.Registry, func(e *httpfilter.Entry) proto.Message { return e.NewConfig() },
+			hf.GetName(), hf.GetTypedConfig(), fpath)
+		if ferr != nil {
+			if hf.GetIsOptional() {
+				// Envoy: an optional filter that is not supported is skipped.
+				continue
+			}
+			errs = append(errs, ferr)
+			continue
+		}
+		last := i == len(filters)-1
+		if entry.Terminal && !last {
+			errs = append(errs, configerr.At(fpath, "%s is terminal and must be the last HTTP filter", entry.Name))
+		}
+		if !entry.Terminal && last {
+			errs = append(errs, configerr.At(fpath, "the last HTTP filter must be terminal (envoy.filters.http.router), not %s", entry.Name))
+		}
+		bctx := fctx
+		bctx.Path = fpath + ".typed_config"
+		factory, err := entry.Build(fc, bctx)
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, fpath+".typed_config", nil)...)
+			continue
+		}
+		cfg.Filters = append(cfg.Filters, connmgr.FilterFactory{Name: hf.GetName(), Factory: factory})
+	}
+
+	// Access logs.
+	var files *accesslog.FileManager
+	if s, ok := ctx.Server.(interface{ AccessLogFiles() *accesslog.FileManager }); ok {
+		files = s.AccessLogFiles()
+	}
+	for i, al := range p.GetAccessLog() {
+		apath := fmt.Sprintf("%s.access_log[%d]", path, i)
+		l, err := accesslog.Build(al, accesslog.BuildContext{Path: apath, Files: files})
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, apath, nil)...)
+			continue
+		}
+		cfg.AccessLogs = append(cfg.AccessLogs, l)
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return &Filter{cfg: cfg}, nil
+}
+
+func durationOr(d *durationpb.Duration, dst *time.Duration) {
+	if d != nil {
+		*dst = d.AsDuration()
+	}
+}
+
+// resolver adapts a route table to connmgr.RouteResolver.
+type resolver struct {
+	table     *router.Table
+	stripping router.PortStripping
+}
+
+// Resolve implements connmgr.RouteResolver.
+func (r *resolver) Resolve(h *hhttp.Headers) httpfilter.Route {
+	if r.stripping != router.StripNoPort {
+		router.StripHostPort(h, r.stripping, 0)
+	}
+	rt, _ := r.table.Match(h)
+	if rt == nil {
+		return nil
+	}
+	return rt
+}

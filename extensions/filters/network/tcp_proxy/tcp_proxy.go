@@ -1,0 +1,291 @@
+package tcpproxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/herald-proxy/herald/internal/accesslog"
+	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/network"
+	"github.com/herald-proxy/herald/internal/network/netfilter"
+	"github.com/herald-proxy/herald/internal/stats"
+	"github.com/herald-proxy/herald/internal/streaminfo"
+	"github.com/herald-proxy/herald/internal/upstream"
+)
+
+func init() {
+	netfilter.Register(netfilter.Extension[*tcpv3.TcpProxy]{
+		Name:     "envoy.filters.network.tcp_proxy",
+		Config:   &tcpv3.TcpProxy{},
+		Build:    Build,
+		Terminal: true,
+	})
+}
+
+// defaultIdleTimeout is Envoy's tcp_proxy idle_timeout default (1 h).
+const defaultIdleTimeout = time.Hour
+
+// weightedCluster is one entry of weighted_clusters.
+type weightedCluster struct {
+	name   string
+	weight uint64
+}
+
+// Filter is a built tcp_proxy. Immutable.
+type Filter struct {
+	clusters    *upstream.Manager
+	single      string
+	weighted    []weightedCluster
+	totalWeight uint64
+	idleTimeout time.Duration
+	maxAttempts int
+	accessLogs  []accesslog.Logger
+	stats       *tcpStats
+}
+
+var _ netfilter.Terminal = (*Filter)(nil)
+
+// tcpStats are tcp.<stat_prefix>.* (https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/network_filters/tcp_proxy_filter#statistics).
+type tcpStats struct {
+	cxTotal     *stats.Counter
+	cxNoRoute   *stats.Counter
+	cxRxBytes   *stats.Counter
+	cxTxBytes   *stats.Counter
+	idleTimeout *stats.Counter
+	flushActive *stats.Gauge
+	connectFail *stats.Counter
+}
+
+// unsupported lists TcpProxy fields herald refuses by name.
+var unsupported = []string{
+	"metadata_match", "tunneling_config", "on_demand", "hash_policy", "access_log_options",
+	"max_downstream_connection_duration", "upstream_connection_options", "backoff_options",
+	"proxy_protocol_tlvs",
+}
+
+// Build interprets a TcpProxy config once per snapshot.
+func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, error) {
+	var errs configerr.List
+	r := cfg.ProtoReflect()
+	for _, name := range unsupported {
+		fd := r.Descriptor().Fields().ByName(protoreflect.Name(name))
+		if fd != nil && r.Has(fd) {
+			errs = append(errs, configerr.At(ctx.Path+"."+name, "%s is not supported by herald yet", name))
+		}
+	}
+	mgr, _ := ctx.Clusters.(*upstream.Manager)
+	f := &Filter{clusters: mgr, idleTimeout: defaultIdleTimeout, maxAttempts: 1}
+	if v := cfg.GetIdleTimeout(); v != nil {
+		f.idleTimeout = v.AsDuration() // 0 disables, as in Envoy
+	}
+	if v := cfg.GetMaxConnectAttempts(); v != nil {
+		f.maxAttempts = int(v.GetValue())
+	}
+	switch {
+	case cfg.GetCluster() != "":
+		f.single = cfg.GetCluster()
+	case cfg.GetWeightedClusters() != nil:
+		for _, wc := range cfg.GetWeightedClusters().GetClusters() {
+			f.weighted = append(f.weighted, weightedCluster{name: wc.GetName(), weight: uint64(wc.GetWeight())})
+			f.totalWeight += uint64(wc.GetWeight())
+		}
+		if f.totalWeight == 0 {
+			errs = append(errs, configerr.At(ctx.Path+".weighted_clusters", "weights sum to zero"))
+		}
+	default:
+		errs = append(errs, configerr.At(ctx.Path, "one of cluster or weighted_clusters is required"))
+	}
+	files := accessLogFiles(ctx.Server)
+	for i, al := range cfg.GetAccessLog() {
+		l, err := accesslog.Build(al, accesslog.BuildContext{Path: fmt.Sprintf("%s.access_log[%d]", ctx.Path, i), Files: files})
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, fmt.Sprintf("%s.access_log[%d]", ctx.Path, i), nil)...)
+			continue
+		}
+		f.accessLogs = append(f.accessLogs, l)
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	sc := ctx.Stats.Scope("tcp." + cfg.GetStatPrefix() + ".")
+	f.stats = &tcpStats{
+		cxTotal:     sc.Counter("downstream_cx_total"),
+		cxNoRoute:   sc.Counter("downstream_cx_no_route"),
+		cxRxBytes:   sc.Counter("downstream_cx_rx_bytes_total"),
+		cxTxBytes:   sc.Counter("downstream_cx_tx_bytes_total"),
+		idleTimeout: sc.Counter("idle_timeout"),
+		flushActive: sc.Gauge("upstream_flush_active"),
+		connectFail: sc.Counter("upstream_connect_fail"),
+	}
+	return f, nil
+}
+
+func accessLogFiles(server any) *accesslog.FileManager {
+	if s, ok := server.(interface{ AccessLogFiles() *accesslog.FileManager }); ok {
+		return s.AccessLogFiles()
+	}
+	return nil
+}
+
+// pickCluster chooses the cluster name for one connection.
+func (f *Filter) pickCluster() string {
+	if f.single != "" {
+		return f.single
+	}
+	n := rand.Uint64N(f.totalWeight)
+	for _, wc := range f.weighted {
+		if n < wc.weight {
+			return wc.name
+		}
+		n -= wc.weight
+	}
+	return f.weighted[len(f.weighted)-1].name
+}
+
+// ServeConn implements netfilter.Terminal.
+func (f *Filter) ServeConn(c *network.Conn) {
+	info := &streaminfo.Info{
+		StartTime:               c.Accepted,
+		DownstreamRemoteAddress: c.Remote,
+		DownstreamLocalAddress:  c.Local,
+		DirectRemoteAddress:     c.DirectRemote,
+		RequestedServerName:     c.ServerName,
+	}
+	defer func() {
+		info.EndTime = time.Now()
+		for _, l := range f.accessLogs {
+			l.Log(info)
+		}
+	}()
+	f.stats.cxTotal.Inc()
+	name := f.pickCluster()
+	info.UpstreamCluster = name
+	cl := f.clusters.Cluster(name)
+	if cl == nil {
+		f.stats.cxNoRoute.Inc()
+		info.SetFlag(streaminfo.NoClusterFound)
+		return
+	}
+	var up net.Conn
+	var err error
+	for attempt := 0; attempt < f.maxAttempts; attempt++ {
+		h := cl.Pick(&upstream.LBContext{})
+		if h == nil {
+			info.SetFlag(streaminfo.NoHealthyUpstream)
+			return
+		}
+		info.UpstreamHost = h.Address()
+		up, err = cl.Dial(c.Ctx, h)
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		f.stats.connectFail.Inc()
+		info.SetFlag(streaminfo.UpstreamConnectionFailure)
+		info.UpstreamTransportFailureReason = err.Error()
+		return
+	}
+	defer up.Close()
+	info.UpstreamLocalAddress = up.LocalAddr().String()
+	p := &pipe{down: c.Conn, up: up, idle: f.idleTimeout}
+	p.run(info, f.stats)
+}
+
+// pipe copies bytes both ways with half-close and an idle timeout shared by
+// both directions.
+type pipe struct {
+	down, up net.Conn
+	idle     time.Duration
+	last     atomic.Int64
+	timedOut atomic.Bool
+}
+
+func (p *pipe) run(info *streaminfo.Info, st *tcpStats) {
+	if p.idle > 0 {
+		p.last.Store(time.Now().UnixNano())
+		var t *time.Timer
+		t = time.AfterFunc(p.idle, func() {
+			since := time.Since(time.Unix(0, p.last.Load()))
+			if since >= p.idle {
+				p.timedOut.Store(true)
+				p.down.Close()
+				p.up.Close()
+				return
+			}
+			t.Reset(p.idle - since)
+		})
+		defer t.Stop()
+	}
+	var wg sync.WaitGroup
+	var sent, received uint64
+	var upErr, downErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		received, upErr = p.copy(p.up, p.down, st.cxRxBytes)
+	}()
+	sent, downErr = p.copy(p.down, p.up, st.cxTxBytes)
+	wg.Wait()
+	info.BytesReceived = received
+	info.BytesSent = sent
+	info.UpstreamBytesSent = received
+	info.UpstreamBytesReceived = sent
+	if p.timedOut.Load() {
+		st.idleTimeout.Inc()
+		info.ConnectionTerminationDetails = "idle_timeout"
+		return
+	}
+	if upErr != nil || downErr != nil {
+		info.SetFlag(streaminfo.UpstreamConnectionTermination)
+	}
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// copy moves bytes from src to dst until src reaches EOF, then half-closes
+// dst (Envoy forwards half-close by default). A read or write error closes
+// both sides.
+func (p *pipe) copy(dst, src net.Conn, counter *stats.Counter) (uint64, error) {
+	bufp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bufp)
+	buf := *bufp
+	var total uint64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				p.down.Close()
+				p.up.Close()
+				return total, werr
+			}
+			total += uint64(n)
+			counter.Add(uint64(n))
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				if cw, ok := dst.(closeWriter); ok {
+					cw.CloseWrite()
+				} else {
+					dst.Close()
+				}
+				return total, nil
+			}
+			p.down.Close()
+			p.up.Close()
+			return total, err
+		}
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

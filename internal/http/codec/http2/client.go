@@ -1,0 +1,295 @@
+package http2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	nethttp "net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	xhttp2 "golang.org/x/net/http2"
+
+	hhttp "github.com/herald-proxy/herald/internal/http"
+)
+
+// ClientOptions configure a Client. Zero fields take Envoy's defaults.
+type ClientOptions struct {
+	// HTTP2 holds the cluster's http2_protocol_options; nil means Envoy's
+	// defaults. MaxConcurrentStreams caps the streams herald opens on one
+	// connection; the peer's SETTINGS_MAX_CONCURRENT_STREAMS may lower it
+	// further. Envoy: "If the limit is reached, Envoy may queue requests or
+	// establish additional connections"; herald opens another connection.
+	HTTP2 *hhttp.HTTP2Options
+	// IdleTimeout closes a connection that has carried no stream for this
+	// long. Zero means no limit. Envoy: cluster
+	// common_http_protocol_options.idle_timeout, default 1 h (applied by the
+	// caller).
+	IdleTimeout time.Duration
+	// MaxResponseHeadersBytes bounds a response header list (sent to the
+	// peer as SETTINGS_MAX_HEADER_LIST_SIZE). Zero means 60 KiB, Envoy's
+	// max_response_headers_kb default.
+	MaxResponseHeadersBytes int
+}
+
+// Client multiplexes upstream requests over HTTP/2 connections, prior
+// knowledge (h2c) or on whatever net.Conn the dialer returns (TLS later).
+// It keeps its own pool keyed by a caller-chosen string (one key per
+// upstream host): a stream goes on the first connection of its key with a
+// free stream slot; a new connection is dialed when every connection is at
+// its stream limit or has received GOAWAY. Concurrent requests for a key
+// share one dial in flight.
+//
+// It is built on xhttp2.ClientConn rather than xhttp2.Transport's pool:
+// Transport keys its pool by URL host and dials through one function per
+// Transport, while herald's cluster layer chooses the host, owns the dialer
+// (connect timeout, stats) and needs the key to name a host, not an
+// authority.
+type Client struct {
+	// Immutable after NewClient.
+	t          *xhttp2.Transport
+	maxStreams int32
+
+	hosts  sync.Map // string → *hostPool
+	closed atomic.Bool
+}
+
+// hostPool holds the connections of one key.
+type hostPool struct {
+	mu      sync.Mutex
+	conns   []*poolConn // guarded by mu
+	dialing *dialCall   // guarded by mu; non-nil while a dial is in flight
+}
+
+type dialCall struct {
+	done chan struct{}
+	err  error // written before done is closed
+}
+
+// poolConn is one upstream connection.
+type poolConn struct {
+	cc *xhttp2.ClientConn
+	// active counts streams handed out and not yet closed.
+	active atomic.Int32
+	// spare counts x/net stream reservations that streams closed before
+	// using; the next stream on this connection uses one instead of
+	// reserving again. Guarded by hostPool.mu.
+	spare int32
+}
+
+// ConnectError is returned by NewStream when no connection could be
+// established: Envoy's upstream connection failure (response flag UF).
+type ConnectError struct {
+	Err error
+}
+
+func (e *ConnectError) Error() string { return "http2: upstream connect: " + e.Err.Error() }
+
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// ErrClientClosed is returned by NewStream after Close.
+var ErrClientClosed = errors.New("http2: client closed")
+
+// NewClient builds a Client from opts.
+func NewClient(opts ClientOptions) (*Client, error) {
+	streams, streamWin, connWin, err := http2Settings(opts.HTTP2)
+	if err != nil {
+		return nil, err
+	}
+	maxHeaders := opts.MaxResponseHeadersBytes
+	if maxHeaders <= 0 {
+		maxHeaders = defaultMaxHeadersBytes
+	}
+	// Window sizes reach x/net's client only through the net/http
+	// Transport it is configured on; t1 is never used to send requests.
+	t1 := &nethttp.Transport{
+		DisableCompression: true,
+		HTTP2: &nethttp.HTTP2Config{
+			MaxReceiveBufferPerStream:     int(streamWin),
+			MaxReceiveBufferPerConnection: int(connWin),
+		},
+	}
+	t, err := xhttp2.ConfigureTransports(t1)
+	if err != nil {
+		return nil, fmt.Errorf("http2: configure transport: %w", err)
+	}
+	t.AllowHTTP = true
+	// x/net would otherwise add accept-encoding: gzip and decompress
+	// transparently; a proxy forwards bytes as they are.
+	t.DisableCompression = true
+	t.IdleConnTimeout = opts.IdleTimeout
+	t.MaxHeaderListSize = uint32(maxHeaders + hpackFieldOverhead*defaultMaxHeadersCount)
+	return &Client{t: t, maxStreams: int32(streams)}, nil
+}
+
+// NewStream returns a stream on a connection for key, dialing one with dial
+// when none of key's connections can take another stream. ctx bounds the
+// dial and the wait for another request's dial, and then the whole
+// exchange. A dial failure is a *ConnectError.
+func (c *Client) NewStream(ctx context.Context, key string, dial hhttp.Dialer) (hhttp.UpstreamStream, error) {
+	hp, pc, err := c.acquire(ctx, key, dial)
+	if err != nil {
+		return nil, err
+	}
+	return newUpstreamStream(ctx, hp, pc), nil
+}
+
+func (c *Client) hostPool(key string) *hostPool {
+	if v, ok := c.hosts.Load(key); ok {
+		return v.(*hostPool)
+	}
+	v, _ := c.hosts.LoadOrStore(key, &hostPool{})
+	return v.(*hostPool)
+}
+
+// acquire returns a connection of key with one stream reserved for the
+// caller.
+func (c *Client) acquire(ctx context.Context, key string, dial hhttp.Dialer) (*hostPool, *poolConn, error) {
+	hp := c.hostPool(key)
+	for {
+		if c.closed.Load() {
+			return nil, nil, ErrClientClosed
+		}
+		hp.mu.Lock()
+		if pc := hp.reserveLocked(c.maxStreams); pc != nil {
+			hp.mu.Unlock()
+			return hp, pc, nil
+		}
+		if d := hp.dialing; d != nil {
+			hp.mu.Unlock()
+			select {
+			case <-d.done:
+				if d.err != nil {
+					return nil, nil, d.err
+				}
+				continue
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		}
+		d := &dialCall{done: make(chan struct{})}
+		hp.dialing = d
+		hp.mu.Unlock()
+
+		pc, err := c.dial(ctx, dial)
+		hp.mu.Lock()
+		hp.dialing = nil
+		d.err = err
+		close(d.done)
+		if err != nil {
+			hp.mu.Unlock()
+			return nil, nil, err
+		}
+		hp.conns = append(hp.conns, pc)
+		hp.mu.Unlock()
+		if c.closed.Load() {
+			// Close ran while we dialed; it may have missed pc.
+			pc.cc.Close()
+			return nil, nil, ErrClientClosed
+		}
+	}
+}
+
+func (c *Client) dial(ctx context.Context, dial hhttp.Dialer) (*poolConn, error) {
+	nc, err := dial(ctx)
+	if err != nil {
+		return nil, &ConnectError{Err: err}
+	}
+	cc, err := c.t.NewClientConn(nc)
+	if err != nil {
+		nc.Close()
+		return nil, &ConnectError{Err: err}
+	}
+	return &poolConn{cc: cc}, nil
+}
+
+// reserveLocked picks the first connection with a free stream slot and
+// reserves it, dropping connections that are closed or going away.
+func (hp *hostPool) reserveLocked(maxStreams int32) *poolConn {
+	for i := 0; i < len(hp.conns); {
+		pc := hp.conns[i]
+		if pc.active.Load() < maxStreams {
+			if pc.spare > 0 {
+				pc.spare--
+				pc.active.Add(1)
+				return pc
+			}
+			if pc.cc.ReserveNewRequest() {
+				pc.active.Add(1)
+				return pc
+			}
+		}
+		if st := pc.cc.State(); st.Closed || st.Closing {
+			// GOAWAY received, closed, or idle-closed: in-flight streams
+			// finish on it, new ones go elsewhere.
+			hp.removeLocked(i)
+			continue
+		}
+		i++
+	}
+	return nil
+}
+
+func (hp *hostPool) removeLocked(i int) {
+	last := len(hp.conns) - 1
+	hp.conns[i] = hp.conns[last]
+	hp.conns[last] = nil
+	hp.conns = hp.conns[:last]
+}
+
+// release ends a stream's hold on pc; unused says the stream never sent its
+// request, so its x/net reservation is kept for the next stream.
+func (hp *hostPool) release(pc *poolConn, unused bool) {
+	if unused {
+		hp.mu.Lock()
+		pc.spare++
+		hp.mu.Unlock()
+	}
+	pc.active.Add(-1)
+}
+
+// CloseIdle closes every connection that carries no stream.
+func (c *Client) CloseIdle() {
+	c.hosts.Range(func(_, v any) bool {
+		hp := v.(*hostPool)
+		hp.mu.Lock()
+		for i := 0; i < len(hp.conns); {
+			pc := hp.conns[i]
+			if pc.active.Load() == 0 && pc.cc.State().StreamsActive == 0 {
+				pc.cc.Close()
+				hp.removeLocked(i)
+				continue
+			}
+			i++
+		}
+		hp.mu.Unlock()
+		return true
+	})
+}
+
+// Close closes every connection, aborting streams in flight; NewStream
+// fails with ErrClientClosed afterwards.
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	c.hosts.Range(func(_, v any) bool {
+		hp := v.(*hostPool)
+		hp.mu.Lock()
+		for _, pc := range hp.conns {
+			pc.cc.Close()
+		}
+		clear(hp.conns)
+		hp.conns = hp.conns[:0]
+		hp.mu.Unlock()
+		return true
+	})
+	return nil
+}
+
+// connCount reports how many pooled connections key has (for tests).
+func (c *Client) connCount(key string) int {
+	hp := c.hostPool(key)
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	return len(hp.conns)
+}

@@ -1,0 +1,184 @@
+package connmgr
+
+import (
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"time"
+
+	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/stats"
+	"github.com/herald-proxy/herald/internal/streaminfo"
+)
+
+// CodecType chooses the downstream codec.
+type CodecType int
+
+// Codec types, as HttpConnectionManager.codec_type.
+const (
+	// Auto serves HTTP/2 when the connection starts with the HTTP/2 preface
+	// (or TLS negotiated h2), HTTP/1.1 otherwise.
+	Auto CodecType = iota
+	HTTP1
+	HTTP2
+)
+
+// ServerHeaderTransformation is HttpConnectionManager.server_header_transformation.
+type ServerHeaderTransformation int
+
+// Server header transformations.
+const (
+	// Overwrite sets server to ServerName on every response (Envoy's default).
+	Overwrite ServerHeaderTransformation = iota
+	// AppendIfAbsent sets server only when the upstream sent none.
+	AppendIfAbsent
+	// PassThrough never touches the server header.
+	PassThrough
+)
+
+// FilterFactory is one configured HTTP filter.
+type FilterFactory struct {
+	// Name is the filter's configured name (used for typed_per_filter_config).
+	Name    string
+	Factory httpfilter.Factory
+}
+
+// RouteResolver picks the route for request headers: the router's table.
+type RouteResolver interface {
+	// Resolve returns the matched route or nil.
+	Resolve(h *hhttp.Headers) httpfilter.Route
+}
+
+// AccessLogger writes one access-log entry; internal/accesslog.Logger has
+// this shape.
+type AccessLogger interface {
+	Log(info *streaminfo.Info)
+}
+
+// Config is an immutable, built HttpConnectionManager. It is shared by every
+// connection accepted while its snapshot is current.
+type Config struct {
+	StatPrefix string
+	Codec      CodecType
+	Filters    []FilterFactory
+	Routes     RouteResolver
+
+	// ServerName is the server header value; Envoy's default "envoy".
+	ServerName                 string
+	ServerHeaderTransformation ServerHeaderTransformation
+
+	// UseRemoteAddress: the connection's peer is the client address and is
+	// appended to x-forwarded-for. Envoy default false.
+	UseRemoteAddress bool
+	// XffNumTrustedHops: how many rightmost x-forwarded-for entries are
+	// trusted proxies. Envoy default 0.
+	XffNumTrustedHops int
+	SkipXffAppend     bool
+	// GenerateRequestID: add x-request-id when absent. Envoy default true.
+	GenerateRequestID            bool
+	PreserveExternalRequestID    bool
+	AlwaysSetRequestIDInResponse bool
+	// Via, when set, is appended to via on requests and responses.
+	Via string
+
+	// MaxRequestHeadersBytes: Envoy max_request_headers_kb, default 60 KiB.
+	MaxRequestHeadersBytes int
+	// MaxRequestHeadersCount: common_http_protocol_options.max_headers_count,
+	// default 100.
+	MaxRequestHeadersCount int
+	// StreamIdleTimeout: Envoy default 5 min; 0 disables.
+	StreamIdleTimeout time.Duration
+	// RequestTimeout: whole request received within; Envoy default 0 (off).
+	RequestTimeout time.Duration
+	// IdleTimeout: connection without streams; Envoy default 1 h.
+	IdleTimeout time.Duration
+	// MaxConnectionDuration: 0 = unlimited (Envoy default).
+	MaxConnectionDuration time.Duration
+	// DrainTimeout: HTTP/2 GOAWAY grace; Envoy default 5 s.
+	DrainTimeout time.Duration
+	// BufferLimit: per-stream buffer limit (listener
+	// per_connection_buffer_limit_bytes), Envoy default 1 MiB.
+	BufferLimit int
+
+	AccessLogs []AccessLogger
+	Stats      *Stats
+}
+
+// Stats are the http.<stat_prefix>.* stats Envoy's connection manager emits
+// (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/stats).
+type Stats struct {
+	DownstreamCxTotal         *stats.Counter
+	DownstreamCxActive        *stats.Gauge
+	DownstreamCxHTTP1Total    *stats.Counter
+	DownstreamCxHTTP1Active   *stats.Gauge
+	DownstreamCxHTTP2Total    *stats.Counter
+	DownstreamCxHTTP2Active   *stats.Gauge
+	DownstreamCxDestroy       *stats.Counter
+	DownstreamCxDestroyRemote *stats.Counter
+	DownstreamCxDestroyLocal  *stats.Counter
+	DownstreamCxRxBytesTotal  *stats.Counter
+	DownstreamCxTxBytesTotal  *stats.Counter
+	DownstreamCxProtocolError *stats.Counter
+	DownstreamCxIdleTimeout   *stats.Counter
+	DownstreamCxDrainClose    *stats.Counter
+	DownstreamCxLength        *stats.Histogram
+
+	DownstreamRqTotal           *stats.Counter
+	DownstreamRqHTTP1Total      *stats.Counter
+	DownstreamRqHTTP2Total      *stats.Counter
+	DownstreamRqActive          *stats.Gauge
+	DownstreamRqCompleted       *stats.Counter
+	DownstreamRqXX              [6]*stats.Counter // index 1..5
+	DownstreamRqTime            *stats.Histogram
+	DownstreamRqIdleTimeout     *stats.Counter
+	DownstreamRqTimeout         *stats.Counter
+	DownstreamRqHeaderTimeout   *stats.Counter
+	DownstreamRqTooLarge        *stats.Counter
+	DownstreamRqRxReset         *stats.Counter
+	DownstreamRqTxReset         *stats.Counter
+	DownstreamRqNonRelativePath *stats.Counter
+	DownstreamRqWsOnNonWsRoute  *stats.Counter
+	NoRoute                     *stats.Counter
+	RsTooLarge                  *stats.Counter
+}
+
+// NewStats looks up the http.<prefix>. stats in store.
+func NewStats(store *stats.Store, statPrefix string) *Stats {
+	sc := store.Scope("http." + statPrefix + ".")
+	s := &Stats{
+		DownstreamCxTotal:         sc.Counter("downstream_cx_total"),
+		DownstreamCxActive:        sc.Gauge("downstream_cx_active"),
+		DownstreamCxHTTP1Total:    sc.Counter("downstream_cx_http1_total"),
+		DownstreamCxHTTP1Active:   sc.Gauge("downstream_cx_http1_active"),
+		DownstreamCxHTTP2Total:    sc.Counter("downstream_cx_http2_total"),
+		DownstreamCxHTTP2Active:   sc.Gauge("downstream_cx_http2_active"),
+		DownstreamCxDestroy:       sc.Counter("downstream_cx_destroy"),
+		DownstreamCxDestroyRemote: sc.Counter("downstream_cx_destroy_remote"),
+		DownstreamCxDestroyLocal:  sc.Counter("downstream_cx_destroy_local"),
+		DownstreamCxRxBytesTotal:  sc.Counter("downstream_cx_rx_bytes_total"),
+		DownstreamCxTxBytesTotal:  sc.Counter("downstream_cx_tx_bytes_total"),
+		DownstreamCxProtocolError: sc.Counter("downstream_cx_protocol_error"),
+		DownstreamCxIdleTimeout:   sc.Counter("downstream_cx_idle_timeout"),
+		DownstreamCxDrainClose:    sc.Counter("downstream_cx_drain_close"),
+		DownstreamCxLength:        sc.Histogram("downstream_cx_length_ms", stats.Milliseconds),
+
+		DownstreamRqTotal:           sc.Counter("downstream_rq_total"),
+		DownstreamRqHTTP1Total:      sc.Counter("downstream_rq_http1_total"),
+		DownstreamRqHTTP2Total:      sc.Counter("downstream_rq_http2_total"),
+		DownstreamRqActive:          sc.Gauge("downstream_rq_active"),
+		DownstreamRqCompleted:       sc.Counter("downstream_rq_completed"),
+		DownstreamRqTime:            sc.Histogram("downstream_rq_time", stats.Milliseconds),
+		DownstreamRqIdleTimeout:     sc.Counter("downstream_rq_idle_timeout"),
+		DownstreamRqTimeout:         sc.Counter("downstream_rq_timeout"),
+		DownstreamRqHeaderTimeout:   sc.Counter("downstream_rq_header_timeout"),
+		DownstreamRqTooLarge:        sc.Counter("downstream_rq_too_large"),
+		DownstreamRqRxReset:         sc.Counter("downstream_rq_rx_reset"),
+		DownstreamRqTxReset:         sc.Counter("downstream_rq_tx_reset"),
+		DownstreamRqNonRelativePath: sc.Counter("downstream_rq_non_relative_path"),
+		DownstreamRqWsOnNonWsRoute:  sc.Counter("downstream_rq_ws_on_non_ws_route"),
+		NoRoute:                     sc.Counter("no_route"),
+		RsTooLarge:                  sc.Counter("rs_too_large"),
+	}
+	for i := 1; i <= 5; i++ {
+		s.DownstreamRqXX[i] = sc.Counter("downstream_rq_" + string(rune('0'+i)) + "xx")
+	}
+	return s
+}

@@ -1,0 +1,203 @@
+package connmgr
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/codec/http1"
+	"github.com/herald-proxy/herald/internal/http/codec/http2"
+	"github.com/herald-proxy/herald/internal/network"
+)
+
+// Connection states for drain handling of HTTP/1.1 connections.
+const (
+	connIdle int32 = iota
+	connActive
+	connClosed
+)
+
+// conn is one downstream connection served by a Config. Owned by the
+// goroutine in ServeConn; state and draining are shared with the drain
+// callback.
+type conn struct {
+	cfg      *Config
+	nc       *network.Conn
+	raw      net.Conn
+	http2    bool
+	state    atomic.Int32
+	draining atomic.Bool
+	drainCh  chan struct{}
+	once     sync.Once
+	// buf is the request body read buffer, reused by the streams of an
+	// HTTP/1.1 connection (one at a time).
+	buf []byte
+}
+
+var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ServeConn serves one downstream connection until it closes; it closes it.
+// It implements the terminal network filter's ServeConn.
+func (cfg *Config) ServeConn(nc *network.Conn) {
+	st := cfg.Stats
+	st.DownstreamCxTotal.Inc()
+	st.DownstreamCxActive.Inc()
+	start := time.Now()
+	c := &conn{cfg: cfg, nc: nc, drainCh: make(chan struct{})}
+	c.raw = &countingConn{Conn: nc.Conn, rx: st.DownstreamCxRxBytesTotal, tx: st.DownstreamCxTxBytesTotal}
+
+	codec := cfg.Codec
+	if codec == Auto {
+		switch nc.ALPN {
+		case "h2":
+			codec = HTTP2
+		case "http/1.1", "http/1.0":
+			codec = HTTP1
+		default:
+			var isH2 bool
+			var err error
+			c.raw, isH2, err = sniffHTTP2(c.raw, cfg.IdleTimeout)
+			if err != nil {
+				c.raw.Close()
+				st.DownstreamCxActive.Dec()
+				st.DownstreamCxDestroy.Inc()
+				st.DownstreamCxDestroyRemote.Inc()
+				return
+			}
+			if isH2 {
+				codec = HTTP2
+			} else {
+				codec = HTTP1
+			}
+		}
+	}
+	unregister := nc.OnDrain(c.onDrain)
+	opts := hhttp.ServerOptions{
+		MaxRequestHeadersBytes: cfg.MaxRequestHeadersBytes,
+		MaxRequestHeadersCount: cfg.MaxRequestHeadersCount,
+		IdleTimeout:            cfg.IdleTimeout,
+		Scheme:                 "http",
+	}
+	if nc.TLS {
+		opts.Scheme = "https"
+	}
+	var err error
+	if codec == HTTP2 {
+		c.http2 = true
+		st.DownstreamCxHTTP2Total.Inc()
+		st.DownstreamCxHTTP2Active.Inc()
+		err = http2.Serve(c.raw, opts, c, c.drainCh)
+		st.DownstreamCxHTTP2Active.Dec()
+	} else {
+		st.DownstreamCxHTTP1Total.Inc()
+		st.DownstreamCxHTTP1Active.Inc()
+		bp := bodyBufPool.Get().(*[]byte)
+		c.buf = *bp
+		err = http1.Serve(c.raw, opts, c)
+		c.buf = nil
+		bodyBufPool.Put(bp)
+		st.DownstreamCxHTTP1Active.Dec()
+	}
+	unregister()
+	c.state.Store(connClosed)
+	c.raw.Close()
+	st.DownstreamCxActive.Dec()
+	st.DownstreamCxDestroy.Inc()
+	var ne net.Error
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		st.DownstreamCxDestroyRemote.Inc()
+	case errors.As(err, &ne) && ne.Timeout():
+		st.DownstreamCxIdleTimeout.Inc()
+		st.DownstreamCxDestroyLocal.Inc()
+	default:
+		st.DownstreamCxDestroyLocal.Inc()
+	}
+	st.DownstreamCxLength.Record(uint64(time.Since(start).Milliseconds()))
+}
+
+// onDrain runs once when the listener drains: HTTP/2 gets GOAWAY; an idle
+// HTTP/1.1 connection is closed now, a busy one after its response (which
+// carries connection: close).
+func (c *conn) onDrain() {
+	c.draining.Store(true)
+	c.once.Do(func() { close(c.drainCh) })
+	if c.http2 {
+		return
+	}
+	if c.state.CompareAndSwap(connIdle, connClosed) {
+		c.cfg.Stats.DownstreamCxDrainClose.Inc()
+		c.raw.Close()
+	}
+}
+
+// h2Preface is the HTTP/2 client connection preface (RFC 9113 §3.4).
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// sniffHTTP2 reads until the first bytes are, or cannot be, the HTTP/2
+// preface (Envoy's AUTO codec detection), and returns a conn that replays
+// them.
+func sniffHTTP2(c net.Conn, idle time.Duration) (net.Conn, bool, error) {
+	buf := make([]byte, 0, len(h2Preface))
+	if idle > 0 {
+		c.SetReadDeadline(time.Now().Add(idle))
+	}
+	for {
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if !bytes.HasPrefix(h2Preface, buf) {
+			c.SetReadDeadline(time.Time{})
+			return &replayConn{Conn: c, pending: buf}, false, nil
+		}
+		if len(buf) == len(h2Preface) {
+			c.SetReadDeadline(time.Time{})
+			return &replayConn{Conn: c, pending: buf}, true, nil
+		}
+		if err != nil {
+			return c, false, err
+		}
+	}
+}
+
+// replayConn returns pending bytes before reading from the socket.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}
+
+// countingConn counts the connection's bytes into the
+// downstream_cx_{rx,tx}_bytes_total counters.
+type countingConn struct {
+	net.Conn
+	rx, tx interface{ Add(uint64) }
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.rx.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.tx.Add(uint64(n))
+	}
+	return n, err
+}

@@ -1,0 +1,601 @@
+package connmgr
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/streaminfo"
+)
+
+var streamIDs atomic.Uint64
+
+// stream is one request/response exchange (Envoy's ActiveStream). Owned by
+// the goroutine running ServeStream, except the fields marked atomic, which
+// the timeout timer reads.
+type stream struct {
+	c    *conn
+	cfg  *Config
+	s    hhttp.ServerStream
+	id   uint64
+	info streaminfo.Info
+
+	filters  []httpfilter.Filter
+	decoders []httpfilter.DecoderFilter // index-aligned with filters, nil when not a decoder
+	encoders []httpfilter.EncoderFilter
+
+	// decodeLimit: body events go to filters[0:decodeLimit]; set when a
+	// filter stops iteration on headers.
+	decodeLimit int
+	// curDecode is the index of the filter handling the current decode
+	// event; curEncode likewise for encode events (-1 outside one).
+	curDecode int
+	curEncode int
+
+	route         httpfilter.Route
+	routeResolved bool
+
+	remote netip.AddrPort
+
+	requestComplete  bool
+	responseStarted  bool
+	responseComplete bool
+	isGRPC           bool
+	isHead           bool
+	closeConn        bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// wd enforces the stream timeouts; nil when none is configured.
+	wd *watchdog
+}
+
+// Timeout kinds recorded in stream.timedOut.
+const (
+	noTimeout int32 = iota
+	idleTimeout
+	requestTimeout
+)
+
+var streamPool = sync.Pool{New: func() any { return &stream{} }}
+
+// ServeStream implements hhttp.StreamHandler.
+func (c *conn) ServeStream(s hhttp.ServerStream) {
+	if !c.http2 {
+		if !c.state.CompareAndSwap(connIdle, connActive) {
+			// Closed by drain while the request arrived: answer it, then close.
+			c.state.Store(connActive)
+		}
+		defer c.state.CompareAndSwap(connActive, connIdle)
+	}
+	as := streamPool.Get().(*stream)
+	as.serve(c, s)
+	as.reset()
+	streamPool.Put(as)
+}
+
+// ServeCodecError implements hhttp.StreamHandler: the request could not be
+// parsed; answer with the codec's status and Envoy's details, count it, log it.
+func (c *conn) ServeCodecError(s hhttp.ServerStream, err *hhttp.CodecError) {
+	c.cfg.Stats.DownstreamCxProtocolError.Inc()
+	as := streamPool.Get().(*stream)
+	as.begin(c, s)
+	as.info.SetFlag(streaminfo.DownstreamProtocolError)
+	as.closeConn = true
+	as.requestComplete = true
+	if err.Status == 431 || err.Status == 413 {
+		c.cfg.Stats.DownstreamRqTooLarge.Inc()
+	}
+	as.sendLocalReply(err.Status, "Bad Request", err.Details, nil)
+	as.end()
+	as.reset()
+	streamPool.Put(as)
+}
+
+func (as *stream) begin(c *conn, s hhttp.ServerStream) {
+	as.c = c
+	as.cfg = c.cfg
+	as.s = s
+	as.id = streamIDs.Add(1)
+	as.curDecode = -1
+	as.curEncode = -1
+	now := time.Now()
+	as.info.StartTime = now
+	as.info.Protocol = s.Protocol()
+	as.info.DownstreamLocalAddress = c.nc.Local
+	as.info.DirectRemoteAddress = c.nc.DirectRemote
+	as.info.DownstreamRemoteAddress = c.nc.Remote
+	as.info.RequestedServerName = c.nc.ServerName
+	as.remote = c.nc.Remote
+	as.ctx, as.cancel = context.WithCancel(s.Context())
+	h := s.RequestHeaders()
+	as.info.RequestHeaders = h
+	st := as.cfg.Stats
+	st.DownstreamRqTotal.Inc()
+	if c.http2 {
+		st.DownstreamRqHTTP2Total.Inc()
+	} else {
+		st.DownstreamRqHTTP1Total.Inc()
+	}
+	st.DownstreamRqActive.Inc()
+}
+
+func (as *stream) serve(c *conn, s hhttp.ServerStream) {
+	as.begin(c, s)
+	cfg := as.cfg
+	h := s.RequestHeaders()
+	as.isHead = h.Method() == "HEAD"
+	ct := h.Get("content-type")
+	as.isGRPC = len(ct) >= 16 && ct[:16] == "application/grpc"
+	if c.draining.Load() && !c.http2 {
+		as.closeConn = true
+	}
+	as.armTimer()
+
+	if !as.mutateRequestHeaders(h) {
+		as.end()
+		return
+	}
+	// Build the filter chain for this stream.
+	for _, f := range cfg.Filters {
+		flt := f.Factory(as)
+		as.filters = append(as.filters, flt)
+		d, _ := flt.(httpfilter.DecoderFilter)
+		e, _ := flt.(httpfilter.EncoderFilter)
+		as.decoders = append(as.decoders, d)
+		as.encoders = append(as.encoders, e)
+	}
+	as.decodeLimit = len(as.filters)
+
+	endStream := s.RequestEndStream()
+	if endStream {
+		as.markRequestComplete()
+	}
+	as.decodeHeaders(h, endStream)
+	if !endStream {
+		as.readBody()
+	}
+	if k := as.timedOutKind(); k != noTimeout && !as.responseComplete {
+		// A stream timeout fired while a filter waited (on the upstream).
+		as.onTimeout(k)
+	} else if !as.responseStarted && !as.responseComplete && as.ctx.Err() == nil {
+		// No filter answered: a filter stopped without answering.
+		as.sendLocalReply(500, "", "filter_chain_not_answered", nil)
+	}
+	as.end()
+}
+
+// readBody pumps the request body through the decoder filters.
+func (as *stream) readBody() {
+	buf := as.c.buf
+	var own *[]byte
+	if buf == nil {
+		own = bodyBufPool.Get().(*[]byte)
+		buf = *own
+		defer bodyBufPool.Put(own)
+	}
+	for !as.responseComplete {
+		n, err := as.s.ReadBody(buf)
+		if n > 0 {
+			as.touch()
+			as.info.BytesReceived += uint64(n)
+		}
+		if err == io.EOF {
+			as.markRequestComplete()
+			if t := as.s.RequestTrailers(); t != nil && t.Len() > 0 {
+				if n > 0 {
+					as.decodeData(buf[:n], false)
+				}
+				as.decodeTrailers(t)
+			} else {
+				as.decodeData(buf[:n], true)
+			}
+			return
+		}
+		if n > 0 {
+			as.decodeData(buf[:n], false)
+		}
+		if err != nil {
+			as.onDownstreamReadError(err)
+			return
+		}
+	}
+}
+
+// onDownstreamReadError handles a failed request body read: a codec error
+// answers 400 (or the codec's status), a timeout answers 408, a reset ends
+// the stream.
+func (as *stream) onDownstreamReadError(err error) {
+	as.closeConn = true
+	if k := as.timedOutKind(); k != noTimeout {
+		as.onTimeout(k)
+		return
+	}
+	var ce *hhttp.CodecError
+	if errors.As(err, &ce) {
+		as.cfg.Stats.DownstreamCxProtocolError.Inc()
+		as.info.SetFlag(streaminfo.DownstreamProtocolError)
+		if !as.responseStarted {
+			as.sendLocalReply(ce.Status, "Bad Request", ce.Details, nil)
+		}
+		return
+	}
+	as.cfg.Stats.DownstreamRqRxReset.Inc()
+	as.info.SetFlag(streaminfo.DownstreamConnectionTermination)
+	as.info.ResponseCodeDetails = "downstream_remote_disconnect"
+	as.abortUpstream()
+	as.responseComplete = true
+}
+
+func (as *stream) onTimeout(kind int32) {
+	as.closeConn = true
+	switch kind {
+	case idleTimeout:
+		as.cfg.Stats.DownstreamRqIdleTimeout.Inc()
+		as.info.SetFlag(streaminfo.StreamIdleTimeout)
+		if !as.responseStarted {
+			as.sendLocalReply(408, "stream timeout", "stream_idle_timeout", nil)
+		}
+	case requestTimeout:
+		as.cfg.Stats.DownstreamRqTimeout.Inc()
+		if !as.responseStarted {
+			as.sendLocalReply(408, "request timeout", "request_overall_timeout", nil)
+		}
+	}
+	as.responseComplete = true
+}
+
+func (as *stream) decodeHeaders(h *hhttp.Headers, endStream bool) {
+	as.touch()
+	for i, d := range as.decoders {
+		if d == nil {
+			continue
+		}
+		as.curDecode = i
+		st := d.DecodeHeaders(h, endStream)
+		as.curDecode = -1
+		if st == httpfilter.Stop || as.responseComplete {
+			as.decodeLimit = i + 1
+			return
+		}
+	}
+}
+
+func (as *stream) decodeData(data []byte, endStream bool) {
+	as.touch()
+	for i := 0; i < as.decodeLimit; i++ {
+		d := as.decoders[i]
+		if d == nil {
+			continue
+		}
+		as.curDecode = i
+		st := d.DecodeData(data, endStream)
+		as.curDecode = -1
+		if st == httpfilter.Stop || as.responseComplete {
+			return
+		}
+	}
+}
+
+func (as *stream) decodeTrailers(t *hhttp.Headers) {
+	as.touch()
+	for i := 0; i < as.decodeLimit; i++ {
+		d := as.decoders[i]
+		if d == nil {
+			continue
+		}
+		as.curDecode = i
+		st := d.DecodeTrailers(t)
+		as.curDecode = -1
+		if st == httpfilter.Stop || as.responseComplete {
+			return
+		}
+	}
+}
+
+// encodeStart is the index of the first encoder filter to run for an
+// encode event raised by the current filter: encoder filters run in reverse
+// order; a decoder filter's response goes through every encoder filter, an
+// encoder filter's through those before it.
+func (as *stream) encodeStart() int {
+	if as.curEncode >= 0 {
+		return as.curEncode - 1
+	}
+	return len(as.encoders) - 1
+}
+
+// EncodeHeaders implements httpfilter.Callbacks.
+func (as *stream) EncodeHeaders(h *hhttp.Headers, endStream bool) error {
+	as.touch()
+	prev := as.curEncode
+	for i := as.encodeStart(); i >= 0; i-- {
+		e := as.encoders[i]
+		if e == nil {
+			continue
+		}
+		as.curEncode = i
+		st := e.EncodeHeaders(h, endStream)
+		as.curEncode = prev
+		if st == httpfilter.Stop {
+			return nil
+		}
+	}
+	as.curEncode = prev
+	return as.writeHeaders(h, endStream)
+}
+
+// EncodeData implements httpfilter.Callbacks.
+func (as *stream) EncodeData(data []byte, endStream bool) error {
+	as.touch()
+	prev := as.curEncode
+	for i := as.encodeStart(); i >= 0; i-- {
+		e := as.encoders[i]
+		if e == nil {
+			continue
+		}
+		as.curEncode = i
+		st := e.EncodeData(data, endStream)
+		as.curEncode = prev
+		if st == httpfilter.Stop {
+			return nil
+		}
+	}
+	as.curEncode = prev
+	as.info.BytesSent += uint64(len(data))
+	err := as.s.WriteData(data, endStream)
+	if endStream {
+		as.responseComplete = true
+	}
+	if err != nil {
+		as.onDownstreamWriteError(err)
+	}
+	return err
+}
+
+// EncodeTrailers implements httpfilter.Callbacks.
+func (as *stream) EncodeTrailers(t *hhttp.Headers) error {
+	as.touch()
+	prev := as.curEncode
+	for i := as.encodeStart(); i >= 0; i-- {
+		e := as.encoders[i]
+		if e == nil {
+			continue
+		}
+		as.curEncode = i
+		st := e.EncodeTrailers(t)
+		as.curEncode = prev
+		if st == httpfilter.Stop {
+			return nil
+		}
+	}
+	as.curEncode = prev
+	as.info.ResponseTrailers = t
+	err := as.s.WriteTrailers(t)
+	as.responseComplete = true
+	if err != nil {
+		as.onDownstreamWriteError(err)
+	}
+	return err
+}
+
+func (as *stream) writeHeaders(h *hhttp.Headers, endStream bool) error {
+	as.mutateResponseHeaders(h)
+	as.responseStarted = true
+	as.info.ResponseCode = h.StatusCode()
+	as.info.ResponseHeaders = h
+	if as.isHead {
+		endStream = true
+	}
+	err := as.s.WriteHeaders(h, endStream)
+	if endStream {
+		as.responseComplete = true
+	}
+	if err != nil {
+		as.onDownstreamWriteError(err)
+	}
+	return err
+}
+
+func (as *stream) onDownstreamWriteError(error) {
+	as.closeConn = true
+	as.responseComplete = true
+	as.cfg.Stats.DownstreamRqTxReset.Inc()
+	as.info.SetFlag(streaminfo.DownstreamConnectionTermination)
+	as.abortUpstream()
+}
+
+// abortUpstream cancels the stream context, which the router watches.
+func (as *stream) abortUpstream() { as.cancel() }
+
+// end finishes the stream: stats, access logs.
+func (as *stream) end() {
+	as.stopTimer()
+	as.info.EndTime = time.Now()
+	st := as.cfg.Stats
+	st.DownstreamRqActive.Dec()
+	if code := as.info.ResponseCode; code >= 100 && code < 600 {
+		st.DownstreamRqXX[code/100].Inc()
+		st.DownstreamRqCompleted.Inc()
+	}
+	st.DownstreamRqTime.Record(uint64(as.info.EndTime.Sub(as.info.StartTime).Milliseconds()))
+	for _, f := range as.filters {
+		if d, ok := f.(httpfilter.Destroyer); ok {
+			d.OnDestroy()
+		}
+	}
+	for _, l := range as.cfg.AccessLogs {
+		l.Log(&as.info)
+	}
+	as.cancel()
+}
+
+func (as *stream) reset() {
+	filters := as.filters[:0]
+	decoders := as.decoders[:0]
+	encoders := as.encoders[:0]
+	for i := range as.filters {
+		as.filters[i] = nil
+		as.decoders[i] = nil
+		as.encoders[i] = nil
+	}
+	*as = stream{}
+	as.filters, as.decoders, as.encoders = filters, decoders, encoders
+}
+
+// touch records stream activity for the idle timeout.
+func (as *stream) touch() {
+	if as.wd != nil && as.cfg.StreamIdleTimeout > 0 {
+		as.wd.lastActivity.Store(time.Now().UnixNano())
+	}
+}
+
+// timedOutKind reports which timeout fired, if any.
+func (as *stream) timedOutKind() int32 {
+	if as.wd == nil {
+		return noTimeout
+	}
+	return as.wd.timedOut.Load()
+}
+
+// markRequestComplete records that the whole request was received.
+func (as *stream) markRequestComplete() {
+	as.requestComplete = true
+	if as.wd != nil {
+		as.wd.reqDone.Store(true)
+	}
+}
+
+// armTimer starts the stream's watchdog when a timeout is configured.
+func (as *stream) armTimer() {
+	idle, req := as.cfg.StreamIdleTimeout, as.cfg.RequestTimeout
+	if idle <= 0 && req <= 0 {
+		return
+	}
+	// TODO(#3): one timer per connection (or a timer wheel) instead of one
+	// per stream; this costs a few allocations per request.
+	wd := &watchdog{idle: idle, request: req, start: as.info.StartTime, cancel: as.cancel}
+	if !as.c.http2 {
+		wd.raw = as.c.raw
+	}
+	wd.lastActivity.Store(time.Now().UnixNano())
+	d := idle
+	if req > 0 && (d <= 0 || req < d) {
+		d = req
+	}
+	wd.timer = time.AfterFunc(d, wd.fire)
+	as.wd = wd
+}
+
+func (as *stream) stopTimer() {
+	if as.wd != nil {
+		as.wd.timer.Stop()
+	}
+}
+
+// watchdog enforces stream_idle_timeout and request_timeout. Its fields are
+// shared between the stream goroutine and the timer goroutine.
+type watchdog struct {
+	timer        *time.Timer
+	idle         time.Duration
+	request      time.Duration
+	start        time.Time
+	cancel       context.CancelFunc
+	raw          interface{ SetReadDeadline(time.Time) error }
+	lastActivity atomic.Int64
+	reqDone      atomic.Bool
+	timedOut     atomic.Int32
+}
+
+// fire runs on the timer goroutine.
+func (wd *watchdog) fire() {
+	now := time.Now()
+	if wd.request > 0 && !wd.reqDone.Load() && now.Sub(wd.start) >= wd.request {
+		wd.expire(requestTimeout)
+		return
+	}
+	next := time.Duration(0)
+	if wd.idle > 0 {
+		idle := now.Sub(time.Unix(0, wd.lastActivity.Load()))
+		if idle >= wd.idle {
+			wd.expire(idleTimeout)
+			return
+		}
+		next = wd.idle - idle
+	}
+	if wd.request > 0 && !wd.reqDone.Load() {
+		if rem := wd.start.Add(wd.request).Sub(now); next == 0 || rem < next {
+			next = rem
+		}
+	}
+	if next > 0 {
+		wd.timer.Reset(next)
+	}
+}
+
+// expire marks the stream timed out and unblocks its goroutine: a
+// downstream read is woken by a past deadline, the upstream by the context.
+func (wd *watchdog) expire(kind int32) {
+	if !wd.timedOut.CompareAndSwap(noTimeout, kind) {
+		return
+	}
+	wd.cancel()
+	if wd.raw != nil {
+		wd.raw.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// --- httpfilter.Callbacks ---
+
+var _ httpfilter.Callbacks = (*stream)(nil)
+
+// Context implements httpfilter.Callbacks.
+func (as *stream) Context() context.Context { return as.ctx }
+
+// StreamInfo implements httpfilter.Callbacks.
+func (as *stream) StreamInfo() *streaminfo.Info { return &as.info }
+
+// Route implements httpfilter.Callbacks.
+func (as *stream) Route() httpfilter.Route {
+	if !as.routeResolved {
+		as.routeResolved = true
+		if as.cfg.Routes != nil {
+			as.route = as.cfg.Routes.Resolve(as.s.RequestHeaders())
+		}
+	}
+	return as.route
+}
+
+// ClearRouteCache implements httpfilter.Callbacks.
+func (as *stream) ClearRouteCache() { as.routeResolved = false; as.route = nil }
+
+// SendLocalReply implements httpfilter.Callbacks.
+func (as *stream) SendLocalReply(code int, body, details string, modify func(*hhttp.Headers)) {
+	as.sendLocalReply(code, body, details, modify)
+}
+
+// ResponseStarted implements httpfilter.Callbacks.
+func (as *stream) ResponseStarted() bool { return as.responseStarted }
+
+// DownstreamRemoteAddress implements httpfilter.Callbacks.
+func (as *stream) DownstreamRemoteAddress() netip.AddrPort { return as.remote }
+
+// DownstreamDirectRemoteAddress implements httpfilter.Callbacks.
+func (as *stream) DownstreamDirectRemoteAddress() netip.AddrPort { return as.c.nc.DirectRemote }
+
+// BufferLimit implements httpfilter.Callbacks.
+func (as *stream) BufferLimit() int {
+	if as.cfg.BufferLimit > 0 {
+		return as.cfg.BufferLimit
+	}
+	return 1 << 20
+}
+
+// StreamID implements httpfilter.Callbacks.
+func (as *stream) StreamID() uint64 { return as.id }

@@ -1,0 +1,124 @@
+package network
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Conn is one accepted downstream connection. It is owned by the goroutine
+// serving the connection; the drain fields are safe for concurrent use.
+type Conn struct {
+	// Conn is the transport: the accepted socket, or a TLS conn over it.
+	net.Conn
+	// Ctx is cancelled when the server stops hard.
+	Ctx context.Context
+	// ListenerName is the listener's configured name.
+	ListenerName string
+	// LocalAddr and RemoteAddr are the socket's addresses (after
+	// proxy_protocol / original_dst, when those listener filters ran).
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	// DirectRemote is the socket peer, whatever proxy_protocol said.
+	DirectRemote netip.AddrPort
+	// TLS is true when the transport socket is TLS.
+	TLS bool
+	// ServerName is the SNI the client sent, "" when none.
+	ServerName string
+	// ALPN is the negotiated application protocol ("h2", "http/1.1"), "" when none.
+	ALPN string
+	// Accepted is when the listener accepted the connection.
+	Accepted time.Time
+	// BufferLimit is per_connection_buffer_limit_bytes (Envoy default 1 MiB).
+	BufferLimit int
+
+	drain *Drain
+}
+
+// NewConn wraps c for drain signal d (may be nil).
+func NewConn(ctx context.Context, c net.Conn, d *Drain) *Conn {
+	nc := &Conn{Conn: c, Ctx: ctx, drain: d, Accepted: time.Now(), BufferLimit: 1 << 20}
+	nc.Local = AddrPortOf(c.LocalAddr())
+	nc.Remote = AddrPortOf(c.RemoteAddr())
+	nc.DirectRemote = nc.Remote
+	return nc
+}
+
+// Draining reports whether the listener that accepted c is draining.
+func (c *Conn) Draining() bool { return c.drain != nil && c.drain.Draining() }
+
+// OnDrain registers fn to run once when the listener starts draining (at
+// once if it already is). The returned function unregisters it; call it when
+// the connection ends.
+func (c *Conn) OnDrain(fn func()) (unregister func()) {
+	if c.drain == nil {
+		return func() {}
+	}
+	return c.drain.Register(fn)
+}
+
+// AddrPortOf converts a net.Addr of TCP or UDP to netip.AddrPort (zero when
+// it is neither).
+func AddrPortOf(a net.Addr) netip.AddrPort {
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		ap := v.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case *net.UDPAddr:
+		ap := v.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// Drain is a listener's drain signal: connections register a callback and
+// are told once when draining starts.
+type Drain struct {
+	draining atomic.Bool
+	mu       sync.Mutex
+	next     uint64
+	fns      map[uint64]func()
+}
+
+// NewDrain returns a signal that is not draining.
+func NewDrain() *Drain { return &Drain{fns: map[uint64]func(){}} }
+
+// Draining reports whether Start was called.
+func (d *Drain) Draining() bool { return d.draining.Load() }
+
+// Register adds fn; it runs at once when already draining.
+func (d *Drain) Register(fn func()) func() {
+	d.mu.Lock()
+	if d.draining.Load() {
+		d.mu.Unlock()
+		fn()
+		return func() {}
+	}
+	id := d.next
+	d.next++
+	d.fns[id] = fn
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		delete(d.fns, id)
+		d.mu.Unlock()
+	}
+}
+
+// Start begins draining: every registered callback runs once.
+func (d *Drain) Start() {
+	d.mu.Lock()
+	if d.draining.Swap(true) {
+		d.mu.Unlock()
+		return
+	}
+	fns := d.fns
+	d.fns = map[uint64]func(){}
+	d.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}

@@ -1,0 +1,5 @@
+package router
+
+import "syscall"
+
+var errConnRefused = syscall.ECONNREFUSED

@@ -1,0 +1,503 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/codec/http1"
+	"github.com/herald-proxy/herald/internal/http/codec/http2"
+	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/stats"
+	"github.com/herald-proxy/herald/internal/streaminfo"
+	"github.com/herald-proxy/herald/internal/upstream"
+)
+
+// Envoy's router local-reply bodies and response_code_details
+// (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/response_code_details).
+const (
+	bodyNoHealthyUpstream = "no healthy upstream"
+	bodyTimeout           = "upstream request timeout"
+	bodyResetPrefix       = "upstream connect error or disconnect/reset before headers. reset reason: "
+
+	detailsRouteNotFound    = "route_not_found"
+	detailsClusterNotFound  = "cluster_not_found"
+	detailsNoHealthy        = "no_healthy_upstream"
+	detailsDirectResponse   = "direct_response"
+	detailsViaUpstream      = "via_upstream"
+	detailsResponseTimeout  = "upstream_response_timeout"
+	detailsResetBeforeStart = "upstream_reset_before_response_started"
+	detailsResetAfterStart  = "upstream_reset_after_response_started"
+
+	hdrUpstreamServiceTime = "x-envoy-upstream-service-time"
+	hdrExpectedTimeout     = "x-envoy-expected-rq-timeout-ms"
+	hdrOverloaded          = "x-envoy-overloaded"
+)
+
+// FilterConfig is the built envoy.filters.http.router: shared by every
+// stream of a connection manager. Immutable.
+type FilterConfig struct {
+	Clusters *upstream.Manager
+	// SuppressEnvoyHeaders: don't add x-envoy-* headers (Envoy default false).
+	SuppressEnvoyHeaders bool
+	// H2 multiplexes HTTP/2 upstreams; shared by the streams of the snapshot.
+	H2      *http2.Client
+	noRoute *stats.Counter
+}
+
+// NewFilterConfig builds a router config. statPrefix is "http.<prefix>.".
+func NewFilterConfig(clusters *upstream.Manager, store *stats.Store, statPrefix string, suppress bool, h2 *http2.Client) *FilterConfig {
+	return &FilterConfig{
+		Clusters:             clusters,
+		SuppressEnvoyHeaders: suppress,
+		H2:                   h2,
+		noRoute:              store.Counter(statPrefix + "no_route"),
+	}
+}
+
+// NewFilter is the per-stream constructor (httpfilter.Factory).
+func (c *FilterConfig) NewFilter(cb httpfilter.Callbacks) httpfilter.Filter {
+	f := filterPool.Get().(*Filter)
+	f.cfg = c
+	f.cb = cb
+	return f
+}
+
+var filterPool = sync.Pool{New: func() any { return &Filter{} }}
+
+// Filter forwards one stream upstream (Envoy's router filter). It runs on
+// the stream's goroutine: request bytes are written upstream as they come;
+// once the request ends the response is read and encoded downstream on the
+// same goroutine — no hand-off between the two halves.
+type Filter struct {
+	cfg *FilterConfig
+	cb  httpfilter.Callbacks
+
+	route   *Route
+	wc      *WeightedCluster
+	cluster *upstream.Cluster
+	host    *upstream.Host
+	headers *hhttp.Headers
+
+	up       hhttp.UpstreamStream
+	h1       *h1Conn // set for HTTP/1.1 upstreams
+	reused   bool
+	sentBody bool
+	start    time.Time
+	deadline time.Time
+	stopWake func() bool
+	resp     hhttp.Headers
+	active   bool
+}
+
+var (
+	_ httpfilter.DecoderFilter = (*Filter)(nil)
+	_ httpfilter.Destroyer     = (*Filter)(nil)
+	_ HeaderValueContext       = (*Filter)(nil)
+)
+
+// DecodeHeaders implements httpfilter.DecoderFilter.
+func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Status {
+	info := f.cb.StreamInfo()
+	rt, _ := f.cb.Route().(*Route)
+	if rt == nil {
+		f.cfg.noRoute.Inc()
+		info.SetFlag(streaminfo.NoRouteFound)
+		f.cb.SendLocalReply(404, "", detailsRouteNotFound, nil)
+		return httpfilter.Stop
+	}
+	f.route = rt
+	info.RouteName = rt.Name()
+	switch rt.Kind() {
+	case ActionDirectResponse:
+		f.cb.SendLocalReply(rt.Status(), rt.DirectResponseBody(), detailsDirectResponse, func(rh *hhttp.Headers) {
+			rt.ApplyResponseHeaders(rh, nil, f)
+		})
+		return httpfilter.Stop
+	case ActionRedirect:
+		loc := rt.RedirectLocation(h)
+		f.cb.SendLocalReply(rt.Status(), "", detailsDirectResponse, func(rh *hhttp.Headers) {
+			rh.Set("location", loc)
+			rt.ApplyResponseHeaders(rh, nil, f)
+		})
+		return httpfilter.Stop
+	}
+
+	name, wc := rt.PickCluster(h, rand.Uint64())
+	f.wc = wc
+	info.UpstreamCluster = name
+	cl := f.cfg.Clusters.Cluster(name)
+	if cl == nil {
+		info.SetFlag(streaminfo.NoClusterFound)
+		f.cb.SendLocalReply(rt.ClusterNotFoundCode(), "", detailsClusterNotFound, nil)
+		return httpfilter.Stop
+	}
+	f.cluster = cl
+	host := cl.Pick(&upstream.LBContext{})
+	if host == nil {
+		cl.Stats.UpstreamCxNoneHealthy.Inc()
+		info.SetFlag(streaminfo.NoHealthyUpstream)
+		f.cb.SendLocalReply(503, bodyNoHealthyUpstream, detailsNoHealthy, nil)
+		return httpfilter.Stop
+	}
+	f.host = host
+	info.UpstreamHost = host.Address()
+
+	rt.FinalizeRequestHeaders(h, wc, f, !f.cfg.SuppressEnvoyHeaders)
+	if rt.AutoHostRewrite() {
+		h.Set(hhttp.Authority, host.Hostname())
+	}
+	timeout := rt.Timeout()
+	if timeout > 0 && !f.cfg.SuppressEnvoyHeaders {
+		h.Set(hdrExpectedTimeout, strconv.FormatInt(timeout.Milliseconds(), 10))
+	}
+	f.headers = h
+	f.start = time.Now()
+	cl.Stats.UpstreamRqTotal.Inc()
+	cl.Stats.UpstreamRqActive.Inc()
+	f.active = true
+	host.Stats.RqTotal.Inc()
+
+	if !f.open(endStream) {
+		return httpfilter.Stop
+	}
+	if endStream {
+		f.finish()
+	}
+	return httpfilter.Stop
+}
+
+// open gets an upstream stream and writes the request headers, retrying
+// once on a fresh connection when a reused keep-alive connection turns out
+// to be closed (the request was not sent, so this is safe for any method).
+func (f *Filter) open(endStream bool) bool {
+	for attempt := 0; ; attempt++ {
+		err := f.connect()
+		if err != nil {
+			f.connectFailed(err)
+			return false
+		}
+		if err = f.up.WriteHeaders(f.headers, endStream); err == nil {
+			return true
+		}
+		stale := f.reused && attempt == 0
+		f.closeUpstream(err)
+		if !stale {
+			f.upstreamReset(err)
+			return false
+		}
+	}
+}
+
+// connect takes a pooled connection or dials one.
+func (f *Filter) connect() error {
+	ctx := f.cb.Context()
+	cl, host := f.cluster, f.host
+	if cl.HTTPProtocol() == upstream.HTTP2 && f.cfg.H2 != nil {
+		s, err := f.cfg.H2.NewStream(ctx, host.Address(), func(ctx context.Context) (net.Conn, error) {
+			return cl.Dial(ctx, host)
+		})
+		if err != nil {
+			return err
+		}
+		f.up = s
+		f.reused = false
+		return nil
+	}
+	if pc, ok := host.Idle().Get().(*h1Conn); ok && pc != nil {
+		f.h1 = pc
+		f.reused = true
+	} else {
+		nc, err := cl.Dial(ctx, host)
+		if err != nil {
+			return err
+		}
+		f.h1 = &h1Conn{nc: nc, cc: http1.NewClientConn(nc)}
+		f.reused = false
+	}
+	f.h1.cc.Reset()
+	f.up = f.h1.cc
+	// The stream context ends on downstream disconnect and stream timeouts:
+	// wake any blocked upstream I/O.
+	nc := f.h1.nc
+	f.stopWake = context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	if t := f.route.Timeout(); t > 0 {
+		f.deadline = f.start.Add(t)
+	}
+	return nil
+}
+
+// DecodeData implements httpfilter.DecoderFilter.
+func (f *Filter) DecodeData(data []byte, endStream bool) httpfilter.Status {
+	if f.up == nil {
+		return httpfilter.Stop
+	}
+	if len(data) > 0 || endStream {
+		f.sentBody = true
+		if err := f.up.WriteData(data, endStream); err != nil {
+			f.closeUpstream(err)
+			f.upstreamReset(err)
+			return httpfilter.Stop
+		}
+	}
+	if endStream {
+		f.finish()
+	}
+	return httpfilter.Stop
+}
+
+// DecodeTrailers implements httpfilter.DecoderFilter.
+func (f *Filter) DecodeTrailers(t *hhttp.Headers) httpfilter.Status {
+	if f.up == nil {
+		return httpfilter.Stop
+	}
+	if err := f.up.WriteTrailers(t); err != nil {
+		f.closeUpstream(err)
+		f.upstreamReset(err)
+		return httpfilter.Stop
+	}
+	f.finish()
+	return httpfilter.Stop
+}
+
+// finish reads the response and encodes it downstream. The route timeout
+// runs from the end of the request to the end of the response, as Envoy's.
+func (f *Filter) finish() {
+	if t := f.route.Timeout(); t > 0 {
+		f.deadline = time.Now().Add(t)
+		if f.h1 != nil {
+			f.h1.nc.SetReadDeadline(f.deadline)
+		}
+	}
+	info := f.cb.StreamInfo()
+	f.resp.Reset()
+	endStream, err := f.up.ReadHeaders(&f.resp)
+	if err != nil {
+		f.closeUpstream(err)
+		f.upstreamReset(err)
+		return
+	}
+	code := f.resp.StatusCode()
+	f.cluster.RecordResponse(code)
+	info.ResponseCodeDetails = detailsViaUpstream
+	if !f.cfg.SuppressEnvoyHeaders {
+		f.resp.Set(hdrUpstreamServiceTime, strconv.FormatInt(time.Since(f.start).Milliseconds(), 10))
+	}
+	f.route.ApplyResponseHeaders(&f.resp, f.wc, f)
+	if err := f.cb.EncodeHeaders(&f.resp, endStream); err != nil {
+		f.closeUpstream(err)
+		return
+	}
+	if endStream {
+		f.complete(code)
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := f.up.ReadBody(buf)
+		if err == io.EOF {
+			tr := f.up.Trailers()
+			if tr != nil && tr.Len() > 0 {
+				if n > 0 {
+					if f.cb.EncodeData(buf[:n], false) != nil {
+						f.closeUpstream(errDownstream)
+						return
+					}
+				}
+				if f.cb.EncodeTrailers(tr) != nil {
+					f.closeUpstream(errDownstream)
+					return
+				}
+			} else if f.cb.EncodeData(buf[:n], true) != nil {
+				f.closeUpstream(errDownstream)
+				return
+			}
+			f.complete(code)
+			return
+		}
+		if n > 0 {
+			if f.cb.EncodeData(buf[:n], false) != nil {
+				f.closeUpstream(errDownstream)
+				return
+			}
+		}
+		if err != nil {
+			f.closeUpstream(err)
+			f.upstreamReset(err)
+			return
+		}
+	}
+}
+
+var errDownstream = errors.New("router: downstream went away")
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// complete releases the upstream stream after a full exchange.
+func (f *Filter) complete(code int) {
+	f.host.Stats.RqSuccess.Inc()
+	f.closeUpstream(nil)
+}
+
+// closeUpstream ends the upstream stream; a clean HTTP/1.1 exchange goes
+// back to the host's idle pool.
+func (f *Filter) closeUpstream(err error) {
+	if f.stopWake != nil {
+		f.stopWake()
+		f.stopWake = nil
+	}
+	if f.up == nil {
+		return
+	}
+	if f.h1 != nil {
+		pc := f.h1
+		f.h1 = nil
+		f.up = nil
+		if err == nil && pc.cc.Reusable() {
+			pc.nc.SetDeadline(time.Time{})
+			if f.host.Idle().Put(pc) {
+				return
+			}
+		}
+		pc.Close()
+		return
+	}
+	f.up.Close(err)
+	f.up = nil
+}
+
+// connectFailed answers 503 for a connection that could not be made.
+func (f *Filter) connectFailed(err error) {
+	info := f.cb.StreamInfo()
+	if f.cb.Context().Err() != nil {
+		return
+	}
+	info.SetFlag(streaminfo.UpstreamConnectionFailure)
+	reason := connectFailureReason(err)
+	info.UpstreamTransportFailureReason = reason
+	f.host.Stats.RqError.Inc()
+	f.cluster.RecordResponse(503)
+	f.cb.SendLocalReply(503, bodyResetPrefix+"remote connection failure, transport failure reason: "+reason,
+		detailsResetBeforeStart+"{remote_connection_failure|"+detailsToken(reason)+"}", nil)
+}
+
+// upstreamReset handles an upstream that failed after the connection was
+// made: a timeout answers 504, a reset 503, or — once the response has
+// started — resets the downstream stream.
+func (f *Filter) upstreamReset(err error) {
+	info := f.cb.StreamInfo()
+	if f.cb.Context().Err() != nil && !f.timedOut(err) {
+		// The downstream went away or a stream timeout fired: the connection
+		// manager answers for the stream.
+		return
+	}
+	f.host.Stats.RqError.Inc()
+	if f.timedOut(err) {
+		f.cluster.Stats.UpstreamRqTimeout.Inc()
+		info.SetFlag(streaminfo.UpstreamRequestTimeout)
+		if !f.cb.ResponseStarted() {
+			f.cluster.RecordResponse(504)
+		}
+		f.cb.SendLocalReply(504, bodyTimeout, detailsResponseTimeout, nil)
+		return
+	}
+	if f.cb.ResponseStarted() {
+		info.SetFlag(streaminfo.UpstreamRemoteReset)
+		f.cb.SendLocalReply(502, "", detailsResetAfterStart+"{remote_reset}", nil)
+		return
+	}
+	info.SetFlag(streaminfo.UpstreamConnectionTermination)
+	f.cluster.RecordResponse(503)
+	f.cb.SendLocalReply(503, bodyResetPrefix+"connection termination", detailsResetBeforeStart+"{connection_termination}", nil)
+}
+
+// timedOut reports whether err is the route timeout.
+func (f *Filter) timedOut(err error) bool {
+	if f.deadline.IsZero() {
+		return false
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return !time.Now().Before(f.deadline)
+	}
+	return false
+}
+
+// OnDestroy implements httpfilter.Destroyer.
+func (f *Filter) OnDestroy() {
+	f.closeUpstream(errDownstream)
+	if f.active {
+		f.cluster.Stats.UpstreamRqActive.Dec()
+		f.cluster.Stats.UpstreamRqCompleted.Inc()
+		f.cluster.Stats.UpstreamRqTime.Record(uint64(time.Since(f.start).Milliseconds()))
+	}
+	*f = Filter{resp: hhttp.Headers{Fields: f.resp.Fields[:0]}}
+	filterPool.Put(f)
+}
+
+// connectFailureReason renders a dial error as Envoy's transport failure
+// reason ("delayed connect error: Connection refused").
+func connectFailureReason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "connection timeout"
+	case errors.Is(err, errConnRefused):
+		return "delayed connect error: Connection refused"
+	}
+	return "delayed connect error: " + err.Error()
+}
+
+// detailsToken turns a reason into the response_code_details form (spaces
+// become underscores, as Envoy's StringUtil::replaceAllEmptySpace).
+func detailsToken(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == ' ' || c == '\t' {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// --- HeaderValueContext ---
+
+// DownstreamRemoteAddress implements HeaderValueContext.
+func (f *Filter) DownstreamRemoteAddress() netip.AddrPort { return f.cb.DownstreamRemoteAddress() }
+
+// DownstreamDirectRemoteAddress implements HeaderValueContext.
+func (f *Filter) DownstreamDirectRemoteAddress() netip.AddrPort {
+	return f.cb.DownstreamDirectRemoteAddress()
+}
+
+// DownstreamLocalAddress implements HeaderValueContext.
+func (f *Filter) DownstreamLocalAddress() netip.AddrPort {
+	return f.cb.StreamInfo().DownstreamLocalAddress
+}
+
+// Protocol implements HeaderValueContext.
+func (f *Filter) Protocol() string { return f.cb.StreamInfo().Protocol }
+
+// UpstreamHost implements HeaderValueContext.
+func (f *Filter) UpstreamHost() string { return f.cb.StreamInfo().UpstreamHost }
+
+// RequestHeaders implements HeaderValueContext.
+func (f *Filter) RequestHeaders() *hhttp.Headers { return f.cb.StreamInfo().RequestHeaders }
+
+// h1Conn is a pooled HTTP/1.1 upstream connection.
+type h1Conn struct {
+	nc net.Conn
+	cc *http1.ClientConn
+}
+
+// Close implements io.Closer for the idle pool.
+func (c *h1Conn) Close() error { return c.nc.Close() }

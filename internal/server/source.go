@@ -1,0 +1,212 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/herald-proxy/herald/internal/accesslog"
+	"github.com/herald-proxy/herald/internal/admin"
+	"github.com/herald-proxy/herald/internal/listener"
+	"github.com/herald-proxy/herald/internal/stats"
+)
+
+var _ admin.Source = (*Server)(nil)
+
+func stateOf(name string) adminv3.ServerInfo_State {
+	return adminv3.ServerInfo_State(adminv3.ServerInfo_State_value[name])
+}
+
+// Stats implements admin.Source.
+func (s *Server) Stats() *stats.Store { return s.store }
+
+// ServerInfo implements admin.Source.
+func (s *Server) ServerInfo() *adminv3.ServerInfo {
+	up := durationpb.New(time.Since(s.start).Truncate(time.Second))
+	return &adminv3.ServerInfo{
+		Version:            s.opts.Version,
+		State:              s.State(),
+		HotRestartVersion:  "disabled",
+		UptimeCurrentEpoch: up,
+		UptimeAllEpochs:    up,
+		CommandLineOptions: &adminv3.CommandLineOptions{
+			ConfigPath:     s.opts.ConfigPath,
+			ConfigYaml:     s.opts.ConfigYAML,
+			LogLevel:       levelName(s.level.Level()),
+			Concurrency:    uint32(s.opts.Concurrency),
+			ServiceCluster: s.opts.ServiceCluster,
+			ServiceNode:    s.opts.ServiceNode,
+			ServiceZone:    s.opts.ServiceZone,
+			DrainTime:      durationpb.New(s.opts.DrainTime),
+			Mode:           adminv3.CommandLineOptions_Serve,
+		},
+		Node: s.cfg.Bootstrap.GetNode(),
+	}
+}
+
+// State implements admin.Source.
+func (s *Server) State() adminv3.ServerInfo_State {
+	st := adminv3.ServerInfo_State(s.state.Load())
+	if st == adminv3.ServerInfo_LIVE && s.hcFailed.Load() {
+		return adminv3.ServerInfo_DRAINING
+	}
+	return st
+}
+
+// Listeners implements admin.Source.
+func (s *Server) Listeners() []admin.ListenerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]admin.ListenerStatus, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		b := l.Bound()
+		out = append(out, admin.ListenerStatus{
+			Name:  l.Name(),
+			Addrs: []net.Addr{net.TCPAddrFromAddrPort(netip.AddrPortFrom(b.Addr(), b.Port()))},
+		})
+	}
+	return out
+}
+
+// WriteClusters implements admin.Source.
+func (s *Server) WriteClusters(w io.Writer, json bool) error {
+	if json {
+		return s.clusters.WriteClustersJSON(w)
+	}
+	return s.clusters.WriteClusters(w)
+}
+
+// ConfigDump implements admin.Source.
+func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
+	b := cloneBootstrap(s.cfg.Bootstrap)
+	now := timestamppb.New(s.start)
+	dumps := []*anypb.Any{}
+	add := func(m proto.Message) error {
+		a, err := anypb.New(m)
+		if err != nil {
+			return err
+		}
+		dumps = append(dumps, a)
+		return nil
+	}
+	if err := add(&adminv3.BootstrapConfigDump{Bootstrap: b, LastUpdated: now}); err != nil {
+		return nil, err
+	}
+	cd := &adminv3.ClustersConfigDump{}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		a, err := anypb.New(c)
+		if err != nil {
+			return nil, err
+		}
+		cd.StaticClusters = append(cd.StaticClusters, &adminv3.ClustersConfigDump_StaticCluster{Cluster: a, LastUpdated: now})
+	}
+	if err := add(cd); err != nil {
+		return nil, err
+	}
+	ld := &adminv3.ListenersConfigDump{}
+	for _, l := range b.GetStaticResources().GetListeners() {
+		a, err := anypb.New(l)
+		if err != nil {
+			return nil, err
+		}
+		ld.StaticListeners = append(ld.StaticListeners, &adminv3.ListenersConfigDump_StaticListener{Listener: a, LastUpdated: now})
+	}
+	if err := add(ld); err != nil {
+		return nil, err
+	}
+	if err := add(&adminv3.RoutesConfigDump{}); err != nil {
+		return nil, err
+	}
+	if err := add(&adminv3.SecretsConfigDump{}); err != nil {
+		return nil, err
+	}
+	if includeEDS {
+		if err := add(&adminv3.EndpointsConfigDump{}); err != nil {
+			return nil, err
+		}
+	}
+	return &adminv3.ConfigDump{Configs: dumps}, nil
+}
+
+// Quit implements admin.Source.
+func (s *Server) Quit() { s.quitOnce.Do(func() { close(s.quit) }) }
+
+// DrainListeners implements admin.Source.
+func (s *Server) DrainListeners(opts admin.DrainOptions) error {
+	s.mu.Lock()
+	ls := append([]*listener.Listener(nil), s.listeners...)
+	s.mu.Unlock()
+	for _, l := range ls {
+		if opts.InboundOnly && !l.Config().Inbound {
+			continue
+		}
+		if opts.Graceful {
+			l.Drain()
+			if !opts.SkipExit {
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), s.drainTime())
+					defer cancel()
+					<-ctx.Done()
+					l.StopAccepting()
+				}()
+			}
+			continue
+		}
+		if !opts.SkipExit {
+			l.StopAccepting()
+		}
+		l.Drain()
+	}
+	return nil
+}
+
+func (s *Server) drainTime() time.Duration {
+	if s.opts.DrainTime > 0 {
+		return s.opts.DrainTime
+	}
+	return 600 * time.Second
+}
+
+// SetHealthcheckFailed implements admin.Source.
+func (s *Server) SetHealthcheckFailed(failed bool) {
+	s.hcFailed.Store(failed)
+}
+
+// HealthcheckFailed reports whether /healthcheck/fail is in effect (the
+// health_check filter reads it).
+func (s *Server) HealthcheckFailed() bool { return s.hcFailed.Load() }
+
+// LogLevels implements admin.Source. herald has one logger, named after
+// Envoy's catch-all "admin"-style loggers: "herald".
+func (s *Server) LogLevels() map[string]string {
+	return map[string]string{"herald": levelName(s.level.Level())}
+}
+
+// SetLogLevel implements admin.Source.
+func (s *Server) SetLogLevel(_ string, level string) error {
+	l, err := ParseLevel(level)
+	if err != nil {
+		return err
+	}
+	s.level.Set(l)
+	return nil
+}
+
+// ReopenLogs implements admin.Source.
+func (s *Server) ReopenLogs() {
+	if err := s.files.Reopen(); err != nil {
+		s.log.Error("reopen access logs", "error", err)
+	}
+}
+
+// AccessLogFiles is the process's access-log file manager; access-log
+// extensions reach it through their build context.
+func (s *Server) AccessLogFiles() *accesslog.FileManager { return s.files }

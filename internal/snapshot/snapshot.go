@@ -1,0 +1,216 @@
+package snapshot
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/listener"
+	"github.com/herald-proxy/herald/internal/network/netfilter"
+	"github.com/herald-proxy/herald/internal/registry"
+	"github.com/herald-proxy/herald/internal/stats"
+)
+
+// Snapshot is one applied configuration. Immutable.
+type Snapshot struct {
+	Bootstrap *bootstrapv3.Bootstrap
+	Listeners []*listener.Config
+}
+
+// Deps are the long-lived services extensions may reach at build time.
+type Deps struct {
+	Stats    *stats.Store
+	Clusters any
+	Server   any
+}
+
+// Build builds every static listener of b. Errors carry field paths; the
+// caller positions them with the bootstrap's index.
+func Build(b *bootstrapv3.Bootstrap, deps Deps) (*Snapshot, error) {
+	snap := &Snapshot{Bootstrap: b}
+	var errs configerr.List
+	for i, l := range b.GetStaticResources().GetListeners() {
+		path := fmt.Sprintf("static_resources.listeners[%d]", i)
+		lc, err := BuildListener(l, path, deps)
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, path, nil)...)
+			continue
+		}
+		snap.Listeners = append(snap.Listeners, lc)
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// unsupportedListenerFields are Listener fields herald refuses by name until
+// the issue that implements them lands.
+var unsupportedListenerFields = map[string]string{
+	"listener_filters":           "#5",
+	"filter_chain_matcher":       "#5",
+	"udp_listener_config":        "#6",
+	"api_listener":               "",
+	"connection_balance_config":  "",
+	"internal_listener":          "",
+	"additional_addresses":       "",
+	"listener_specifier":         "",
+	"access_log":                 "",
+	"enable_reuse_port":          "",
+	"transparent":                "",
+	"freebind":                   "",
+	"socket_options":             "",
+	"tcp_fast_open_queue_length": "",
+	"bind_to_port":               "",
+}
+
+// BuildListener builds one listener.
+func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Config, error) {
+	var errs configerr.List
+	if err := rejectSet(l, path, unsupportedListenerFields); err != nil {
+		errs = append(errs, err...)
+	}
+	addr, err := socketAddress(l.GetAddress(), path+".address")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg := &listener.Config{
+		Name:        l.GetName(),
+		Network:     "tcp",
+		Address:     addr,
+		BufferLimit: 1 << 20,
+		Inbound:     l.GetTrafficDirection() != corev3.TrafficDirection_OUTBOUND,
+	}
+	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
+		cfg.BufferLimit = int(v.GetValue())
+	}
+	if len(l.GetFilterChains()) > 1 {
+		errs = append(errs, configerr.At(path+".filter_chains", "more than one filter chain needs filter_chain_match, which herald does not support yet (#5)"))
+	}
+	for j, fc := range l.GetFilterChains() {
+		fpath := fmt.Sprintf("%s.filter_chains[%d]", path, j)
+		chain, err := buildChain(l, fc, fpath, deps)
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, fpath, nil)...)
+			continue
+		}
+		cfg.Chains = append(cfg.Chains, chain)
+	}
+	if dfc := l.GetDefaultFilterChain(); dfc != nil {
+		chain, err := buildChain(l, dfc, path+".default_filter_chain", deps)
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, path+".default_filter_chain", nil)...)
+		} else {
+			cfg.Default = chain
+		}
+	}
+	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
+		errs = append(errs, configerr.At(path+".filter_chains", "a listener needs at least one filter chain"))
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func buildChain(l *listenerv3.Listener, fc *listenerv3.FilterChain, path string, deps Deps) (*listener.FilterChain, error) {
+	var errs configerr.List
+	if m := fc.GetFilterChainMatch(); m != nil && !proto.Equal(m, &listenerv3.FilterChainMatch{}) {
+		errs = append(errs, configerr.At(path+".filter_chain_match", "filter_chain_match is not supported by herald yet (#5)"))
+	}
+	if ts := fc.GetTransportSocket(); ts != nil && ts.GetName() != "envoy.transport_sockets.raw_buffer" &&
+		ts.GetTypedConfig().GetTypeUrl() != "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer" {
+		errs = append(errs, configerr.At(path+".transport_socket", "transport socket %q is not supported by herald yet (#5)", ts.GetName()))
+	}
+	chain := &listener.FilterChain{Name: fc.GetName()}
+	filters := fc.GetFilters()
+	if len(filters) == 0 {
+		errs = append(errs, configerr.At(path+".filters", "a filter chain needs a terminal filter (envoy.filters.network.http_connection_manager or envoy.filters.network.tcp_proxy)"))
+	}
+	for k, f := range filters {
+		fpath := fmt.Sprintf("%s.filters[%d]", path, k)
+		entry, cfg, ferr := registry.Resolve(netfilter.Registry, func(e *netfilter.Entry) proto.Message { return e.NewConfig() },
+			f.GetName(), f.GetTypedConfig(), fpath)
+		if ferr != nil {
+			errs = append(errs, ferr)
+			continue
+		}
+		built, err := entry.Build(cfg, netfilter.BuildContext{
+			Path:         fpath + ".typed_config",
+			ListenerName: l.GetName(),
+			Stats:        deps.Stats,
+			Clusters:     deps.Clusters,
+			Server:       deps.Server,
+		})
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, fpath+".typed_config", nil)...)
+			continue
+		}
+		last := k == len(filters)-1
+		switch {
+		case entry.Terminal && !last:
+			errs = append(errs, configerr.At(fpath, "terminal filter %s must be the last filter of its chain", entry.Name))
+		case !entry.Terminal && last:
+			errs = append(errs, configerr.At(fpath, "the last filter of a chain must be terminal (http_connection_manager or tcp_proxy), not %s", entry.Name))
+		case entry.Terminal:
+			t, ok := built.(netfilter.Terminal)
+			if !ok {
+				errs = append(errs, configerr.At(fpath, "%s does not implement a terminal filter", entry.Name))
+				continue
+			}
+			chain.Terminal = t
+		default:
+			cf, ok := built.(netfilter.ConnectionFilter)
+			if !ok {
+				errs = append(errs, configerr.At(fpath, "%s does not implement a connection filter", entry.Name))
+				continue
+			}
+			chain.Filters = append(chain.Filters, cf)
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return chain, nil
+}
+
+// socketAddress turns an Envoy Address into "host:port".
+func socketAddress(a *corev3.Address, path string) (string, *configerr.FieldError) {
+	sa := a.GetSocketAddress()
+	if sa == nil {
+		return "", configerr.At(path, "only socket_address is supported by herald")
+	}
+	if sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return "", configerr.At(path+".socket_address.protocol", "UDP listeners are not supported by herald yet (#6)")
+	}
+	if sa.GetNamedPort() != "" {
+		return "", configerr.At(path+".socket_address.named_port", "named_port is not supported; use port_value")
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), nil
+}
+
+// rejectSet reports every field of m named in fields that is set.
+func rejectSet(m proto.Message, path string, fields map[string]string) configerr.List {
+	var errs configerr.List
+	r := m.ProtoReflect()
+	fds := r.Descriptor().Fields()
+	for i := 0; i < fds.Len(); i++ {
+		fd := fds.Get(i)
+		issue, bad := fields[string(fd.Name())]
+		if !bad || !r.Has(fd) {
+			continue
+		}
+		msg := fmt.Sprintf("%s is not supported by herald yet", fd.Name())
+		if issue != "" {
+			msg += " (" + issue + ")"
+		}
+		errs = append(errs, &configerr.FieldError{Path: path + "." + string(fd.Name()), Msg: msg})
+	}
+	return errs
+}

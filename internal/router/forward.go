@@ -143,7 +143,6 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	f.cluster = cl
 	host := cl.Pick(&upstream.LBContext{})
 	if host == nil {
-		cl.Stats.UpstreamCxNoneHealthy.Inc()
 		info.SetFlag(streaminfo.NoHealthyUpstream)
 		f.cb.SendLocalReply(503, bodyNoHealthyUpstream, detailsNoHealthy, nil)
 		return httpfilter.Stop
@@ -164,7 +163,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	cl.Stats.UpstreamRqTotal.Inc()
 	cl.Stats.UpstreamRqActive.Inc()
 	f.active = true
-	host.Stats.RqTotal.Inc()
+	host.Stats.RqTotal.Add(1)
 
 	if !f.open(endStream) {
 		return httpfilter.Stop
@@ -345,7 +344,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // complete releases the upstream stream after a full exchange.
 func (f *Filter) complete(code int) {
-	f.host.Stats.RqSuccess.Inc()
+	f.host.Stats.RqSuccess.Add(1)
 	f.closeUpstream(nil)
 }
 
@@ -385,7 +384,7 @@ func (f *Filter) connectFailed(err error) {
 	info.SetFlag(streaminfo.UpstreamConnectionFailure)
 	reason := connectFailureReason(err)
 	info.UpstreamTransportFailureReason = reason
-	f.host.Stats.RqError.Inc()
+	f.host.Stats.RqError.Add(1)
 	f.cluster.RecordResponse(503)
 	f.cb.SendLocalReply(503, bodyResetPrefix+"remote connection failure, transport failure reason: "+reason,
 		detailsResetBeforeStart+"{remote_connection_failure|"+detailsToken(reason)+"}", nil)
@@ -401,7 +400,7 @@ func (f *Filter) upstreamReset(err error) {
 		// manager answers for the stream.
 		return
 	}
-	f.host.Stats.RqError.Inc()
+	f.host.Stats.RqError.Add(1)
 	if f.timedOut(err) {
 		f.cluster.Stats.UpstreamRqTimeout.Inc()
 		info.SetFlag(streaminfo.UpstreamRequestTimeout)
@@ -437,7 +436,6 @@ func (f *Filter) OnDestroy() {
 	f.closeUpstream(errDownstream)
 	if f.active {
 		f.cluster.Stats.UpstreamRqActive.Dec()
-		f.cluster.Stats.UpstreamRqCompleted.Inc()
 		f.cluster.Stats.UpstreamRqTime.Record(uint64(time.Since(f.start).Milliseconds()))
 	}
 	*f = Filter{resp: hhttp.Headers{Fields: f.resp.Fields[:0]}}

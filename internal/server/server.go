@@ -113,6 +113,11 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 	defer s.clusters.Close()
 	defer s.files.Close()
 
+	// DNS clusters resolve before listeners open, so that the first
+	// requests find hosts (Envoy's cluster warming at startup).
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	s.clusters.WaitReady(wctx)
+	wcancel()
 	if err := s.startAdmin(); err != nil {
 		fmt.Fprintf(stderr, "herald: admin: %v\n", err)
 		return 1

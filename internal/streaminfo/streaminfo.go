@@ -76,6 +76,54 @@ func (f ResponseFlag) String() string {
 	return b.String()
 }
 
+// flagLong holds Envoy's long names, as printed by %RESPONSE_FLAGS_LONG%
+// (source/common/stream_info/utility.h, ResponseFlagUtils).
+var flagLong = [...]string{
+	"FailedLocalHealthCheck", "NoHealthyUpstream", "UpstreamRequestTimeout", "LocalReset",
+	"UpstreamRemoteReset", "UpstreamConnectionFailure", "UpstreamConnectionTermination",
+	"UpstreamOverflow", "NoRouteFound", "DelayInjected", "FaultInjected", "RateLimited",
+	"UnauthorizedExternalService", "RateLimitServiceError", "DownstreamConnectionTermination",
+	"UpstreamRetryLimitExceeded", "StreamIdleTimeout", "InvalidEnvoyRequestHeaders",
+	"DownstreamProtocolError", "UpstreamMaxStreamDurationReached", "ResponseFromCacheFilter",
+	"NoFilterConfigFound", "DurationTimeout", "UpstreamProtocolError", "NoClusterFound",
+	"OverloadManagerTerminated", "DnsResolutionFailed", "DropOverload", "DownstreamRemoteReset",
+}
+
+// AppendTo appends the flags comma separated, in Envoy's short form (or long
+// form when long is set), or "-" when none is set. It does not allocate
+// beyond growing dst.
+func (f ResponseFlag) AppendTo(dst []byte, long bool) []byte {
+	if f == 0 {
+		return append(dst, '-')
+	}
+	names := flagShort[:]
+	if long {
+		names = flagLong[:]
+	}
+	first := true
+	for i := 0; ResponseFlag(1)<<i < lastFlag; i++ {
+		if f&(1<<i) != 0 {
+			if !first {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, names[i]...)
+			first = false
+		}
+	}
+	return dst
+}
+
+// FlagByShortName returns the flag Envoy prints as name ("UH", "NR"...), as
+// accepted by the access log response_flag_filter.
+func FlagByShortName(name string) (ResponseFlag, bool) {
+	for i, n := range flagShort {
+		if n == name {
+			return ResponseFlag(1) << i, true
+		}
+	}
+	return 0, false
+}
+
 // Info is the record of one stream (HTTP) or connection (TCP). It is owned by
 // the goroutine serving the stream; access loggers read it after the stream
 // ends.
@@ -88,6 +136,11 @@ type Info struct {
 	FirstUpstreamTxByte  time.Time
 	FirstUpstreamRxByte  time.Time
 	LastDownstreamTxByte time.Time
+	// LastDownstreamRxByte is when the last byte of the request arrived
+	// (%REQUEST_DURATION%); LastUpstreamTxByte when the last byte of the
+	// request went upstream (%REQUEST_TX_DURATION%). Zero when never reached.
+	LastDownstreamRxByte time.Time
+	LastUpstreamTxByte   time.Time
 
 	// Protocol is "HTTP/1.0", "HTTP/1.1", "HTTP/2" or "" for TCP.
 	Protocol string
@@ -122,6 +175,16 @@ type Info struct {
 	RequestID          string
 	// RequestedServerName is the SNI the client sent.
 	RequestedServerName string
+
+	// UpstreamRequestAttemptCount is how many times the request was tried
+	// upstream; 0 when it never was (%UPSTREAM_REQUEST_ATTEMPT_COUNT%).
+	UpstreamRequestAttemptCount uint32
+	// ConnectionID identifies the downstream connection within the process
+	// (%CONNECTION_ID%); 0 when unknown.
+	ConnectionID uint64
+	// HealthCheck is set by the health_check filter when the request is a
+	// health check (read by the access log not_health_check_filter).
+	HealthCheck bool
 }
 
 // SetFlag records f.

@@ -108,6 +108,9 @@ func (sc *serverConn) serve() error {
 	for {
 		if sc.rd.buffered() == 0 {
 			if err := sc.waitRequest(); err != nil {
+				if err == io.EOF {
+					return nil // the peer closed between requests
+				}
 				return err
 			}
 		}
@@ -275,6 +278,7 @@ func (sc *serverConn) buildRequest(s string, rl requestLine) *hhttp.CodecError {
 		hostCount        int
 		clValue, teValue string
 		clCount, teCount int
+		expectContinue   bool
 	)
 	for _, f := range sc.spans {
 		name, value := s[f.ns:f.ne], s[f.vs:f.ve]
@@ -306,12 +310,12 @@ func (sc *serverConn) buildRequest(s string, rl requestLine) *hhttp.CodecError {
 			// next flush, at the latest before the body is read.
 			// TODO(#6): honour proxy_100_continue.
 			if equalFold(value, "100-continue") {
-				if st.http11 {
-					_, _ = sc.bw.WriteString(continueResponse)
-					st.pendingFlush = true
-				}
+				expectContinue = true
 				continue
 			}
+		case "upgrade":
+			// TODO(#6): upgrades. The request is passed on as a normal one;
+			// the connection manager decides.
 		}
 		req.Fields = append(req.Fields, hhttp.HeaderField{Name: name, Value: value})
 	}
@@ -413,6 +417,12 @@ func (sc *serverConn) buildRequest(s string, rl requestLine) *hhttp.CodecError {
 	}
 	if isConnect {
 		req.Del(hhttp.Path)
+	}
+	if expectContinue && st.http11 {
+		// Only for a request that passed every check, as Envoy answers
+		// after decoding the headers. No 1xx to HTTP/1.0 (RFC 9110 §15.2).
+		_, _ = sc.bw.WriteString(continueResponse)
+		st.pendingFlush = true
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package http1
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"strings"
@@ -98,8 +97,6 @@ func (h *recordingHandler) ServeCodecError(s hhttp.ServerStream, err *hhttp.Code
 	resp.SetStatus(err.Status)
 	_ = s.WriteHeaders(resp, true)
 }
-
-var _ = context.Background
 
 // listen starts a loopback listener serving every connection with Serve.
 func listen(t *testing.T, opts hhttp.ServerOptions, h hhttp.StreamHandler) (addr string, served chan error) {

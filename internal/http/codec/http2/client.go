@@ -101,13 +101,19 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if maxHeaders <= 0 {
 		maxHeaders = defaultMaxHeadersBytes
 	}
+	// x/net's client opens the connection window by its whole setting on
+	// top of the 65535 bytes every connection starts with; Envoy's
+	// initial_connection_window_size is the total, so subtract the initial
+	// window (x/net's minimum for the setting is 65535 itself).
+	const initialWindow = 65535
+	connRecv := max(int(connWin)-initialWindow, initialWindow)
 	// Window sizes reach x/net's client only through the net/http
 	// Transport it is configured on; t1 is never used to send requests.
 	t1 := &nethttp.Transport{
 		DisableCompression: true,
 		HTTP2: &nethttp.HTTP2Config{
 			MaxReceiveBufferPerStream:     int(streamWin),
-			MaxReceiveBufferPerConnection: int(connWin),
+			MaxReceiveBufferPerConnection: connRecv,
 		},
 	}
 	t, err := xhttp2.ConfigureTransports(t1)
@@ -182,12 +188,23 @@ func (c *Client) acquire(ctx context.Context, key string, dial hhttp.Dialer) (*h
 			return nil, nil, err
 		}
 		hp.conns = append(hp.conns, pc)
+		// The dialer takes the first stream of its own connection, so a
+		// peer that sends GOAWAY on every new connection cannot keep us
+		// dialing in a loop.
+		reserved := pc.cc.ReserveNewRequest()
+		if reserved {
+			pc.active.Add(1)
+		}
 		hp.mu.Unlock()
 		if c.closed.Load() {
 			// Close ran while we dialed; it may have missed pc.
 			pc.cc.Close()
 			return nil, nil, ErrClientClosed
 		}
+		if !reserved {
+			return nil, nil, errors.New("http2: new upstream connection refused its first stream (GOAWAY)")
+		}
+		return hp, pc, nil
 	}
 }
 

@@ -1,0 +1,24 @@
+// Package router owns compiled route tables and (later) the router engine
+// that forwards a matched request upstream. The route-table half turns a
+// route.v3.RouteConfiguration into an immutable Table once per snapshot:
+// virtual hosts selected by :authority, routes matched first-match-wins, and
+// each route's action (cluster, direct_response, redirect) with its rewrites,
+// header mutations and typed_per_filter_config. Nothing here parses config
+// per request; Match allocates nothing for prefix, path and header routes.
+//
+// It implements Envoy's HTTP routing
+// (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/http_routing)
+// and route components
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto).
+// Fields herald does not implement yet are rejected by name (see
+// unsupportedFields in route_table_unsupported.go), never ignored. Two are
+// accepted without effect, as in Envoy without the feature they feed:
+// Route.decorator (tracing only; herald has no tracer) and
+// RouteAction.hash_policy (stored; only hashing load balancers read it).
+//
+// Matching scans routes in order (first match wins, as Envoy); runs of eight
+// or more routes that match on a case-sensitive prefix or path alone are
+// indexed by prefix length (route_table_index.go) with the same result.
+//
+// It must not import extensions/ nor net/http.
+package router

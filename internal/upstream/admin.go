@@ -1,0 +1,135 @@
+package upstream
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// WriteClusters writes admin /clusters in Envoy's text format, clusters
+// sorted by name, following Envoy's ClustersHandler::writeClustersAsText:
+// observability name, circuit breaker settings for the default and high
+// priorities, added_via_api, then per host its stats (sorted by name),
+// hostname, health_flags, weight, locality, canary, priority and success
+// rates (-1: no outlier detection).
+// https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--clusters
+func (m *Manager) WriteClusters(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	for _, c := range m.Clusters() {
+		n := c.name
+		fmt.Fprintf(bw, "%s::observability_name::%s\n", n, c.observabilityName)
+		for i, prio := range []string{"default", "high"} {
+			t := c.thresholds[i]
+			fmt.Fprintf(bw, "%s::%s_priority::max_connections::%d\n", n, prio, t.MaxConnections)
+			fmt.Fprintf(bw, "%s::%s_priority::max_pending_requests::%d\n", n, prio, t.MaxPendingRequests)
+			fmt.Fprintf(bw, "%s::%s_priority::max_requests::%d\n", n, prio, t.MaxRequests)
+			fmt.Fprintf(bw, "%s::%s_priority::max_retries::%d\n", n, prio, t.MaxRetries)
+		}
+		fmt.Fprintf(bw, "%s::added_via_api::false\n", n)
+		for _, h := range c.hostSet.Load().Hosts {
+			a := h.Address()
+			// Envoy sorts counters and gauges together by name.
+			st := h.Stats.list()
+			sortHostStats(st)
+			for _, s := range st {
+				fmt.Fprintf(bw, "%s::%s::%s::%d\n", n, a, s.name, s.value)
+			}
+			fmt.Fprintf(bw, "%s::%s::hostname::%s\n", n, a, h.hostname)
+			fmt.Fprintf(bw, "%s::%s::health_flags::%s\n", n, a, h.HealthFlags())
+			fmt.Fprintf(bw, "%s::%s::weight::%d\n", n, a, h.Weight())
+			fmt.Fprintf(bw, "%s::%s::region::\n", n, a)
+			fmt.Fprintf(bw, "%s::%s::zone::\n", n, a)
+			fmt.Fprintf(bw, "%s::%s::sub_zone::\n", n, a)
+			fmt.Fprintf(bw, "%s::%s::canary::false\n", n, a)
+			fmt.Fprintf(bw, "%s::%s::priority::0\n", n, a)
+			fmt.Fprintf(bw, "%s::%s::success_rate::-1\n", n, a)
+			fmt.Fprintf(bw, "%s::%s::local_origin_success_rate::-1\n", n, a)
+		}
+	}
+	return bw.Flush()
+}
+
+func sortHostStats(st []hostStat) {
+	for i := 1; i < len(st); i++ {
+		for j := i; j > 0 && st[j].name < st[j-1].name; j-- {
+			st[j], st[j-1] = st[j-1], st[j]
+		}
+	}
+}
+
+// ClustersProto returns admin /clusters?format=json as Envoy's
+// admin.v3.Clusters message.
+func (m *Manager) ClustersProto() *adminv3.Clusters {
+	out := &adminv3.Clusters{}
+	for _, c := range m.Clusters() {
+		cs := &adminv3.ClusterStatus{
+			Name:              c.name,
+			ObservabilityName: c.observabilityName,
+			AddedViaApi:       false,
+			CircuitBreakers:   &clusterv3.CircuitBreakers{},
+		}
+		for i, prio := range []corev3.RoutingPriority{corev3.RoutingPriority_DEFAULT, corev3.RoutingPriority_HIGH} {
+			t := c.thresholds[i]
+			cs.CircuitBreakers.Thresholds = append(cs.CircuitBreakers.Thresholds, &clusterv3.CircuitBreakers_Thresholds{
+				Priority:           prio,
+				MaxConnections:     wrapperspb.UInt32(t.MaxConnections),
+				MaxPendingRequests: wrapperspb.UInt32(t.MaxPendingRequests),
+				MaxRequests:        wrapperspb.UInt32(t.MaxRequests),
+				MaxRetries:         wrapperspb.UInt32(t.MaxRetries),
+			})
+		}
+		for _, h := range c.hostSet.Load().Hosts {
+			ap := h.AddrPort()
+			hs := &adminv3.HostStatus{
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address:       ap.Addr().String(),
+					PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())},
+				}}},
+				HealthStatus: hostHealthStatus(h.HealthFlags()),
+				Weight:       h.Weight(),
+				Hostname:     h.hostname,
+				Locality:     &corev3.Locality{},
+			}
+			for _, s := range h.Stats.list() {
+				t := adminv3.SimpleMetric_GAUGE
+				if s.counter {
+					t = adminv3.SimpleMetric_COUNTER
+				}
+				hs.Stats = append(hs.Stats, &adminv3.SimpleMetric{Type: t, Value: s.value, Name: s.name})
+			}
+			cs.HostStatuses = append(cs.HostStatuses, hs)
+		}
+		out.ClusterStatuses = append(out.ClusterStatuses, cs)
+	}
+	return out
+}
+
+func hostHealthStatus(f HealthFlags) *adminv3.HostHealthStatus {
+	st := &adminv3.HostHealthStatus{
+		FailedActiveHealthCheck: f&FailedActiveHC != 0,
+		FailedOutlierCheck:      f&FailedOutlierCheck != 0,
+		EdsHealthStatus:         corev3.HealthStatus_HEALTHY,
+	}
+	if f&FailedEDSHealth != 0 {
+		st.EdsHealthStatus = corev3.HealthStatus_UNHEALTHY
+	}
+	return st
+}
+
+// WriteClustersJSON writes admin /clusters?format=json: ClustersProto
+// through protojson with proto field names, pretty-printed, as Envoy's
+// MessageUtil::getJsonStringFromMessage does.
+func (m *Manager) WriteClustersJSON(w io.Writer) error {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true, Indent: " "}.Marshal(m.ClustersProto())
+	if err != nil {
+		return fmt.Errorf("upstream: /clusters json: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

@@ -1,0 +1,401 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/stats"
+	"github.com/herald-proxy/herald/internal/upstream/clustertype"
+	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
+)
+
+// Defaults from Envoy's cluster.proto.
+const (
+	// DefaultConnectTimeout: connect_timeout "The default is 5s."
+	DefaultConnectTimeout = 5 * time.Second
+	// DefaultBufferLimit: per_connection_buffer_limit_bytes "If unspecified,
+	// an implementation defined default is applied (1MiB)."
+	DefaultBufferLimit = 1 << 20
+)
+
+var protoUnmarshal = proto.UnmarshalOptions{}
+
+// Thresholds are one priority's circuit breaker limits
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/circuit_breaker.proto).
+// Stored and shown by admin; enforcement comes with issue #4.
+type Thresholds struct {
+	MaxConnections     uint32
+	MaxPendingRequests uint32
+	MaxRequests        uint32
+	MaxRetries         uint32
+}
+
+// defaultThresholds are Envoy's circuit breaker defaults: 1024 connections,
+// pending requests and requests, 3 retries.
+var defaultThresholds = Thresholds{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1024, MaxRetries: 3}
+
+// Cluster is a built, running upstream cluster.
+type Cluster struct {
+	// Immutable after build:
+	name              string
+	observabilityName string
+	cfg               *clusterv3.Cluster
+	connectTimeout    time.Duration
+	bufferLimit       int
+	http              httpOptions
+	thresholds        [2]Thresholds // DEFAULT, HIGH
+	keepAlive         *net.KeepAliveConfig
+	panicThreshold    float64
+	discovery         clustertype.Discovery
+	policy            lbpolicy.Policy
+	dial              DialFunc
+	now               func() time.Time
+
+	// Stats are the cluster's stats (cluster.<name>.*).
+	Stats *Stats
+
+	hostSet atomic.Pointer[HostSet]
+
+	// Owned by discovery updates, guarded by mu:
+	mu       sync.Mutex
+	byKey    map[string]*Host
+	hosts    []*Host
+	stopped  bool
+	ready    chan struct{}
+	readyOne sync.Once
+	cancel   context.CancelFunc
+}
+
+// Name returns the cluster's name.
+func (c *Cluster) Name() string { return c.name }
+
+// ConnectTimeout returns connect_timeout (default 5 s).
+func (c *Cluster) ConnectTimeout() time.Duration { return c.connectTimeout }
+
+// HTTPProtocol returns the protocol to speak to the cluster's hosts.
+func (c *Cluster) HTTPProtocol() HTTPProtocol { return c.http.protocol }
+
+// HTTP1Options returns the cluster's HTTP/1.1 options for the codec, or nil.
+func (c *Cluster) HTTP1Options() *corev3.Http1ProtocolOptions { return c.http.http1 }
+
+// HTTP2Options returns the cluster's HTTP/2 options for the codec, or nil.
+func (c *Cluster) HTTP2Options() *corev3.Http2ProtocolOptions { return c.http.http2 }
+
+// IdleTimeout returns the upstream connection idle timeout
+// (common_http_protocol_options.idle_timeout, default 1 h; 0 disables it).
+func (c *Cluster) IdleTimeout() time.Duration { return c.http.idleTimeout }
+
+// MaxRequestsPerConnection returns max_requests_per_connection; 0 is
+// unlimited (Envoy's default).
+func (c *Cluster) MaxRequestsPerConnection() uint32 { return c.http.maxRequests }
+
+// BufferLimit returns per_connection_buffer_limit_bytes (default 1 MiB).
+func (c *Cluster) BufferLimit() int { return c.bufferLimit }
+
+// Thresholds returns the circuit breaker thresholds for the default
+// (high=false) or high routing priority.
+func (c *Cluster) Thresholds(high bool) Thresholds {
+	if high {
+		return c.thresholds[1]
+	}
+	return c.thresholds[0]
+}
+
+// Config returns the cluster's config as given; do not modify it.
+func (c *Cluster) Config() *clusterv3.Cluster { return c.cfg }
+
+// buildEnv is what cluster building needs from the Manager.
+type buildEnv struct {
+	store    *stats.Store
+	resolver clustertype.Resolver
+	dial     DialFunc
+	now      func() time.Time
+	seed     func() uint64
+	rand     func() uint64
+}
+
+// Fields of Cluster that herald interprets (or, for health_checks and
+// outlier_detection, accepts with a warning); any other field set is an
+// error naming it.
+var clusterFields = []string{
+	"name", "alt_stat_name", "type", "cluster_type", "connect_timeout",
+	"per_connection_buffer_limit_bytes", "lb_policy", "load_assignment",
+	"health_checks", "max_requests_per_connection", "circuit_breakers",
+	"common_http_protocol_options", "http_protocol_options", "http2_protocol_options",
+	"typed_extension_protocol_options", "dns_refresh_rate", "dns_failure_refresh_rate",
+	"respect_dns_ttl", "dns_lookup_family", "dns_resolvers", "use_tcp_for_dns_lookups",
+	"dns_resolution_config", "typed_dns_resolver_config", "dns_jitter",
+	"wait_for_warm_on_init", "outlier_detection", "common_lb_config", "transport_socket",
+	"metadata", "protocol_selection", "upstream_connection_options",
+	"load_balancing_policy", "round_robin_lb_config",
+}
+
+// buildCluster interprets cfg; it starts nothing. Warnings are returned
+// separately from errors.
+func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, configerr.List, configerr.List) {
+	var errs, warns configerr.List
+	errs = append(errs, clustertype.CheckFields(cfg, path, clusterFields...)...)
+	if cfg.GetName() == "" {
+		errs = append(errs, configerr.At(path+".name", "name is required"))
+	}
+	c := &Cluster{
+		name:              cfg.GetName(),
+		observabilityName: cfg.GetName(),
+		cfg:               cfg,
+		connectTimeout:    DefaultConnectTimeout,
+		bufferLimit:       DefaultBufferLimit,
+		thresholds:        [2]Thresholds{defaultThresholds, defaultThresholds},
+		panicThreshold:    DefaultHealthyPanicThreshold,
+		dial:              env.dial,
+		now:               env.now,
+		byKey:             map[string]*Host{},
+		ready:             make(chan struct{}),
+	}
+	if cfg.GetAltStatName() != "" {
+		c.observabilityName = cfg.GetAltStatName()
+	}
+	if d := cfg.GetConnectTimeout(); d != nil {
+		c.connectTimeout = d.AsDuration()
+		if c.connectTimeout <= 0 {
+			errs = append(errs, configerr.At(path+".connect_timeout", "must be positive"))
+		}
+	}
+	if b := cfg.GetPerConnectionBufferLimitBytes(); b != nil {
+		c.bufferLimit = int(b.GetValue())
+	}
+	var herrs configerr.List
+	c.http, herrs = parseHTTPOptions(cfg, path)
+	errs = append(errs, herrs...)
+
+	warns = clusterWarnings(cfg, path)
+	if cfg.GetWaitForWarmOnInit() != nil && !cfg.GetWaitForWarmOnInit().GetValue() {
+		errs = append(errs, configerr.At(path+".wait_for_warm_on_init", "false is %s", clustertype.NotSupported))
+	}
+	errs = append(errs, c.parseCircuitBreakers(cfg, path)...)
+	errs = append(errs, c.parseCommonLB(cfg, path)...)
+	errs = append(errs, c.parseConnectionOptions(cfg, path)...)
+	if ts := cfg.GetTransportSocket(); ts != nil && ts.GetName() != "envoy.transport_sockets.raw_buffer" {
+		errs = append(errs, configerr.At(path+".transport_socket", "upstream transport socket %q is %s", ts.GetName(), clustertype.NotSupported))
+	}
+
+	d, derr := buildDiscovery(cfg, path, env)
+	errs = append(errs, configerr.Collect(derr, path, nil)...)
+	c.discovery = d
+	p, perr := buildPolicy(cfg, path, env.seed())
+	errs = append(errs, configerr.Collect(perr, path, nil)...)
+	c.policy = p
+
+	if len(errs) > 0 {
+		return nil, errs, warns
+	}
+	c.Stats = newStats(env.store.Scope("cluster." + c.observabilityName + "."))
+	c.hostSet.Store(newHostSet(nil, c.policy, c.panicThreshold))
+	return c, nil, warns
+}
+
+// clusterWarnings lists what herald accepts but ignores. Health checking and
+// outlier detection are accepted so that common configs (the
+// https-h2-hardened seed) load, but they do nothing yet: every host counts
+// as healthy. Each is a warning the server logs at load (Manager.Warnings);
+// issue #4 implements them.
+func clusterWarnings(cfg *clusterv3.Cluster, path string) configerr.List {
+	var warns configerr.List
+	if len(cfg.GetHealthChecks()) > 0 {
+		warns = append(warns, configerr.At(path+".health_checks", "%s (issue #4): ignored, hosts are treated as healthy", clustertype.NotSupported))
+	}
+	if cfg.GetOutlierDetection() != nil {
+		warns = append(warns, configerr.At(path+".outlier_detection", "%s (issue #4): ignored, no host is ejected", clustertype.NotSupported))
+	}
+	return warns
+}
+
+func (c *Cluster) parseCircuitBreakers(cfg *clusterv3.Cluster, path string) configerr.List {
+	cb := cfg.GetCircuitBreakers()
+	if cb == nil {
+		return nil
+	}
+	p := path + ".circuit_breakers"
+	errs := clustertype.CheckFields(cb, p, "thresholds")
+	for i, t := range cb.GetThresholds() {
+		tp := fmt.Sprintf("%s.thresholds[%d]", p, i)
+		errs = append(errs, clustertype.CheckFields(t, tp, "priority", "max_connections", "max_pending_requests", "max_requests", "max_retries", "track_remaining")...)
+		th := defaultThresholds
+		if v := t.GetMaxConnections(); v != nil {
+			th.MaxConnections = v.GetValue()
+		}
+		if v := t.GetMaxPendingRequests(); v != nil {
+			th.MaxPendingRequests = v.GetValue()
+		}
+		if v := t.GetMaxRequests(); v != nil {
+			th.MaxRequests = v.GetValue()
+		}
+		if v := t.GetMaxRetries(); v != nil {
+			th.MaxRetries = v.GetValue()
+		}
+		if t.GetPriority() == corev3.RoutingPriority_HIGH {
+			c.thresholds[1] = th
+		} else {
+			c.thresholds[0] = th
+		}
+	}
+	return errs
+}
+
+func (c *Cluster) parseCommonLB(cfg *clusterv3.Cluster, path string) configerr.List {
+	cl := cfg.GetCommonLbConfig()
+	if cl == nil {
+		return nil
+	}
+	// update_merge_window only batches EDS/health updates; accepting it
+	// changes nothing herald does.
+	errs := clustertype.CheckFields(cl, path+".common_lb_config", "healthy_panic_threshold", "update_merge_window")
+	if t := cl.GetHealthyPanicThreshold(); t != nil {
+		c.panicThreshold = t.GetValue()
+	}
+	return errs
+}
+
+func (c *Cluster) parseConnectionOptions(cfg *clusterv3.Cluster, path string) configerr.List {
+	uco := cfg.GetUpstreamConnectionOptions()
+	if uco == nil {
+		return nil
+	}
+	p := path + ".upstream_connection_options"
+	errs := clustertype.CheckFields(uco, p, "tcp_keepalive")
+	if ka := uco.GetTcpKeepalive(); ka != nil {
+		// Unset fields keep the OS default (Envoy), which Go spells -1.
+		kc := &net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+		if v := ka.GetKeepaliveTime(); v != nil {
+			kc.Idle = time.Duration(v.GetValue()) * time.Second
+		}
+		if v := ka.GetKeepaliveInterval(); v != nil {
+			kc.Interval = time.Duration(v.GetValue()) * time.Second
+		}
+		if v := ka.GetKeepaliveProbes(); v != nil {
+			kc.Count = int(v.GetValue())
+		}
+		c.keepAlive = kc
+	}
+	return errs
+}
+
+// start runs discovery; ctx ends when the cluster is removed or the manager
+// closes.
+func (c *Cluster) start(ctx context.Context) {
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.discovery.Start(ctx, (*updater)(c))
+}
+
+// stop ends discovery and closes the hosts' idle connections. Open
+// connections finish on their own.
+func (c *Cluster) stop() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.mu.Lock()
+	c.stopped = true
+	hosts := c.hosts
+	c.mu.Unlock()
+	for _, h := range hosts {
+		h.idle.CloseAll()
+	}
+}
+
+// Ready is closed when initial discovery is done (Envoy's cluster warming).
+func (c *Cluster) Ready() <-chan struct{} { return c.ready }
+
+// updater is how discovery reports to its cluster.
+type updater Cluster
+
+var _ clustertype.Updater = (*updater)(nil)
+
+func (u *updater) Attempt() { u.Stats.UpdateAttempt.Inc() }
+
+func (u *updater) Failure(err error) {
+	u.Stats.UpdateFailure.Inc()
+	slog.Debug("cluster update failed, keeping hosts", "cluster", u.name, "error", err)
+}
+
+func (u *updater) Ready() { u.readyOne.Do(func() { close(u.ready) }) }
+
+// Success replaces membership: hosts with a known key are reused (their
+// address and weight updated), new ones created, missing ones dropped and
+// their idle connections closed.
+func (u *updater) Success(specs []clustertype.HostSpec) {
+	c := (*Cluster)(u)
+	c.Stats.UpdateSuccess.Inc()
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	next := make([]*Host, 0, len(specs))
+	nextByKey := make(map[string]*Host, len(specs))
+	changed := len(specs) != len(c.hosts)
+	for _, s := range specs {
+		key := s.Key
+		if key == "" {
+			key = s.Addr.String()
+		}
+		if _, dup := nextByKey[key]; dup {
+			continue
+		}
+		h := c.byKey[key]
+		if h == nil {
+			h = c.newHost(key, s)
+			changed = true
+		} else {
+			if h.AddrPort() != s.Addr || h.Weight() != s.Weight {
+				changed = true
+			}
+			h.setAddr(s.Addr)
+			h.weight.Store(max(s.Weight, 1))
+		}
+		if !changed && c.hosts[len(next)] != h {
+			changed = true // same members, new order
+		}
+		next = append(next, h)
+		nextByKey[key] = h
+	}
+	var removed []*Host
+	for k, h := range c.byKey {
+		if nextByKey[k] == nil {
+			removed = append(removed, h)
+		}
+	}
+	if !changed && len(removed) == 0 {
+		c.mu.Unlock()
+		c.Stats.UpdateNoRebuild.Inc()
+		return
+	}
+	c.hosts, c.byKey = next, nextByKey
+	hs := newHostSet(slices.Clip(next), c.policy, c.panicThreshold)
+	c.hostSet.Store(hs)
+	c.mu.Unlock()
+
+	c.Stats.MembershipChange.Inc()
+	c.Stats.MembershipTotal.Set(int64(len(hs.Hosts)))
+	c.Stats.MembershipHealthy.Set(int64(hs.Healthy))
+	for _, h := range removed {
+		h.idle.CloseAll()
+	}
+}
+
+func (c *Cluster) newHost(key string, s clustertype.HostSpec) *Host {
+	h := &Host{key: key, hostname: s.Hostname, cluster: c}
+	h.setAddr(s.Addr)
+	h.weight.Store(max(s.Weight, 1))
+	h.idle.init(c.http.idleTimeout, int(c.thresholds[0].MaxConnections), c.now)
+	return h
+}

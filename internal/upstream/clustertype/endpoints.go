@@ -1,0 +1,106 @@
+package clustertype
+
+import (
+	"fmt"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/herald-proxy/herald/internal/configerr"
+)
+
+// Endpoint is one lb_endpoint of a cluster's load_assignment, checked.
+type Endpoint struct {
+	// Address is the socket_address.address: an IP for STATIC, a name or IP
+	// for the DNS types.
+	Address string
+	// Port is socket_address.port_value.
+	Port uint16
+	// Weight is load_balancing_weight, default 1.
+	Weight uint32
+	// Hostname is endpoint.hostname ("" when unset).
+	Hostname string
+	// Path is the YAML path of the endpoint's socket_address, for errors.
+	Path string
+}
+
+// Endpoints checks c.load_assignment and returns its endpoints in order.
+// herald supports priority 0 only and no locality weights for now; other
+// priorities, locality weights, non-TCP addresses, named ports and endpoint
+// health statuses other than UNKNOWN/HEALTHY are errors naming the field.
+//
+// Envoy: https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/endpoint/v3/endpoint.proto
+func Endpoints(c *clusterv3.Cluster, path string) ([]Endpoint, error) {
+	la := c.GetLoadAssignment()
+	if la == nil {
+		return nil, nil
+	}
+	lap := path + ".load_assignment"
+	errs := CheckFields(la, lap, "cluster_name", "endpoints", "policy")
+	if la.GetPolicy() != nil {
+		errs = append(errs, CheckFields(la.GetPolicy(), lap+".policy", "overprovisioning_factor")...)
+	}
+	var out []Endpoint
+	for i, loc := range la.GetEndpoints() {
+		lp := fmt.Sprintf("%s.endpoints[%d]", lap, i)
+		// Priorities and locality weights shape which hosts a request may
+		// reach; accepting them without honouring them would send traffic
+		// where the config says it must not go.
+		if loc.GetPriority() != 0 {
+			errs = append(errs, configerr.At(lp+".priority", "priority %d is %s (only priority 0)", loc.GetPriority(), NotSupported))
+		}
+		errs = append(errs, CheckFields(loc, lp, "locality", "lb_endpoints", "priority", "metadata")...)
+		for j, lbe := range loc.GetLbEndpoints() {
+			ep := fmt.Sprintf("%s.lb_endpoints[%d]", lp, j)
+			errs = append(errs, CheckFields(lbe, ep, "endpoint", "load_balancing_weight", "health_status", "metadata")...)
+			switch lbe.GetHealthStatus() {
+			case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY:
+			default:
+				errs = append(errs, configerr.At(ep+".health_status", "health_status %s is %s", lbe.GetHealthStatus(), NotSupported))
+			}
+			e := lbe.GetEndpoint()
+			if e == nil {
+				errs = append(errs, configerr.At(ep+".endpoint", "endpoint is required"))
+				continue
+			}
+			errs = append(errs, CheckFields(e, ep+".endpoint", "address", "hostname")...)
+			sp := ep + ".endpoint.address.socket_address"
+			sa := e.GetAddress().GetSocketAddress()
+			if sa == nil {
+				errs = append(errs, configerr.At(ep+".endpoint.address", "only socket_address is supported (pipe and internal addresses are %s)", NotSupported))
+				continue
+			}
+			errs = append(errs, CheckFields(sa, sp, "protocol", "address", "port_value", "ipv4_compat")...)
+			if sa.GetProtocol() != corev3.SocketAddress_TCP {
+				errs = append(errs, configerr.At(sp+".protocol", "protocol %s is %s for clusters", sa.GetProtocol(), NotSupported))
+			}
+			if sa.GetAddress() == "" {
+				errs = append(errs, configerr.At(sp+".address", "address is required"))
+			}
+			if _, named := sa.GetPortSpecifier().(*corev3.SocketAddress_NamedPort); named {
+				errs = append(errs, configerr.At(sp+".named_port", NotSupported))
+			}
+			if sa.GetPortValue() > 65535 {
+				errs = append(errs, configerr.At(sp+".port_value", "port %d out of range", sa.GetPortValue()))
+			}
+			w := uint32(1)
+			if lbe.GetLoadBalancingWeight() != nil {
+				w = lbe.GetLoadBalancingWeight().GetValue()
+				if w == 0 {
+					errs = append(errs, configerr.At(ep+".load_balancing_weight", "weight must be at least 1"))
+				}
+			}
+			out = append(out, Endpoint{
+				Address:  sa.GetAddress(),
+				Port:     uint16(sa.GetPortValue()),
+				Weight:   w,
+				Hostname: e.GetHostname(),
+				Path:     sp,
+			})
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -172,7 +172,7 @@ func unmarshal(file string, data []byte, m proto.Message, f format) (*Index, err
 		return idx, configerr.List{yamlError(file, err)}
 	}
 	d := &decoder{file: file, idx: idx}
-	js := d.decodeMessage(&doc, m.ProtoReflect().Descriptor())
+	js := d.decodeMessage(&doc, len(data), m.ProtoReflect().Descriptor())
 	if len(d.errs) > 0 {
 		return idx, sortErrors(d.errs, file)
 	}

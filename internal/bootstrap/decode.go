@@ -23,8 +23,13 @@ import (
 
 // maxNodes bounds the YAML nodes one decode visits, counting every expansion
 // of an alias, so a "billion laughs" document fails instead of exhausting
-// memory. Real bootstraps have a few thousand.
-const maxNodes = 1 << 20
+// memory. Real bootstraps have thousands, large generated ones a few
+// hundred thousand. The JSON written is bounded too (maxExpansion).
+const maxNodes = 1 << 22
+
+// maxExpansion bounds the JSON written to this many times the input size
+// (plus 1 MiB): only aliases make it larger than the YAML.
+const maxExpansion = 16
 
 // decoder walks a YAML node tree along a proto message descriptor. It writes
 // the proto3 JSON of the message (field names canonical, enum names
@@ -40,7 +45,9 @@ type decoder struct {
 	idx   *Index
 	errs  configerr.List
 	nodes int
-	// Owned by the decoder while it runs; a fresh one per Parse.
+	// out is the JSON being written and limit its bound in bytes.
+	out   *bytes.Buffer
+	limit int
 }
 
 func (d *decoder) pos(n *yaml.Node) configerr.Pos {
@@ -69,18 +76,21 @@ func (d *decoder) deref(n *yaml.Node) (*yaml.Node, bool) {
 		n = n.Alias
 	}
 	d.nodes++
-	if d.nodes > maxNodes {
-		if d.nodes == maxNodes+1 {
-			d.fail(n, "", "", "document expands to more than %d YAML nodes (aliases nested too deep?)", maxNodes)
+	if d.nodes > maxNodes || d.out != nil && d.out.Len() > d.limit {
+		if d.nodes < maxNodes+1<<30 {
+			d.fail(n, "", "", "document expands too much (aliases nested too deep?)")
+			d.nodes = maxNodes + 1<<30
 		}
 		return n, false
 	}
 	return n, true
 }
 
-// decodeMessage decodes doc (a document node) into JSON for md.
-func (d *decoder) decodeMessage(doc *yaml.Node, md protoreflect.MessageDescriptor) []byte {
+// decodeMessage decodes doc (a document node parsed from size bytes) into
+// JSON for md.
+func (d *decoder) decodeMessage(doc *yaml.Node, size int, md protoreflect.MessageDescriptor) []byte {
 	var out bytes.Buffer
+	d.out, d.limit = &out, maxExpansion*size+1<<20
 	n := doc
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]

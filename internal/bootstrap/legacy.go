@@ -73,17 +73,17 @@ func legacyField(md protoreflect.FullName, name string) (string, bool) {
 // legacyTypes maps v2 message names to their v3 successors where the rule in
 // legacyTypeURL does not derive them.
 var legacyTypes = map[string]string{
-	"envoy.api.v2.auth.DownstreamTlsContext":   "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-	"envoy.api.v2.auth.UpstreamTlsContext":     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-	"envoy.api.v2.auth.Secret":                 "envoy.extensions.transport_sockets.tls.v3.Secret",
-	"envoy.api.v2.Cluster":                     "envoy.config.cluster.v3.Cluster",
-	"envoy.api.v2.Listener":                    "envoy.config.listener.v3.Listener",
-	"envoy.api.v2.RouteConfiguration":          "envoy.config.route.v3.RouteConfiguration",
-	"envoy.api.v2.ClusterLoadAssignment":       "envoy.config.endpoint.v3.ClusterLoadAssignment",
-	"envoy.api.v2.ScopedRouteConfiguration":    "envoy.config.route.v3.ScopedRouteConfiguration",
-	"envoy.config.accesslog.v2.FileAccessLog":  "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+	"envoy.api.v2.auth.DownstreamTlsContext":            "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+	"envoy.api.v2.auth.UpstreamTlsContext":              "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+	"envoy.api.v2.auth.Secret":                          "envoy.extensions.transport_sockets.tls.v3.Secret",
+	"envoy.api.v2.Cluster":                              "envoy.config.cluster.v3.Cluster",
+	"envoy.api.v2.Listener":                             "envoy.config.listener.v3.Listener",
+	"envoy.api.v2.RouteConfiguration":                   "envoy.config.route.v3.RouteConfiguration",
+	"envoy.api.v2.ClusterLoadAssignment":                "envoy.config.endpoint.v3.ClusterLoadAssignment",
+	"envoy.api.v2.ScopedRouteConfiguration":             "envoy.config.route.v3.ScopedRouteConfiguration",
+	"envoy.config.accesslog.v2.FileAccessLog":           "envoy.extensions.access_loggers.file.v3.FileAccessLog",
 	"envoy.config.accesslog.v2.HttpGrpcAccessLogConfig": "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
-	"envoy.config.bootstrap.v2.Bootstrap":      "envoy.config.bootstrap.v3.Bootstrap",
+	"envoy.config.bootstrap.v2.Bootstrap":               "envoy.config.bootstrap.v3.Bootstrap",
 }
 
 // v2Filter matches v2 filter config names:

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -372,3 +373,18 @@ func TestParseTypedConfig(t *testing.T) {
 }
 
 func wrapU32(v uint32) *wrapperspb.UInt32Value { return wrapperspb.UInt32(v) }
+
+// TestParseAliasBomb: nested aliases that would expand exponentially fail
+// with an error instead of exhausting memory.
+func TestParseAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("!ignore a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&b, "!ignore a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	b.WriteString("node: {metadata: {bomb: *a9}}\n")
+	_, _, err := Parse("bomb.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "document expands too much") {
+		t.Errorf("Parse error = %v, want the expansion limit", err)
+	}
+}

@@ -81,7 +81,7 @@ func StatPrefix(a netip.AddrPort) string {
 // Start binds cfg's address and begins accepting.
 func Start(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, error) {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Address)
+	ln, err := lc.Listen(ctx, tcpNetwork(cfg.Address), cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
 	}
@@ -99,6 +99,22 @@ func Start(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, err
 	l.wg.Add(1)
 	go l.acceptLoop(ctx)
 	return l, nil
+}
+
+// tcpNetwork binds IPv4 addresses IPv4-only and IPv6 addresses IPv6-only, as
+// Envoy does (0.0.0.0 is not dual-stack; use [::] with ipv4_compat for that).
+func tcpNetwork(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "tcp"
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Is4() {
+			return "tcp4"
+		}
+		return "tcp6"
+	}
+	return "tcp"
 }
 
 // Name returns the listener's name.

@@ -238,11 +238,13 @@ func (s *Server) shutdown() {
 	for _, l := range ls {
 		l.Wait(ctx)
 	}
+	s.log.Debug("listeners drained")
 	if s.admin != nil {
 		actx, acancel := context.WithTimeout(context.Background(), time.Second)
 		s.admin.Shutdown(actx)
 		acancel()
 	}
+	s.log.Debug("admin stopped")
 }
 
 func (s *Server) stopListeners() {

@@ -76,6 +76,12 @@ type Config struct {
 	GenerateRequestID            bool
 	PreserveExternalRequestID    bool
 	AlwaysSetRequestIDInResponse bool
+	// AcceptHTTP10: serve HTTP/1.0 (http_protocol_options.accept_http_10);
+	// Envoy's default false answers 426.
+	AcceptHTTP10 bool
+	// DefaultHostForHTTP10 is the :authority given to HTTP/1.0 requests
+	// without Host.
+	DefaultHostForHTTP10 string
 	// Via, when set, is appended to via on requests and responses.
 	Via string
 
@@ -97,6 +103,9 @@ type Config struct {
 	// BufferLimit: per-stream buffer limit (listener
 	// per_connection_buffer_limit_bytes), Envoy default 1 MiB.
 	BufferLimit int
+
+	// HTTP2 holds http2_protocol_options; nil means Envoy's defaults.
+	HTTP2 *hhttp.HTTP2Options
 
 	AccessLogs []AccessLogger
 	Stats      *Stats

@@ -82,6 +82,7 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 		MaxRequestHeadersCount: cfg.MaxRequestHeadersCount,
 		IdleTimeout:            cfg.IdleTimeout,
 		Scheme:                 "http",
+		HTTP2:                  cfg.HTTP2,
 	}
 	if nc.TLS {
 		opts.Scheme = "https"

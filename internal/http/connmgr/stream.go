@@ -139,7 +139,7 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	}
 	as.armTimer()
 
-	if !as.mutateRequestHeaders(h) {
+	if !as.checkRequest(h) || !as.mutateRequestHeaders(h) {
 		as.end()
 		return
 	}
@@ -170,6 +170,28 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 		as.sendLocalReply(500, "", "filter_chain_not_answered", nil)
 	}
 	as.end()
+}
+
+// checkRequest applies the connection manager's request checks that come
+// before any filter: HTTP/1.0 is refused with 426 unless accept_http_10, and
+// a request without :authority gets 400, as Envoy's ConnectionManagerImpl.
+func (as *stream) checkRequest(h *hhttp.Headers) bool {
+	if as.info.Protocol == "HTTP/1.0" {
+		if !as.cfg.AcceptHTTP10 {
+			as.closeConn = true
+			as.sendLocalReply(426, "", "low_version", nil)
+			return false
+		}
+		if !h.Has(hhttp.Authority) && as.cfg.DefaultHostForHTTP10 != "" {
+			h.Add(hhttp.Authority, as.cfg.DefaultHostForHTTP10)
+		}
+	}
+	if a, ok := h.Lookup(hhttp.Authority); (!ok || a == "") && h.Method() != "CONNECT" {
+		as.closeConn = true
+		as.sendLocalReply(400, "", "missing_host_header", nil)
+		return false
+	}
+	return true
 }
 
 // readBody pumps the request body through the decoder filters.

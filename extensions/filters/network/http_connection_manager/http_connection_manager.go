@@ -161,6 +161,13 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 	if cpo.GetMaxConnectionDuration() != nil {
 		errs = append(errs, configerr.At(path+".common_http_protocol_options.max_connection_duration", "max_connection_duration is not supported by herald yet"))
 	}
+	if h2 := p.GetHttp2ProtocolOptions(); h2 != nil {
+		cfg.HTTP2 = &hhttp.HTTP2Options{
+			MaxConcurrentStreams:        h2.GetMaxConcurrentStreams().GetValue(),
+			InitialStreamWindowSize:     h2.GetInitialStreamWindowSize().GetValue(),
+			InitialConnectionWindowSize: h2.GetInitialConnectionWindowSize().GetValue(),
+		}
+	}
 	cfg.Stats = connmgr.NewStats(ctx.Stats, cfg.StatPrefix)
 
 	mgr, _ := ctx.Clusters.(*upstream.Manager)

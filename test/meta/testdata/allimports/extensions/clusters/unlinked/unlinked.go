@@ -1,0 +1,2 @@
+// Package unlinked is missing from extensions/all.
+package unlinked

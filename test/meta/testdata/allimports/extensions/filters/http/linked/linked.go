@@ -1,0 +1,2 @@
+// Package linked is linked by extensions/all.
+package linked

@@ -1,0 +1,2 @@
+// Package testdata is ignored, as the go tool ignores it.
+package testdata

@@ -1,0 +1,2 @@
+// Package thing is not an extension.
+package thing

@@ -1,0 +1,2 @@
+// Package fragment is a fixture extension.
+package fragment

@@ -1,0 +1,2 @@
+// Package good is a fixture extension.
+package good

@@ -1,0 +1,2 @@
+// Package missingcluster is a fixture extension.
+package missingcluster

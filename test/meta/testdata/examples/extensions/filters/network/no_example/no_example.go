@@ -1,0 +1,2 @@
+// Package noexample is a fixture extension.
+package noexample

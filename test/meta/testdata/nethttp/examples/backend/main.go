@@ -1,0 +1,6 @@
+// Package main may import net/http.
+package main
+
+import nethttp "net/http"
+
+var _ = nethttp.StatusOK

@@ -1,0 +1,6 @@
+// Package admin may import net/http.
+package admin
+
+import nethttp "net/http"
+
+var _ = nethttp.StatusOK

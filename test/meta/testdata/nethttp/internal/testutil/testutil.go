@@ -1,0 +1,6 @@
+// Package testutil may import net/http.
+package testutil
+
+import nethttp "net/http"
+
+var _ = nethttp.StatusOK

@@ -1,0 +1,2 @@
+// Package all has no README and needs none.
+package all

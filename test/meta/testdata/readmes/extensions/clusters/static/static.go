@@ -1,0 +1,2 @@
+// Package static is a fixture extension.
+package static

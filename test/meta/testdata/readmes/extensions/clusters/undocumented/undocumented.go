@@ -1,0 +1,2 @@
+// Package undocumented is a fixture extension.
+package undocumented

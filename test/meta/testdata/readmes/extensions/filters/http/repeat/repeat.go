@@ -1,0 +1,2 @@
+// Package repeat is a fixture extension.
+package repeat

@@ -1,0 +1,2 @@
+// Package unregistered is a fixture extension.
+package unregistered

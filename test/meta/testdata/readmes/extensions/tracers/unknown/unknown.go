@@ -1,0 +1,2 @@
+// Package unknown is a fixture extension.
+package unknown

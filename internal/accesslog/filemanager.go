@@ -105,7 +105,7 @@ func (m *FileManager) Open(path string) (*File, error) {
 func openLogFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("accesslog: open %s: %w", path, err)
+		return nil, fmt.Errorf("accesslog: %w", err)
 	}
 	return f, nil
 }

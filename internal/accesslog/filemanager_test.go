@@ -184,7 +184,7 @@ func TestFileManagerOpenError(t *testing.T) {
 	m := NewFileManager(time.Hour)
 	defer m.Close()
 	_, err := m.Open(filepath.Join(t.TempDir(), "no", "such", "dir", "log"))
-	if err == nil || !strings.Contains(err.Error(), "accesslog: open") {
+	if err == nil || !strings.Contains(err.Error(), "accesslog: open ") {
 		t.Errorf("Open in a missing directory: %v, want an open error", err)
 	}
 }

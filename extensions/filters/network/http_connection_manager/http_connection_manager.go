@@ -186,10 +186,10 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		} else if p.GetStripMatchingHostPort() {
 			stripping = router.StripMatchingPort
 		}
+		// Routes to missing static clusters are reported by the bootstrap
+		// cross-checks, positioned and once; checking again here would only
+		// repeat them when a cluster failed to build.
 		rctx := router.BuildContext{Path: path + ".route_config", FilterContext: fctx}
-		if mgr != nil {
-			rctx.ClusterExists = func(name string) bool { return mgr.Cluster(name) != nil }
-		}
 		table, err := router.Build(rc, rctx)
 		if err != nil {
 			errs = append(errs, configerr.Collect(err, path+".route_config", nil)...)

@@ -202,7 +202,8 @@ type httpClient struct {
 	n   int // valid bytes in buf
 }
 
-func dialHTTP(b *testing.B, addr string) *httpClient {
+// dial opens a client connection closed when the run ends.
+func dial(b *testing.B, addr string) net.Conn {
 	b.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -210,6 +211,10 @@ func dialHTTP(b *testing.B, addr string) *httpClient {
 	}
 	c.SetDeadline(time.Now().Add(connDeadline))
 	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newHTTPClient(c net.Conn) *httpClient {
 	return &httpClient{c: c, buf: make([]byte, 16<<10)}
 }
 
@@ -288,7 +293,7 @@ func atoi(p []byte) int {
 // benchHTTP runs roundTrip b.N times on one connection after a warm-up
 // (which also fills herald's upstream connection pool).
 func benchHTTP(b *testing.B, addr string, wantBody int) {
-	c := dialHTTP(b, addr)
+	c := newHTTPClient(dial(b, addr))
 	for range 10 {
 		if n, err := c.roundTrip(); err != nil || n != wantBody {
 			b.Fatalf("warm-up: body %d, %v; want %d bytes", n, err, wantBody)
@@ -317,7 +322,7 @@ func benchHTTPParallel(b *testing.B, addr string, wantBody int) {
 			return
 		}
 		c.SetDeadline(time.Now().Add(connDeadline))
-		hc := &httpClient{c: c, buf: make([]byte, 16<<10)}
+		hc := newHTTPClient(c)
 		mu.Lock()
 		clients = append(clients, hc)
 		mu.Unlock()

@@ -115,7 +115,7 @@ func BenchmarkDirectTCP(b *testing.B) {
 }
 
 func benchEcho(b *testing.B, addr string) {
-	c := dialHTTP(b, addr).c
+	c := dial(b, addr)
 	got := make([]byte, len(tcpPayload))
 	roundTrip := func() error {
 		if _, err := c.Write(tcpPayload); err != nil {
@@ -132,6 +132,7 @@ func benchEcho(b *testing.B, addr string) {
 	if string(got) != string(tcpPayload) {
 		b.Fatalf("echo = %q, want %q", got, tcpPayload)
 	}
+	b.SetBytes(int64(len(tcpPayload)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -139,5 +140,4 @@ func benchEcho(b *testing.B, addr string) {
 			b.Fatal(err)
 		}
 	}
-	b.SetBytes(int64(len(tcpPayload)))
 }

@@ -1,9 +1,10 @@
 // Package meta holds the project's meta tests: checks over the source tree
 // rather than over behaviour. Every extension folder is linked by
-// extensions/all, has a README whose type URLs are registered and whose YAML
-// examples are complete bootstraps that validate, and net/http is imported
-// only where STYLE.md allows it (CoreDNS's presubmit and README tests are the
-// model).
+// extensions/all and has a README; the READMEs of a kind list exactly the
+// type URLs its registry holds, each in the folder that imports the URL's
+// proto package; every README YAML example is a complete bootstrap that
+// validates; and net/http is imported only where STYLE.md allows it
+// (CoreDNS's presubmit and README tests are the model).
 //
 // Each check is a function over an fs.FS rooted at a repository, so the tests
 // run it on the real tree and on a deliberately broken fixture under

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	_ "github.com/herald-proxy/herald/extensions/all"
 	"github.com/herald-proxy/herald/internal/accesslog"
@@ -88,6 +90,27 @@ func TestReadmesListRegisteredTypeURLs(t *testing.T) {
 	reportProblems(t, probs, err)
 }
 
+func TestReadmeTypeURLsBelongToTheirFolder(t *testing.T) {
+	probs, err := meta.CheckReadmeOwnership(repo(), goPackageOf)
+	reportProblems(t, probs, err)
+}
+
+// goPackageOf finds a type URL's message among the linked-in protos and
+// returns the Go import path of its generated package (the go_package
+// option, without its ";name" suffix).
+func goPackageOf(url string) (string, bool) {
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(url)
+	if err != nil {
+		return "", false
+	}
+	opts, ok := mt.Descriptor().ParentFile().Options().(*descriptorpb.FileOptions)
+	if !ok || opts.GetGoPackage() == "" {
+		return "", false
+	}
+	pkg, _, _ := strings.Cut(opts.GetGoPackage(), ";")
+	return pkg, true
+}
+
 func TestReadmeExamplesValidate(t *testing.T) {
 	probs, err := meta.CheckExamples(repo(), validate)
 	reportProblems(t, probs, err)
@@ -149,7 +172,7 @@ func TestChecksFailOnBrokenFixtures(t *testing.T) {
 		want  []wantProblem
 	}{
 		{
-			name:  "extensions/all",
+			name:  "extensions-all imports",
 			check: meta.CheckAllImports,
 			tree:  "allimports",
 			want: []wantProblem{
@@ -160,7 +183,7 @@ func TestChecksFailOnBrokenFixtures(t *testing.T) {
 			},
 		},
 		{
-			name:  "net/http",
+			name:  "net-http imports",
 			check: func(f fs.FS) ([]meta.Problem, error) { return meta.CheckNetHTTP(f, meta.NetHTTPAllowed) },
 			tree:  "nethttp",
 			want: []wantProblem{
@@ -178,6 +201,24 @@ func TestChecksFailOnBrokenFixtures(t *testing.T) {
 				{path: "extensions/filters/http/unregistered/README.md", line: 5, msg: "Type URLs lists type.googleapis.com/fixture.Typo, which no filters/http extension registers"},
 				{path: "extensions/tracers/unknown", msg: `no registry is known for extension kind "tracers"`},
 				{path: "extensions/filters/http", msg: "type.googleapis.com/fixture.Unlisted is registered but no README's Type URLs section lists it"},
+			},
+		},
+		{
+			name: "README type URL ownership",
+			check: func(f fs.FS) ([]meta.Problem, error) {
+				return meta.CheckReadmeOwnership(f, func(url string) (string, bool) {
+					pkg, ok := map[string]string{
+						"type.googleapis.com/fixture.Good":         "example.com/proto/good",
+						"type.googleapis.com/fixture.GoodPerRoute": "example.com/proto/good",
+						"type.googleapis.com/fixture.Other":        "example.com/proto/other",
+					}[url]
+					return pkg, ok
+				})
+			},
+			tree: "ownership",
+			want: []wantProblem{
+				{path: "extensions/filters/http/copied/README.md", line: 5, msg: "Type URLs lists type.googleapis.com/fixture.Good, but extensions/filters/http/copied does not import its package example.com/proto/good"},
+				{path: "extensions/filters/http/unknown/README.md", line: 5, msg: "Type URLs lists type.googleapis.com/fixture.Nope, which names no known proto message"},
 			},
 		},
 		{

@@ -257,3 +257,70 @@ func CheckExamples(fsys fs.FS, validate Validator) ([]Problem, error) {
 	}
 	return probs, nil
 }
+
+// GoPackageOf returns the Go import path of the generated package that
+// holds the message of a type URL, and false when the URL names no known
+// message.
+type GoPackageOf func(typeURL string) (string, bool)
+
+// CheckReadmeOwnership checks that each type URL an extension README lists
+// belongs to that folder: the folder's non-test Go files import the
+// generated package of the URL's message. It catches a README copied from
+// another extension, which CheckReadmes cannot see when both URLs are
+// registered.
+func CheckReadmeOwnership(fsys fs.FS, goPackage GoPackageOf) ([]Problem, error) {
+	dirs, err := ExtensionDirs(fsys)
+	if err != nil {
+		return nil, err
+	}
+	var probs []Problem
+	for _, dir := range dirs {
+		file := path.Join(dir, ReadmeName)
+		r, ok, err := readReadme(fsys, dir)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || len(r.TypeURLs) == 0 {
+			continue
+		}
+		imported, err := folderImports(fsys, dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range r.TypeURLs {
+			pkg, ok := goPackage(l.URL)
+			switch {
+			case !ok:
+				probs = append(probs, Problem{Path: file, Line: l.Line,
+					Msg: fmt.Sprintf("Type URLs lists %s, which names no known proto message", l.URL)})
+			case !imported[pkg]:
+				probs = append(probs, Problem{Path: file, Line: l.Line,
+					Msg: fmt.Sprintf("Type URLs lists %s, but %s does not import its package %s", l.URL, dir, pkg)})
+			}
+		}
+	}
+	return probs, nil
+}
+
+// folderImports returns the import paths of the non-test Go files directly
+// in dir.
+func folderImports(fsys fs.FS, dir string) (map[string]bool, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() || !isSource(e.Name()) {
+			continue
+		}
+		specs, err := imports(fsys, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, is := range specs {
+			out[is.path] = true
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,4 @@
+package good
+
+// Test imports do not make a folder own a type URL.
+import _ "example.com/proto/other"

@@ -1,0 +1,2 @@
+// Package unknown lists a URL that names no message.
+package unknown

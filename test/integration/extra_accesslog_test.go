@@ -3,14 +3,13 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	nethttp "net/http"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	nethttp "net/http"
 
 	"github.com/herald-proxy/herald/internal/testutil"
 )

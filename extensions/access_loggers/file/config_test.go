@@ -140,13 +140,29 @@ func TestREADMEExample(t *testing.T) {
 		}
 	}
 	path := filepath.Join(t.TempDir(), "access.log")
-	y := strings.ReplaceAll(string(blocks[0][1]), "/var/log/herald/access.log", path)
-	var doc struct {
-		AccessLog []json.RawMessage `json:"access_log"`
+	y := strings.ReplaceAll(string(blocks[0][1]), "/tmp/herald-access.log", path)
+	// The example is a complete bootstrap; its access logs sit on the
+	// connection manager of the first listener.
+	var boot struct {
+		StaticResources struct {
+			Listeners []struct {
+				FilterChains []struct {
+					Filters []struct {
+						TypedConfig struct {
+							AccessLog []json.RawMessage `json:"access_log"`
+						} `json:"typed_config"`
+					} `json:"filters"`
+				} `json:"filter_chains"`
+			} `json:"listeners"`
+		} `json:"static_resources"`
 	}
-	if err := yaml.Unmarshal([]byte(y), &doc); err != nil {
+	if err := yaml.Unmarshal([]byte(y), &boot); err != nil {
 		t.Fatal(err)
 	}
+	if len(boot.StaticResources.Listeners) == 0 {
+		t.Fatal("example has no listener")
+	}
+	doc := boot.StaticResources.Listeners[0].FilterChains[0].Filters[0].TypedConfig
 	if len(doc.AccessLog) != 1 {
 		t.Fatalf("example has %d access logs, want 1", len(doc.AccessLog))
 	}

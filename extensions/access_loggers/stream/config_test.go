@@ -134,12 +134,28 @@ func TestREADMEExample(t *testing.T) {
 	if len(blocks) != 1 {
 		t.Fatalf("README has %d yaml blocks, want 1", len(blocks))
 	}
-	var doc struct {
-		AccessLog []json.RawMessage `json:"access_log"`
+	// The example is a complete bootstrap; its access logs sit on the
+	// connection manager of the first listener.
+	var boot struct {
+		StaticResources struct {
+			Listeners []struct {
+				FilterChains []struct {
+					Filters []struct {
+						TypedConfig struct {
+							AccessLog []json.RawMessage `json:"access_log"`
+						} `json:"typed_config"`
+					} `json:"filters"`
+				} `json:"filter_chains"`
+			} `json:"listeners"`
+		} `json:"static_resources"`
 	}
-	if err := yaml.Unmarshal(blocks[0][1], &doc); err != nil {
+	if err := yaml.Unmarshal(blocks[0][1], &boot); err != nil {
 		t.Fatal(err)
 	}
+	if len(boot.StaticResources.Listeners) == 0 {
+		t.Fatal("example has no listener")
+	}
+	doc := boot.StaticResources.Listeners[0].FilterChains[0].Filters[0].TypedConfig
 	if len(doc.AccessLog) != 2 {
 		t.Fatalf("example has %d access logs, want 2", len(doc.AccessLog))
 	}

@@ -95,6 +95,10 @@ type ServerOptions struct {
 	IdleTimeout time.Duration
 	// Scheme is the :scheme to give requests ("http" or "https").
 	Scheme string
+	// AcceptHTTP10: answer HTTP/1.0 requests with HTTP/1.0 status lines.
+	// Envoy (http_protocol_options.accept_http_10, default false) writes
+	// "HTTP/1.1" status lines unless HTTP/1.0 is accepted.
+	AcceptHTTP10 bool
 	// HTTP2 holds HTTP/2 settings; nil means defaults.
 	HTTP2 *HTTP2Options
 }

@@ -49,8 +49,10 @@ type Listener struct {
 	cfg   *Config
 	ln    net.Listener
 	bound netip.AddrPort
-	drain *network.Drain
-	stats listenerStats
+	// statPrefix is "listener.<bound address>.".
+	statPrefix string
+	drain      *network.Drain
+	stats      listenerStats
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -87,7 +89,8 @@ func Start(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, err
 	}
 	l := &Listener{cfg: cfg, ln: ln, drain: network.NewDrain(), conns: map[net.Conn]struct{}{}}
 	l.bound = network.AddrPortOf(ln.Addr())
-	sc := store.Scope(StatPrefix(l.bound))
+	l.statPrefix = StatPrefix(l.bound)
+	sc := store.Scope(l.statPrefix)
 	l.stats = listenerStats{
 		cxTotal:       sc.Counter("downstream_cx_total"),
 		cxActive:      sc.Gauge("downstream_cx_active"),
@@ -186,6 +189,7 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 	}()
 	nc := network.NewConn(ctx, c, l.drain)
 	nc.ListenerName = l.cfg.Name
+	nc.StatPrefix = l.statPrefix
 	if l.cfg.BufferLimit > 0 {
 		nc.BufferLimit = l.cfg.BufferLimit
 	}

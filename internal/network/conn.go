@@ -18,6 +18,8 @@ type Conn struct {
 	Ctx context.Context
 	// ListenerName is the listener's configured name.
 	ListenerName string
+	// StatPrefix is the listener's stat prefix, "listener.<address>.".
+	StatPrefix string
 	// LocalAddr and RemoteAddr are the socket's addresses (after
 	// proxy_protocol / original_dst, when those listener filters ran).
 	Local  netip.AddrPort

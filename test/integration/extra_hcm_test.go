@@ -254,8 +254,9 @@ func TestExtraHTTP1HostAndVersion(t *testing.T) {
 	}
 }
 
-// TestExtraStreamIdleTimeoutAfterHeadersStat is a guard that the idle timer
-// does not fire on an active stream: a slow but steady response is not cut.
+// TestExtraStreamIdleTimeoutNotOnActiveStream guards the other side of
+// stream_idle_timeout: activity resets the timer, so a slow but steady
+// response is not cut. The backend paces its chunks on purpose.
 func TestExtraStreamIdleTimeoutNotOnActiveStream(t *testing.T) {
 	t.Parallel()
 	backend := testutil.HTTPBackend(t, nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {

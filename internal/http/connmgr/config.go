@@ -2,6 +2,7 @@ package connmgr
 
 import (
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"sync"
 	"time"
 
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
@@ -109,6 +110,33 @@ type Config struct {
 
 	AccessLogs []AccessLogger
 	Stats      *Stats
+	// Store is where per-listener stats are created.
+	Store *stats.Store
+}
+
+// ListenerStats are Envoy's per-listener connection manager stats
+// (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/stats#per-listener-statistics).
+type ListenerStats struct {
+	DownstreamRqXX        [6]*stats.Counter
+	DownstreamRqCompleted *stats.Counter
+}
+
+// listenerStats returns the per-listener stats for a listener stat prefix
+// ("listener.127.0.0.1_10000."), or nil without a store or prefix.
+func (cfg *Config) listenerStats(listenerPrefix string) *ListenerStats {
+	if cfg.Store == nil || listenerPrefix == "" {
+		return nil
+	}
+	if v, ok := cfg.Stats.perListener.Load(listenerPrefix); ok {
+		return v.(*ListenerStats)
+	}
+	sc := cfg.Store.Scope(listenerPrefix + "http." + cfg.StatPrefix + ".")
+	ls := &ListenerStats{DownstreamRqCompleted: sc.Counter("downstream_rq_completed")}
+	for i := 1; i <= 5; i++ {
+		ls.DownstreamRqXX[i] = sc.Counter("downstream_rq_" + string(rune('0'+i)) + "xx")
+	}
+	v, _ := cfg.Stats.perListener.LoadOrStore(listenerPrefix, ls)
+	return v.(*ListenerStats)
 }
 
 // Stats are the http.<stat_prefix>.* stats Envoy's connection manager emits
@@ -147,6 +175,10 @@ type Stats struct {
 	DownstreamRqWsOnNonWsRoute  *stats.Counter
 	NoRoute                     *stats.Counter
 	RsTooLarge                  *stats.Counter
+
+	// perListener caches the listener.<address>.http.<prefix>.* stats by
+	// listener stat prefix; looked up once per connection.
+	perListener sync.Map
 }
 
 // NewStats looks up the http.<prefix>. stats in store.

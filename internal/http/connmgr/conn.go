@@ -34,6 +34,8 @@ type conn struct {
 	draining atomic.Bool
 	drainCh  chan struct{}
 	once     sync.Once
+	// lstats are the per-listener stats of the accepting listener, or nil.
+	lstats *ListenerStats
 	// buf is the request body read buffer, reused by the streams of an
 	// HTTP/1.1 connection (one at a time).
 	buf []byte
@@ -48,7 +50,7 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 	st.DownstreamCxTotal.Inc()
 	st.DownstreamCxActive.Inc()
 	start := time.Now()
-	c := &conn{cfg: cfg, nc: nc, drainCh: make(chan struct{})}
+	c := &conn{cfg: cfg, nc: nc, drainCh: make(chan struct{}), lstats: cfg.listenerStats(nc.StatPrefix)}
 	c.raw = &countingConn{Conn: nc.Conn, rx: st.DownstreamCxRxBytesTotal, tx: st.DownstreamCxTxBytesTotal}
 
 	codec := cfg.Codec
@@ -83,6 +85,7 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 		IdleTimeout:            cfg.IdleTimeout,
 		Scheme:                 "http",
 		HTTP2:                  cfg.HTTP2,
+		AcceptHTTP10:           cfg.AcceptHTTP10,
 	}
 	if nc.TLS {
 		opts.Scheme = "https"
@@ -113,7 +116,7 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 	switch {
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		st.DownstreamCxDestroyRemote.Inc()
-	case errors.As(err, &ne) && ne.Timeout():
+	case errors.Is(err, http1.ErrIdleTimeout), errors.As(err, &ne) && ne.Timeout():
 		st.DownstreamCxIdleTimeout.Inc()
 		st.DownstreamCxDestroyLocal.Inc()
 	default:

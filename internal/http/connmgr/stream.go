@@ -445,15 +445,21 @@ func (as *stream) end() {
 	if code := as.info.ResponseCode; code >= 100 && code < 600 {
 		st.DownstreamRqXX[code/100].Inc()
 		st.DownstreamRqCompleted.Inc()
+		if ls := as.c.lstats; ls != nil {
+			ls.DownstreamRqXX[code/100].Inc()
+			ls.DownstreamRqCompleted.Inc()
+		}
 	}
 	st.DownstreamRqTime.Record(uint64(as.info.EndTime.Sub(as.info.StartTime).Milliseconds()))
+	// Access logs read the response headers, which filters may own: log
+	// first, then destroy the filters.
+	for _, l := range as.cfg.AccessLogs {
+		l.Log(&as.info)
+	}
 	for _, f := range as.filters {
 		if d, ok := f.(httpfilter.Destroyer); ok {
 			d.OnDestroy()
 		}
-	}
-	for _, l := range as.cfg.AccessLogs {
-		l.Log(&as.info)
 	}
 	as.cancel()
 }

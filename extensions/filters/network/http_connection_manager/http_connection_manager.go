@@ -118,6 +118,8 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		PreserveExternalRequestID:    p.GetPreserveExternalRequestId(),
 		AlwaysSetRequestIDInResponse: p.GetAlwaysSetRequestIdInResponse(),
 		Via:                          p.GetVia(),
+		AcceptHTTP10:                 p.GetHttpProtocolOptions().GetAcceptHttp_10(),
+		DefaultHostForHTTP10:         p.GetHttpProtocolOptions().GetDefaultHostForHttp_10(),
 	}
 	switch p.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO:
@@ -169,6 +171,7 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		}
 	}
 	cfg.Stats = connmgr.NewStats(ctx.Stats, cfg.StatPrefix)
+	cfg.Store = ctx.Stats
 
 	mgr, _ := ctx.Clusters.(*upstream.Manager)
 	fctx := httpfilter.BuildContext{

@@ -60,6 +60,7 @@ func Serve(c net.Conn, opts hhttp.ServerOptions, h hhttp.StreamHandler) error {
 		maxHeaderCount: opts.MaxRequestHeadersCount,
 		idle:           opts.IdleTimeout,
 		scheme:         opts.Scheme,
+		accept10:       opts.AcceptHTTP10,
 	}
 	if sc.maxHeaderBytes <= 0 {
 		sc.maxHeaderBytes = defaultMaxRequestHeadersBytes
@@ -86,6 +87,9 @@ func Serve(c net.Conn, opts hhttp.ServerOptions, h hhttp.StreamHandler) error {
 // serverConn is one downstream connection. Owned by the goroutine running
 // Serve.
 type serverConn struct {
+	// accept10: HTTP/1.0 responses get HTTP/1.0 status lines (Envoy:
+	// only when accept_http_10 is set).
+	accept10       bool
 	c              net.Conn
 	h              hhttp.StreamHandler
 	maxHeaderBytes int

@@ -137,7 +137,7 @@ func (st *serverStream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	if connClose {
 		st.closeAfter = true
 	}
-	if st.http11 {
+	if st.http11 || !st.sc.accept10 {
 		_, _ = bw.WriteString(statusLines11[code-100])
 	} else {
 		_, _ = bw.WriteString(statusLines10[code-100])

@@ -183,7 +183,8 @@ func TestServerResponseFraming(t *testing.T) {
 			h := &recordingHandler{respond: tc.respond}
 			c := newMemConn(tc.request)
 			var cerr *hhttp.CodecError
-			if err := Serve(c, hhttp.ServerOptions{}, h); err != nil && !errors.As(err, &cerr) {
+			// HTTP/1.0 status lines need accept_http_10 (Envoy's rule).
+			if err := Serve(c, hhttp.ServerOptions{AcceptHTTP10: true}, h); err != nil && !errors.As(err, &cerr) {
 				t.Fatalf("Serve: %v", err)
 			}
 			if got := c.out.String(); got != tc.want {
@@ -274,7 +275,7 @@ func TestServerHTTP10(t *testing.T) {
 				_ = s.WriteData([]byte("ok"), true)
 			}}
 			c := newMemConn(tc.in)
-			if err := Serve(c, hhttp.ServerOptions{}, h); err != nil {
+			if err := Serve(c, hhttp.ServerOptions{AcceptHTTP10: true}, h); err != nil {
 				t.Fatalf("Serve: %v", err)
 			}
 			if len(h.requests) != tc.wantCount {

@@ -83,3 +83,8 @@ func staticCluster(name string, addrs ...string) string {
 const adminBlock = `admin:
   address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
 `
+
+// httpHandler answers every request with body.
+func httpHandler(body string) nethttp.Handler {
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, _ *nethttp.Request) { io.WriteString(w, body) })
+}

@@ -50,32 +50,29 @@ func Build(b *bootstrapv3.Bootstrap, deps Deps) (*Snapshot, error) {
 	return snap, nil
 }
 
-// unsupportedListenerFields are Listener fields herald refuses by name until
-// the issue that implements them lands.
-var unsupportedListenerFields = map[string]string{
-	"listener_filters":           "#5",
-	"filter_chain_matcher":       "#5",
-	"udp_listener_config":        "#6",
-	"api_listener":               "",
-	"connection_balance_config":  "",
-	"internal_listener":          "",
-	"additional_addresses":       "",
-	"listener_specifier":         "",
-	"access_log":                 "",
-	"enable_reuse_port":          "",
-	"transparent":                "",
-	"freebind":                   "",
-	"socket_options":             "",
-	"tcp_fast_open_queue_length": "",
-	"bind_to_port":               "",
+// supportedListenerFields are the Listener fields herald interprets; any
+// other set field is an error naming it, with the issue that will add it.
+var supportedListenerFields = []string{
+	"name", "address", "filter_chains", "default_filter_chain", "per_connection_buffer_limit_bytes",
+	"traffic_direction", "metadata", "listener_filters_timeout", "continue_on_listener_filters_timeout",
+}
+
+// supportedChainFields are the FilterChain fields herald interprets
+// (filter_chain_match and transport_socket are checked for what they hold).
+var supportedChainFields = []string{"filters", "filter_chain_match", "transport_socket", "name", "metadata"}
+
+var listenerIssues = map[string]string{
+	"listener_filters":     "#5",
+	"filter_chain_matcher": "#5",
+	"use_original_dst":     "#5",
+	"udp_listener_config":  "#6",
+	"drain_type":           "#7",
 }
 
 // BuildListener builds one listener.
 func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Config, error) {
 	var errs configerr.List
-	if err := rejectSet(l, path, unsupportedListenerFields); err != nil {
-		errs = append(errs, err...)
-	}
+	errs = append(errs, configerr.RejectUnlisted(l, path, listenerIssues, supportedListenerFields...)...)
 	addr, err := socketAddress(l.GetAddress(), path+".address")
 	if err != nil {
 		errs = append(errs, err)
@@ -120,7 +117,7 @@ func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Co
 }
 
 func buildChain(l *listenerv3.Listener, fc *listenerv3.FilterChain, path string, deps Deps) (*listener.FilterChain, error) {
-	var errs configerr.List
+	errs := configerr.RejectUnlisted(fc, path, nil, supportedChainFields...)
 	if m := fc.GetFilterChainMatch(); m != nil && !proto.Equal(m, &listenerv3.FilterChainMatch{}) {
 		errs = append(errs, configerr.At(path+".filter_chain_match", "filter_chain_match is not supported by herald yet (#5)"))
 	}
@@ -193,24 +190,4 @@ func socketAddress(a *corev3.Address, path string) (string, *configerr.FieldErro
 		return "", configerr.At(path+".socket_address.named_port", "named_port is not supported; use port_value")
 	}
 	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), nil
-}
-
-// rejectSet reports every field of m named in fields that is set.
-func rejectSet(m proto.Message, path string, fields map[string]string) configerr.List {
-	var errs configerr.List
-	r := m.ProtoReflect()
-	fds := r.Descriptor().Fields()
-	for i := 0; i < fds.Len(); i++ {
-		fd := fds.Get(i)
-		issue, bad := fields[string(fd.Name())]
-		if !bad || !r.Has(fd) {
-			continue
-		}
-		msg := fmt.Sprintf("%s is not supported by herald yet", fd.Name())
-		if issue != "" {
-			msg += " (" + issue + ")"
-		}
-		errs = append(errs, &configerr.FieldError{Path: path + "." + string(fd.Name()), Msg: msg})
-	}
-	return errs
 }

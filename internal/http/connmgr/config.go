@@ -44,8 +44,9 @@ type FilterFactory struct {
 
 // RouteResolver picks the route for request headers: the router's table.
 type RouteResolver interface {
-	// Resolve returns the matched route or nil.
-	Resolve(h *hhttp.Headers) httpfilter.Route
+	// Resolve returns the matched route or nil; listenerPort is the local
+	// port of the connection (for strip_matching_host_port).
+	Resolve(h *hhttp.Headers, listenerPort uint16) httpfilter.Route
 }
 
 // AccessLogger writes one access-log entry; internal/accesslog.Logger has

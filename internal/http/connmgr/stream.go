@@ -594,7 +594,7 @@ func (as *stream) Route() httpfilter.Route {
 	if !as.routeResolved {
 		as.routeResolved = true
 		if as.cfg.Routes != nil {
-			as.route = as.cfg.Routes.Resolve(as.s.RequestHeaders())
+			as.route = as.cfg.Routes.Resolve(as.s.RequestHeaders(), as.c.nc.Local.Port())
 		}
 	}
 	return as.route

@@ -99,7 +99,7 @@ upstream_log:
 upstream_http_filters:
 - name: envoy.filters.http.upstream_codec
 `,
-			wantErr: ".upstream_http_filters: upstream_http_filters are not supported by herald yet",
+			wantErr: ".upstream_http_filters: upstream_http_filters is not supported by herald yet",
 		},
 	}
 	for _, tc := range tests {

@@ -21,13 +21,10 @@ func init() {
 
 // Build reads a Router config once per snapshot.
 func Build(cfg *routerv3.Router, ctx httpfilter.BuildContext) (httpfilter.Factory, error) {
-	var errs configerr.List
-	if len(cfg.GetUpstreamLog()) > 0 {
-		errs = append(errs, configerr.At(ctx.Path+".upstream_log", "upstream_log is not supported by herald yet"))
-	}
-	if len(cfg.GetUpstreamHttpFilters()) > 0 {
-		errs = append(errs, configerr.At(ctx.Path+".upstream_http_filters", "upstream_http_filters are not supported by herald yet"))
-	}
+	// dynamic_stats (default true) and start_child_span (tracing, which the
+	// connection manager refuses) change nothing herald emits; any other set
+	// field is an error naming it (STYLE.md §5).
+	errs := configerr.RejectUnlisted(cfg, ctx.Path, nil, "suppress_envoy_headers", "dynamic_stats", "start_child_span")
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}

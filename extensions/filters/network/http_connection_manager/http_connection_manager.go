@@ -6,7 +6,6 @@ import (
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/herald-proxy/herald/internal/accesslog"
@@ -40,30 +39,35 @@ const (
 	defaultDrainTimeout      = 5 * time.Second
 )
 
-// unsupported are HttpConnectionManager fields herald refuses by name when
-// set, with the issue that will add them.
-var unsupported = map[string]string{
-	"rds":                                               "#7",
-	"scoped_routes":                                     "#7",
-	"tracing":                                           "",
-	"upgrade_configs":                                   "#6",
-	"http3_protocol_options":                            "#6",
-	"local_reply_config":                                "",
-	"request_id_extension":                              "",
-	"original_ip_detection_extensions":                  "",
-	"early_header_mutation_extensions":                  "",
-	"internal_address_config":                           "",
-	"set_current_client_cert_details":                   "#5",
-	"proxy_100_continue":                                "",
-	"stream_error_on_invalid_http_message":              "",
-	"path_normalization_options":                        "",
-	"request_headers_timeout":                           "",
-	"max_request_headers_count":                         "",
-	"typed_header_validation_config":                    "",
-	"access_log_options":                                "",
-	"add_user_agent":                                    "",
-	"user_agent":                                        "",
-	"represent_ipv4_remote_address_as_ipv4_mapped_ipv6": "",
+// supported are the HttpConnectionManager fields herald interprets; any
+// other field that is set is an error naming it (STYLE.md §5), with the
+// issue that will add it from unsupportedIssues.
+var supported = []string{
+	"codec_type", "stat_prefix", "route_config", "http_filters", "access_log",
+	"use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "via",
+	"generate_request_id", "preserve_external_request_id", "always_set_request_id_in_response",
+	"server_name", "server_header_transformation", "max_request_headers_kb",
+	"common_http_protocol_options", "http_protocol_options", "http2_protocol_options",
+	"stream_idle_timeout", "request_timeout", "drain_timeout",
+	"strip_matching_host_port", "strip_any_host_port",
+	"normalize_path", // only false: checked in Build
+}
+
+// Sub-message fields herald interprets.
+var (
+	supportedCommon = []string{"idle_timeout", "max_headers_count"}
+	supportedHTTP1  = []string{"accept_http_10", "default_host_for_http_10"}
+	supportedHTTP2  = []string{"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"}
+)
+
+var unsupportedIssues = map[string]string{
+	"rds":                             "#7",
+	"scoped_routes":                   "#7",
+	"upgrade_configs":                 "#6",
+	"http3_protocol_options":          "#6",
+	"forward_client_cert_details":     "#5",
+	"set_current_client_cert_details": "#5",
+	"max_stream_duration":             "#6",
 }
 
 // Filter is the built connection manager: the terminal network filter.
@@ -83,23 +87,12 @@ func (f *Filter) Config() *connmgr.Config { return f.cfg }
 func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilter.Filter, error) {
 	var errs configerr.List
 	path := ctx.Path
-	r := p.ProtoReflect()
-	for name, issue := range unsupported {
-		fd := r.Descriptor().Fields().ByName(protoreflect.Name(name))
-		if fd == nil || !r.Has(fd) {
-			continue
-		}
-		msg := name + " is not supported by herald yet"
-		if issue != "" {
-			msg += " (" + issue + ")"
-		}
-		errs = append(errs, configerr.At(path+"."+name, "%s", msg))
-	}
+	errs = append(errs, configerr.RejectUnlisted(p, path, unsupportedIssues, supported...)...)
+	errs = append(errs, configerr.RejectUnlisted(p.GetCommonHttpProtocolOptions(), path+".common_http_protocol_options", unsupportedIssues, supportedCommon...)...)
+	errs = append(errs, configerr.RejectUnlisted(p.GetHttpProtocolOptions(), path+".http_protocol_options", unsupportedIssues, supportedHTTP1...)...)
+	errs = append(errs, configerr.RejectUnlisted(p.GetHttp2ProtocolOptions(), path+".http2_protocol_options", unsupportedIssues, supportedHTTP2...)...)
 	if p.GetNormalizePath().GetValue() {
-		errs = append(errs, configerr.At(path+".normalize_path", "normalize_path is not supported by herald yet"))
-	}
-	if p.GetMergeSlashes() {
-		errs = append(errs, configerr.At(path+".merge_slashes", "merge_slashes is not supported by herald yet"))
+		errs = append(errs, configerr.At(path+".normalize_path", "normalize_path is %s (only false)", configerr.NotSupported))
 	}
 
 	cfg := &connmgr.Config{
@@ -153,16 +146,9 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		cfg.MaxRequestHeadersCount = int(v.GetValue())
 	}
 	durationOr(cpo.GetIdleTimeout(), &cfg.IdleTimeout)
-	durationOr(cpo.GetMaxConnectionDuration(), &cfg.MaxConnectionDuration)
 	durationOr(p.GetStreamIdleTimeout(), &cfg.StreamIdleTimeout)
 	durationOr(p.GetRequestTimeout(), &cfg.RequestTimeout)
 	durationOr(p.GetDrainTimeout(), &cfg.DrainTimeout)
-	if cpo.GetMaxStreamDuration() != nil {
-		errs = append(errs, configerr.At(path+".common_http_protocol_options.max_stream_duration", "max_stream_duration is not supported by herald yet"))
-	}
-	if cpo.GetMaxConnectionDuration() != nil {
-		errs = append(errs, configerr.At(path+".common_http_protocol_options.max_connection_duration", "max_connection_duration is not supported by herald yet"))
-	}
 	if h2 := p.GetHttp2ProtocolOptions(); h2 != nil {
 		cfg.HTTP2 = &hhttp.HTTP2Options{
 			MaxConcurrentStreams:        h2.GetMaxConcurrentStreams().GetValue(),
@@ -274,9 +260,9 @@ type resolver struct {
 }
 
 // Resolve implements connmgr.RouteResolver.
-func (r *resolver) Resolve(h *hhttp.Headers) httpfilter.Route {
+func (r *resolver) Resolve(h *hhttp.Headers, listenerPort uint16) httpfilter.Route {
 	if r.stripping != router.StripNoPort {
-		router.StripHostPort(h, r.stripping, 0)
+		router.StripHostPort(h, r.stripping, uint32(listenerPort))
 	}
 	rt, _ := r.table.Match(h)
 	if rt == nil {

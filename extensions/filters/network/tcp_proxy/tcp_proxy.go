@@ -11,7 +11,6 @@ import (
 	"time"
 
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/configerr"
@@ -61,26 +60,20 @@ type tcpStats struct {
 	cxRxBytes   *stats.Counter
 	cxTxBytes   *stats.Counter
 	idleTimeout *stats.Counter
-	flushActive *stats.Gauge
-	connectFail *stats.Counter
 }
 
-// unsupported lists TcpProxy fields herald refuses by name.
-var unsupported = []string{
-	"metadata_match", "tunneling_config", "on_demand", "hash_policy", "access_log_options",
-	"max_downstream_connection_duration", "upstream_connection_options", "backoff_options",
-	"proxy_protocol_tlvs",
-}
+// supported are the TcpProxy fields herald interprets; any other field
+// that is set is an error naming it (STYLE.md §5).
+var supported = []string{"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log", "max_connect_attempts"}
+
+var unsupportedIssues = map[string]string{"tunneling_config": "#6"}
 
 // Build interprets a TcpProxy config once per snapshot.
 func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, error) {
 	var errs configerr.List
-	r := cfg.ProtoReflect()
-	for _, name := range unsupported {
-		fd := r.Descriptor().Fields().ByName(protoreflect.Name(name))
-		if fd != nil && r.Has(fd) {
-			errs = append(errs, configerr.At(ctx.Path+"."+name, "%s is not supported by herald yet", name))
-		}
+	errs = append(errs, configerr.RejectUnlisted(cfg, ctx.Path, unsupportedIssues, supported...)...)
+	for i, wc := range cfg.GetWeightedClusters().GetClusters() {
+		errs = append(errs, configerr.RejectUnlisted(wc, fmt.Sprintf("%s.weighted_clusters.clusters[%d]", ctx.Path, i), nil, "name", "weight")...)
 	}
 	mgr, _ := ctx.Clusters.(*upstream.Manager)
 	f := &Filter{clusters: mgr, idleTimeout: defaultIdleTimeout, maxAttempts: 1}
@@ -123,8 +116,6 @@ func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, e
 		cxRxBytes:   sc.Counter("downstream_cx_rx_bytes_total"),
 		cxTxBytes:   sc.Counter("downstream_cx_tx_bytes_total"),
 		idleTimeout: sc.Counter("idle_timeout"),
-		flushActive: sc.Gauge("upstream_flush_active"),
-		connectFail: sc.Counter("upstream_connect_fail"),
 	}
 	return f, nil
 }
@@ -190,7 +181,6 @@ func (f *Filter) ServeConn(c *network.Conn) {
 		}
 	}
 	if err != nil {
-		f.stats.connectFail.Inc()
 		info.SetFlag(streaminfo.UpstreamConnectionFailure)
 		info.UpstreamTransportFailureReason = err.Error()
 		return

@@ -93,7 +93,8 @@ type Filter struct {
 	sentBody bool
 	start    time.Time
 	deadline time.Time
-	stopWake func() bool
+	aborting bool // registered as the stream's aborter
+	lb       upstream.LBContext
 	resp     hhttp.Headers
 	active   bool
 }
@@ -101,6 +102,7 @@ type Filter struct {
 var (
 	_ httpfilter.DecoderFilter = (*Filter)(nil)
 	_ httpfilter.Destroyer     = (*Filter)(nil)
+	_ httpfilter.Aborter       = (*Filter)(nil)
 	_ HeaderValueContext       = (*Filter)(nil)
 )
 
@@ -141,7 +143,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 		return httpfilter.Stop
 	}
 	f.cluster = cl
-	host := cl.Pick(&upstream.LBContext{})
+	host := cl.Pick(&f.lb)
 	if host == nil {
 		info.SetFlag(streaminfo.NoHealthyUpstream)
 		f.cb.SendLocalReply(503, bodyNoHealthyUpstream, detailsNoHealthy, nil)
@@ -198,10 +200,9 @@ func (f *Filter) open(endStream bool) bool {
 
 // connect takes a pooled connection or dials one.
 func (f *Filter) connect() error {
-	ctx := f.cb.Context()
 	cl, host := f.cluster, f.host
 	if cl.HTTPProtocol() == upstream.HTTP2 && f.cfg.H2 != nil {
-		s, err := f.cfg.H2.NewStream(ctx, host.Address(), func(ctx context.Context) (net.Conn, error) {
+		s, err := f.cfg.H2.NewStream(f.cb.Context(), host.Address(), func(ctx context.Context) (net.Conn, error) {
 			return cl.Dial(ctx, host)
 		})
 		if err != nil {
@@ -215,7 +216,7 @@ func (f *Filter) connect() error {
 		f.h1 = pc
 		f.reused = true
 	} else {
-		nc, err := cl.Dial(ctx, host)
+		nc, err := cl.Dial(f.cb.Context(), host)
 		if err != nil {
 			return err
 		}
@@ -224,10 +225,10 @@ func (f *Filter) connect() error {
 	}
 	f.h1.cc.Reset()
 	f.up = f.h1.cc
-	// The stream context ends on downstream disconnect and stream timeouts:
-	// wake any blocked upstream I/O.
-	nc := f.h1.nc
-	f.stopWake = context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	// Downstream failures and stream timeouts wake blocked upstream I/O
+	// through Abort.
+	f.cb.SetAborter(f)
+	f.aborting = true
 	if t := f.route.Timeout(); t > 0 {
 		f.deadline = f.start.Add(t)
 	}
@@ -351,9 +352,11 @@ func (f *Filter) complete(code int) {
 // closeUpstream ends the upstream stream; a clean HTTP/1.1 exchange goes
 // back to the host's idle pool.
 func (f *Filter) closeUpstream(err error) {
-	if f.stopWake != nil {
-		f.stopWake()
-		f.stopWake = nil
+	if f.aborting {
+		// After this returns Abort is not running and will not run, so
+		// f.h1 may change.
+		f.cb.SetAborter(nil)
+		f.aborting = false
 	}
 	if f.up == nil {
 		return
@@ -429,6 +432,14 @@ func (f *Filter) timedOut(err error) bool {
 		return !time.Now().Before(f.deadline)
 	}
 	return false
+}
+
+// Abort implements httpfilter.Aborter: a past deadline wakes the blocked
+// upstream read or write.
+func (f *Filter) Abort() {
+	if h := f.h1; h != nil {
+		h.nc.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 // OnDestroy implements httpfilter.Destroyer.

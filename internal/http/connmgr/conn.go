@@ -34,6 +34,8 @@ type conn struct {
 	draining atomic.Bool
 	drainCh  chan struct{}
 	once     sync.Once
+	// wd is the HTTP/1.1 connection's watchdog, reused by its streams.
+	wd *watchdog
 	// lstats are the per-listener stats of the accepting listener, or nil.
 	lstats *ListenerStats
 	// buf is the request body read buffer, reused by the streams of an
@@ -108,6 +110,9 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 		st.DownstreamCxHTTP1Active.Dec()
 	}
 	unregister()
+	if c.wd != nil {
+		c.wd.disarm()
+	}
 	c.state.Store(connClosed)
 	c.raw.Close()
 	st.DownstreamCxActive.Dec()

@@ -21,7 +21,7 @@ func (as *stream) sendLocalReply(code int, body, details string, modify func(*hh
 		as.info.SetFlag(streaminfo.LocalReset)
 		as.closeConn = true
 		as.responseComplete = true
-		as.cancel()
+		as.abortUpstream()
 		return
 	}
 	h := &hhttp.Headers{Fields: make([]hhttp.HeaderField, 0, 6)}

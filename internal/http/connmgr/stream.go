@@ -50,11 +50,16 @@ type stream struct {
 	isHead           bool
 	closeConn        bool
 
+	// ctx is created on first use (Context); cancel is nil until then.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// downstreamGone: the downstream reset or failed.
+	downstreamGone bool
 
 	// wd enforces the stream timeouts; nil when none is configured.
 	wd *watchdog
+	// aborter is the filter to wake when the stream is aborted.
+	aborter httpfilter.Aborter
 }
 
 // Timeout kinds recorded in stream.timedOut.
@@ -114,7 +119,6 @@ func (as *stream) begin(c *conn, s hhttp.ServerStream) {
 	as.info.DownstreamRemoteAddress = c.nc.Remote
 	as.info.RequestedServerName = c.nc.ServerName
 	as.remote = c.nc.Remote
-	as.ctx, as.cancel = context.WithCancel(s.Context())
 	h := s.RequestHeaders()
 	as.info.RequestHeaders = h
 	st := as.cfg.Stats
@@ -165,7 +169,7 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	if k := as.timedOutKind(); k != noTimeout && !as.responseComplete {
 		// A stream timeout fired while a filter waited (on the upstream).
 		as.onTimeout(k)
-	} else if !as.responseStarted && !as.responseComplete && as.ctx.Err() == nil {
+	} else if !as.responseStarted && !as.responseComplete && !as.downstreamGone {
 		// No filter answered: a filter stopped without answering.
 		as.sendLocalReply(500, "", "filter_chain_not_answered", nil)
 	}
@@ -433,8 +437,18 @@ func (as *stream) onDownstreamWriteError(error) {
 	as.abortUpstream()
 }
 
-// abortUpstream cancels the stream context, which the router watches.
-func (as *stream) abortUpstream() { as.cancel() }
+// abortUpstream ends what the filters wait on: the stream context and the
+// registered aborter (the router's upstream connection). Called on the
+// stream goroutine; the watchdog does the same from its own.
+func (as *stream) abortUpstream() {
+	as.downstreamGone = true
+	if as.cancel != nil {
+		as.cancel()
+	}
+	if as.aborter != nil {
+		as.aborter.Abort()
+	}
+}
 
 // end finishes the stream: stats, access logs.
 func (as *stream) end() {
@@ -461,7 +475,9 @@ func (as *stream) end() {
 			d.OnDestroy()
 		}
 	}
-	as.cancel()
+	if as.cancel != nil {
+		as.cancel()
+	}
 }
 
 func (as *stream) reset() {
@@ -500,82 +516,29 @@ func (as *stream) markRequestComplete() {
 	}
 }
 
-// armTimer starts the stream's watchdog when a timeout is configured.
+// armTimer arms the watchdog when a timeout is configured: the
+// connection's own for HTTP/1.1 (one stream at a time, so it is reused and
+// a request costs no allocation), a new one per HTTP/2 stream.
 func (as *stream) armTimer() {
 	idle, req := as.cfg.StreamIdleTimeout, as.cfg.RequestTimeout
 	if idle <= 0 && req <= 0 {
 		return
 	}
-	// TODO(#3): one timer per connection (or a timer wheel) instead of one
-	// per stream; this costs a few allocations per request.
-	wd := &watchdog{idle: idle, request: req, start: as.info.StartTime, cancel: as.cancel}
-	if !as.c.http2 {
-		wd.raw = as.c.raw
+	wd := as.c.wd
+	if wd == nil || as.c.http2 {
+		wd = &watchdog{}
+		if !as.c.http2 {
+			wd.raw = as.c.raw
+			as.c.wd = wd
+		}
 	}
-	wd.lastActivity.Store(time.Now().UnixNano())
-	d := idle
-	if req > 0 && (d <= 0 || req < d) {
-		d = req
-	}
-	wd.timer = time.AfterFunc(d, wd.fire)
+	wd.arm(as.info.StartTime, idle, req)
 	as.wd = wd
 }
 
 func (as *stream) stopTimer() {
 	if as.wd != nil {
-		as.wd.timer.Stop()
-	}
-}
-
-// watchdog enforces stream_idle_timeout and request_timeout. Its fields are
-// shared between the stream goroutine and the timer goroutine.
-type watchdog struct {
-	timer        *time.Timer
-	idle         time.Duration
-	request      time.Duration
-	start        time.Time
-	cancel       context.CancelFunc
-	raw          interface{ SetReadDeadline(time.Time) error }
-	lastActivity atomic.Int64
-	reqDone      atomic.Bool
-	timedOut     atomic.Int32
-}
-
-// fire runs on the timer goroutine.
-func (wd *watchdog) fire() {
-	now := time.Now()
-	if wd.request > 0 && !wd.reqDone.Load() && now.Sub(wd.start) >= wd.request {
-		wd.expire(requestTimeout)
-		return
-	}
-	next := time.Duration(0)
-	if wd.idle > 0 {
-		idle := now.Sub(time.Unix(0, wd.lastActivity.Load()))
-		if idle >= wd.idle {
-			wd.expire(idleTimeout)
-			return
-		}
-		next = wd.idle - idle
-	}
-	if wd.request > 0 && !wd.reqDone.Load() {
-		if rem := wd.start.Add(wd.request).Sub(now); next == 0 || rem < next {
-			next = rem
-		}
-	}
-	if next > 0 {
-		wd.timer.Reset(next)
-	}
-}
-
-// expire marks the stream timed out and unblocks its goroutine: a
-// downstream read is woken by a past deadline, the upstream by the context.
-func (wd *watchdog) expire(kind int32) {
-	if !wd.timedOut.CompareAndSwap(noTimeout, kind) {
-		return
-	}
-	wd.cancel()
-	if wd.raw != nil {
-		wd.raw.SetReadDeadline(time.Unix(1, 0))
+		as.wd.disarm()
 	}
 }
 
@@ -583,8 +546,28 @@ func (wd *watchdog) expire(kind int32) {
 
 var _ httpfilter.Callbacks = (*stream)(nil)
 
-// Context implements httpfilter.Callbacks.
-func (as *stream) Context() context.Context { return as.ctx }
+// Context implements httpfilter.Callbacks. It is created on first use: most
+// streams never need one.
+func (as *stream) Context() context.Context {
+	if as.ctx == nil {
+		as.ctx, as.cancel = context.WithCancel(as.s.Context())
+		if as.wd != nil {
+			as.wd.setCancel(as.cancel)
+		}
+		if as.downstreamGone {
+			as.cancel()
+		}
+	}
+	return as.ctx
+}
+
+// SetAborter implements httpfilter.Callbacks.
+func (as *stream) SetAborter(a httpfilter.Aborter) {
+	as.aborter = a
+	if as.wd != nil {
+		as.wd.setAborter(a)
+	}
+}
 
 // StreamInfo implements httpfilter.Callbacks.
 func (as *stream) StreamInfo() *streaminfo.Info { return &as.info }

@@ -99,6 +99,19 @@ type Callbacks interface {
 	BufferLimit() int
 	// StreamID is unique within the process.
 	StreamID() uint64
+	// SetAborter registers the filter to wake when the stream is aborted
+	// from another goroutine (a stream timeout fired) or the downstream
+	// failed; nil unregisters. Once SetAborter(nil) returns, Abort is not
+	// running and will not be called.
+	SetAborter(a Aborter)
+}
+
+// Aborter is woken when its stream is aborted: Abort must unblock any I/O
+// the filter is waiting on (e.g. set a past deadline on an upstream
+// connection). It may run on another goroutine than the stream's, while the
+// filter is blocked; it must not block.
+type Aborter interface {
+	Abort()
 }
 
 // Filter is what a Factory returns: a DecoderFilter, an EncoderFilter, or both.

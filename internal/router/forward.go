@@ -160,6 +160,10 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	if timeout > 0 && !f.cfg.SuppressEnvoyHeaders {
 		h.Set(hdrExpectedTimeout, strconv.FormatInt(timeout.Milliseconds(), 10))
 	}
+	if d, ok := rt.IdleTimeout(); ok {
+		// Envoy: the route's idle_timeout overrides stream_idle_timeout.
+		f.cb.SetIdleTimeout(d)
+	}
 	f.headers = h
 	f.start = time.Now()
 	cl.Stats.UpstreamRqTotal.Inc()

@@ -123,15 +123,16 @@ func (as *stream) mutateRequestHeaders(h *hhttp.Headers) bool {
 	return true
 }
 
-// mutateResponseHeaders applies Envoy's response header handling: date,
-// server, connection: close when the connection ends, x-request-id when
+// mutateResponseHeaders applies Envoy's response header handling: date
+// (when absent), server, connection: close when the connection ends, x-request-id when
 // configured, hop-by-hop removal.
 func (as *stream) mutateResponseHeaders(h *hhttp.Headers) {
 	cfg := as.cfg
 	for _, n := range hopByHop {
 		h.Del(n)
 	}
-	h.Set(hdrDate, currentDate())
+	// Envoy keeps the upstream's date and adds one when absent.
+	h.SetIfAbsent(hdrDate, currentDate())
 	switch cfg.ServerHeaderTransformation {
 	case Overwrite:
 		h.Set(hdrServer, cfg.ServerName)

@@ -495,7 +495,7 @@ func (as *stream) reset() {
 
 // touch records stream activity for the idle timeout.
 func (as *stream) touch() {
-	if as.wd != nil && as.cfg.StreamIdleTimeout > 0 {
+	if as.wd != nil {
 		as.wd.lastActivity.Store(time.Now().UnixNano())
 	}
 }
@@ -520,7 +520,11 @@ func (as *stream) markRequestComplete() {
 // connection's own for HTTP/1.1 (one stream at a time, so it is reused and
 // a request costs no allocation), a new one per HTTP/2 stream.
 func (as *stream) armTimer() {
-	idle, req := as.cfg.StreamIdleTimeout, as.cfg.RequestTimeout
+	as.armTimerWith(as.cfg.StreamIdleTimeout)
+}
+
+func (as *stream) armTimerWith(idle time.Duration) {
+	req := as.cfg.RequestTimeout
 	if idle <= 0 && req <= 0 {
 		return
 	}
@@ -559,6 +563,15 @@ func (as *stream) Context() context.Context {
 		}
 	}
 	return as.ctx
+}
+
+// SetIdleTimeout implements httpfilter.Callbacks.
+func (as *stream) SetIdleTimeout(d time.Duration) {
+	if as.wd == nil {
+		as.armTimerWith(d)
+		return
+	}
+	as.wd.setIdle(d)
 }
 
 // SetAborter implements httpfilter.Callbacks.

@@ -69,6 +69,17 @@ func (wd *watchdog) disarm() {
 	wd.mu.Unlock()
 }
 
+// setIdle changes the idle timeout of the armed stream (0 disables it).
+func (wd *watchdog) setIdle(d time.Duration) {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	wd.idle = d
+	wd.lastActivity.Store(time.Now().UnixNano())
+	if d > 0 {
+		wd.timer.Reset(d)
+	}
+}
+
 func (wd *watchdog) setCancel(c context.CancelFunc) {
 	wd.mu.Lock()
 	wd.cancel = c

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -99,6 +100,10 @@ type Callbacks interface {
 	BufferLimit() int
 	// StreamID is unique within the process.
 	StreamID() uint64
+	// SetIdleTimeout replaces the stream idle timeout for the rest of the
+	// stream (a route's idle_timeout overrides the connection manager's
+	// stream_idle_timeout; 0 disables it).
+	SetIdleTimeout(d time.Duration)
 	// SetAborter registers the filter to wake when the stream is aborted
 	// from another goroutine (a stream timeout fired) or the downstream
 	// failed; nil unregisters. Once SetAborter(nil) returns, Abort is not

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
@@ -94,9 +95,11 @@ type Filter struct {
 	start    time.Time
 	deadline time.Time
 	aborting bool // registered as the stream's aborter
-	lb       upstream.LBContext
-	resp     hhttp.Headers
-	active   bool
+	// headersOnly: the request had no body (safe to send again).
+	headersOnly bool
+	lb          upstream.LBContext
+	resp        hhttp.Headers
+	active      bool
 }
 
 var (
@@ -184,8 +187,9 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 // once on a fresh connection when a reused keep-alive connection turns out
 // to be closed (the request was not sent, so this is safe for any method).
 func (f *Filter) open(endStream bool) bool {
+	f.headersOnly = endStream
 	for attempt := 0; ; attempt++ {
-		err := f.connect()
+		err := f.connect(attempt > 0)
 		if err != nil {
 			f.connectFailed(err)
 			return false
@@ -202,8 +206,8 @@ func (f *Filter) open(endStream bool) bool {
 	}
 }
 
-// connect takes a pooled connection or dials one.
-func (f *Filter) connect() error {
+// connect takes a pooled connection or dials one (always dials when fresh).
+func (f *Filter) connect(fresh bool) error {
 	cl, host := f.cluster, f.host
 	if cl.HTTPProtocol() == upstream.HTTP2 && f.cfg.H2 != nil {
 		s, err := f.cfg.H2.NewStream(f.cb.Context(), host.Address(), func(ctx context.Context) (net.Conn, error) {
@@ -216,7 +220,11 @@ func (f *Filter) connect() error {
 		f.reused = false
 		return nil
 	}
-	if pc, ok := host.Idle().Get().(*h1Conn); ok && pc != nil {
+	var pc *h1Conn
+	if !fresh {
+		pc, _ = host.Idle().Get().(*h1Conn)
+	}
+	if pc != nil {
 		f.h1 = pc
 		f.reused = true
 	} else {
@@ -284,6 +292,21 @@ func (f *Filter) finish() {
 	info := f.cb.StreamInfo()
 	f.resp.Reset()
 	endStream, err := f.up.ReadHeaders(&f.resp)
+	if err != nil && f.staleConn(err) {
+		// A pooled keep-alive connection the upstream had closed: nothing
+		// of the response arrived and the request had no body, so it is
+		// sent again once on a new connection. Envoy notices such closes
+		// on idle connections before reusing them; herald learns it here.
+		f.closeUpstream(err)
+		if !f.open(true) {
+			return
+		}
+		if f.h1 != nil && !f.deadline.IsZero() {
+			f.h1.nc.SetReadDeadline(f.deadline)
+		}
+		f.resp.Reset()
+		endStream, err = f.up.ReadHeaders(&f.resp)
+	}
 	if err != nil {
 		f.closeUpstream(err)
 		f.upstreamReset(err)
@@ -427,6 +450,16 @@ func (f *Filter) upstreamReset(err error) {
 	f.cb.SendLocalReply(503, bodyResetPrefix+"connection termination", detailsResetBeforeStart+"{connection_termination}", nil)
 }
 
+// staleConn reports whether err means a reused HTTP/1.1 connection was
+// already closed by the upstream before it answered a headers-only request.
+func (f *Filter) staleConn(err error) bool {
+	if !f.reused || f.sentBody || !f.headersOnly || f.h1 == nil || f.timedOut(err) {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 // timedOut reports whether err is the route timeout.
 func (f *Filter) timedOut(err error) bool {
 	if f.deadline.IsZero() {
@@ -464,7 +497,7 @@ func connectFailureReason(err error) string {
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return "connection timeout"
-	case errors.Is(err, errConnRefused):
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return "delayed connect error: Connection refused"
 	}
 	return "delayed connect error: " + err.Error()

@@ -1,5 +1,0 @@
-package router
-
-import "syscall"
-
-var errConnRefused = syscall.ECONNREFUSED

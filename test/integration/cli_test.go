@@ -143,7 +143,7 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 func TestAdminEndpoints(t *testing.T) {
 	t.Parallel()
 	backend := testutil.NamedBackend(t, "b")
-	h := testutil.Start(t, catchAllConfig("l", "b", staticCluster("b", backend), ""), "--service-cluster", "front", "--service-node", "node-1")
+	h := testutil.Start(t, catchAllConfig("l", "b", staticCluster("b", backend), ""), "--service-cluster", "front", "--service-node", "node-1", "--concurrency", "1")
 	tests := []struct {
 		name     string
 		method   string
@@ -157,6 +157,7 @@ func TestAdminEndpoints(t *testing.T) {
 		{name: "config_dump", method: "GET", path: "/config_dump", wantCode: 200, wantBody: "BootstrapConfigDump"},
 		{name: "listeners text", method: "GET", path: "/listeners", wantCode: 200, wantBody: "l::127.0.0.1:"},
 		{name: "stats filter", method: "GET", path: "/stats?filter=server.live", wantCode: 200, wantBody: "server.live: 1"},
+		{name: "concurrency flag", method: "GET", path: "/stats?filter=server.concurrency", wantCode: 200, wantBody: "server.concurrency: 1"},
 		{name: "help", method: "GET", path: "/help", wantCode: 200, wantBody: "/quitquitquit"},
 		{name: "quit needs POST", method: "GET", path: "/quitquitquit", wantCode: 405},
 		{name: "healthcheck fail needs POST", method: "GET", path: "/healthcheck/fail", wantCode: 405},

@@ -63,6 +63,7 @@ type Route struct {
 	autoHostRewrite     bool
 	appendXFH           bool
 	timeout             time.Duration
+	timeoutHeader       string // timeout in ms, for x-envoy-expected-rq-timeout-ms
 	idleTimeout         optDuration
 	maxStreamDuration   optDuration
 	grpcTimeoutMax      optDuration
@@ -210,6 +211,7 @@ func (b *builder) buildRouteAction(r *Route, a *routev3.RouteAction, p string) {
 	if a.GetTimeout() != nil {
 		r.timeout = a.GetTimeout().AsDuration()
 	}
+	r.timeoutHeader = strconv.FormatInt(r.timeout.Milliseconds(), 10)
 	r.idleTimeout = optDur(a.GetIdleTimeout())
 	if msd := a.GetMaxStreamDuration(); msd != nil {
 		r.maxStreamDuration = optDur(msd.GetMaxStreamDuration())
@@ -380,6 +382,9 @@ func (r *Route) ClusterNotFoundCode() int { return r.clusterNotFoundCode }
 // Timeout is the upstream response timeout (RouteAction.timeout, 15s by
 // default); 0 means disabled.
 func (r *Route) Timeout() time.Duration { return r.timeout }
+
+// TimeoutHeader is Timeout in milliseconds as a header value, formatted once.
+func (r *Route) TimeoutHeader() string { return r.timeoutHeader }
 
 // IdleTimeout is RouteAction.idle_timeout; ok is false when unset (the
 // connection manager's stream_idle_timeout applies); 0 disables it.

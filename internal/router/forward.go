@@ -161,7 +161,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	}
 	timeout := rt.Timeout()
 	if timeout > 0 && !f.cfg.SuppressEnvoyHeaders {
-		h.Set(hdrExpectedTimeout, strconv.FormatInt(timeout.Milliseconds(), 10))
+		h.Set(hdrExpectedTimeout, rt.TimeoutHeader())
 	}
 	if d, ok := rt.IdleTimeout(); ok {
 		// Envoy: the route's idle_timeout overrides stream_idle_timeout.

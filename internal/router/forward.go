@@ -174,7 +174,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	f.active = true
 	host.Stats.RqTotal.Add(1)
 
-	if !f.open(endStream) {
+	if !f.open(endStream, false) {
 		return httpfilter.Stop
 	}
 	if endStream {
@@ -186,10 +186,10 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 // open gets an upstream stream and writes the request headers, retrying
 // once on a fresh connection when a reused keep-alive connection turns out
 // to be closed (the request was not sent, so this is safe for any method).
-func (f *Filter) open(endStream bool) bool {
+func (f *Filter) open(endStream, fresh bool) bool {
 	f.headersOnly = endStream
 	for attempt := 0; ; attempt++ {
-		err := f.connect(attempt > 0)
+		err := f.connect(fresh || attempt > 0)
 		if err != nil {
 			f.connectFailed(err)
 			return false
@@ -197,7 +197,7 @@ func (f *Filter) open(endStream bool) bool {
 		if err = f.up.WriteHeaders(f.headers, endStream); err == nil {
 			return true
 		}
-		stale := f.reused && attempt == 0
+		stale := f.reused && attempt == 0 && !fresh
 		f.closeUpstream(err)
 		if !stale {
 			f.upstreamReset(err)
@@ -298,7 +298,7 @@ func (f *Filter) finish() {
 		// sent again once on a new connection. Envoy notices such closes
 		// on idle connections before reusing them; herald learns it here.
 		f.closeUpstream(err)
-		if !f.open(true) {
+		if !f.open(true, true) {
 			return
 		}
 		if f.h1 != nil && !f.deadline.IsZero() {

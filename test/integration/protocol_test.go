@@ -38,11 +38,12 @@ func TestMalformedRequests(t *testing.T) {
 		name       string
 		req        string
 		wantStatus string
+		wantBody   string
 	}{
 		{name: "content-length and chunked", req: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n", wantStatus: "HTTP/1.1 400"},
-		{name: "bad request line", req: "GARBAGE\r\n\r\n", wantStatus: "HTTP/1.1 400"},
+		{name: "bad request line", req: "GARBAGE\r\n\r\n", wantStatus: "HTTP/1.1 400", wantBody: "\r\n\r\nBad Request"},
 		{name: "space before colon", req: "GET / HTTP/1.1\r\nHost : a\r\n\r\n", wantStatus: "HTTP/1.1 400"},
-		{name: "headers too large", req: "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 2048) + "\r\n\r\n", wantStatus: "HTTP/1.1 431"},
+		{name: "headers too large", req: "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 2048) + "\r\n\r\n", wantStatus: "HTTP/1.1 431", wantBody: "\r\n\r\nRequest Header Fields Too Large"},
 		{name: "bad chunk size", req: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", wantStatus: "HTTP/1.1 400"},
 	}
 	for _, tc := range tests {
@@ -50,6 +51,9 @@ func TestMalformedRequests(t *testing.T) {
 			resp := rawRequest(t, addr, tc.req)
 			if !strings.HasPrefix(resp, tc.wantStatus) {
 				t.Fatalf("response %q, want status %q", resp, tc.wantStatus)
+			}
+			if !strings.HasSuffix(resp, tc.wantBody) {
+				t.Fatalf("response %q does not end with body %q", resp, tc.wantBody)
 			}
 			if strings.Count(resp, "HTTP/1.1 ") != 1 {
 				t.Fatalf("got more than one response: %q", resp)

@@ -101,3 +101,23 @@ func grpcPercentEncode(s string) string {
 	}
 	return string(out)
 }
+
+// statusText is Envoy's CodeUtility::toString for the codes a codec error
+// can carry.
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 408:
+		return "Request Timeout"
+	case 413:
+		return "Payload Too Large"
+	case 426:
+		return "Upgrade Required"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 501:
+		return "Not Implemented"
+	}
+	return "Bad Request"
+}

@@ -98,7 +98,9 @@ func (c *conn) ServeCodecError(s hhttp.ServerStream, err *hhttp.CodecError) {
 	if err.Status == 431 || err.Status == 413 {
 		c.cfg.Stats.DownstreamRqTooLarge.Inc()
 	}
-	as.sendLocalReply(err.Status, "Bad Request", err.Details, nil)
+	// Envoy answers codec errors with the status text as the body
+	// (ServerConnectionImpl::sendProtocolError: CodeUtility::toString).
+	as.sendLocalReply(err.Status, statusText(err.Status), err.Details, nil)
 	as.end()
 	as.reset()
 	streamPool.Put(as)
@@ -249,7 +251,7 @@ func (as *stream) onDownstreamReadError(err error) {
 		as.cfg.Stats.DownstreamCxProtocolError.Inc()
 		as.info.SetFlag(streaminfo.DownstreamProtocolError)
 		if !as.responseStarted {
-			as.sendLocalReply(ce.Status, "Bad Request", ce.Details, nil)
+			as.sendLocalReply(ce.Status, statusText(ce.Status), ce.Details, nil)
 		}
 		return
 	}

@@ -13,13 +13,15 @@ import (
 // NetHTTPAllowed lists the folders (slash-terminated prefixes of paths
 // relative to the repository root) whose non-test files may import net/http.
 // internal/http shadows the package name, and herald's own codecs must not
-// drift back to net/http's server (STYLE.md §1); examples/ are stand-alone
-// programs that are never linked into herald.
+// drift back to net/http's server (STYLE.md §1); examples/ and
+// bench/cmd/ (the load harness and its backends) are stand-alone programs
+// that are never linked into herald.
 var NetHTTPAllowed = []string{
 	"internal/http/codec/",
 	"internal/admin/",
 	"internal/testutil/",
 	"examples/",
+	"bench/cmd/",
 }
 
 // imports parses only the import block of one file.

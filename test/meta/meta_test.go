@@ -188,7 +188,7 @@ func TestChecksFailOnBrokenFixtures(t *testing.T) {
 			tree:  "nethttp",
 			want: []wantProblem{
 				{path: "internal/listener/sub.go", line: 5, msg: `imports "net/http/httputil"`},
-				{path: "internal/router/router.go", line: 5, msg: `imports "net/http"; only internal/http/codec/, internal/admin/, internal/testutil/, examples/ may`},
+				{path: "internal/router/router.go", line: 5, msg: `imports "net/http"; only internal/http/codec/, internal/admin/, internal/testutil/, examples/, bench/cmd/ may`},
 			},
 		},
 		{

@@ -81,6 +81,10 @@ type Config struct {
 	// AcceptHTTP10: serve HTTP/1.0 (http_protocol_options.accept_http_10);
 	// Envoy's default false answers 426.
 	AcceptHTTP10 bool
+	// EnableTrailers: pass HTTP/1.1 trailers through
+	// (http_protocol_options.enable_trailers). Envoy's default false drops
+	// them on HTTP/1.1 connections, both ways.
+	EnableTrailers bool
 	// DefaultHostForHTTP10 is the :authority given to HTTP/1.0 requests
 	// without Host.
 	DefaultHostForHTTP10 string

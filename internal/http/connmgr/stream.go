@@ -178,6 +178,10 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	as.end()
 }
 
+// trailersAllowed reports whether trailers cross this downstream
+// connection: always on HTTP/2, on HTTP/1.x only with enable_trailers.
+func (as *stream) trailersAllowed() bool { return as.c.http2 || as.cfg.EnableTrailers }
+
 // checkRequest applies the connection manager's request checks that come
 // before any filter: HTTP/1.0 is refused with 426 unless accept_http_10, and
 // a request without :authority gets 400, as Envoy's ConnectionManagerImpl.
@@ -217,7 +221,7 @@ func (as *stream) readBody() {
 		}
 		if err == io.EOF {
 			as.markRequestComplete()
-			if t := as.s.RequestTrailers(); t != nil && t.Len() > 0 {
+			if t := as.s.RequestTrailers(); t != nil && t.Len() > 0 && as.trailersAllowed() {
 				if n > 0 {
 					as.decodeData(buf[:n], false)
 				}
@@ -404,6 +408,16 @@ func (as *stream) EncodeTrailers(t *hhttp.Headers) error {
 		}
 	}
 	as.curEncode = prev
+	if !as.trailersAllowed() {
+		// Envoy's HTTP/1 codec drops trailers unless enable_trailers: the
+		// body just ends.
+		err := as.s.WriteData(nil, true)
+		as.responseComplete = true
+		if err != nil {
+			as.onDownstreamWriteError(err)
+		}
+		return err
+	}
 	as.info.ResponseTrailers = t
 	err := as.s.WriteTrailers(t)
 	as.responseComplete = true

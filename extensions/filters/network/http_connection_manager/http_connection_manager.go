@@ -56,7 +56,7 @@ var supported = []string{
 // Sub-message fields herald interprets.
 var (
 	supportedCommon = []string{"idle_timeout", "max_headers_count"}
-	supportedHTTP1  = []string{"accept_http_10", "default_host_for_http_10"}
+	supportedHTTP1  = []string{"accept_http_10", "default_host_for_http_10", "enable_trailers"}
 	supportedHTTP2  = []string{"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"}
 )
 
@@ -112,6 +112,7 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		AlwaysSetRequestIDInResponse: p.GetAlwaysSetRequestIdInResponse(),
 		Via:                          p.GetVia(),
 		AcceptHTTP10:                 p.GetHttpProtocolOptions().GetAcceptHttp_10(),
+		EnableTrailers:               p.GetHttpProtocolOptions().GetEnableTrailers(),
 		DefaultHostForHTTP10:         p.GetHttpProtocolOptions().GetDefaultHostForHttp_10(),
 	}
 	switch p.GetCodecType() {

@@ -29,7 +29,7 @@ func buildDiscovery(c *clusterv3.Cluster, path string, env buildEnv) (clustertyp
 			ext, ok = clustertype.ByName(ct.GetName())
 		}
 		if !ok {
-			return nil, configerr.At(p, "cluster type %q is %s", ct.GetName(), clustertype.NotSupported).
+			return nil, configerr.At(p, "cluster type %q is %s", ct.GetName(), configerr.NotSupported).
 				WithHint("supported: %v", clustertype.Names())
 		}
 		var cfg proto.Message
@@ -45,7 +45,7 @@ func buildDiscovery(c *clusterv3.Cluster, path string, env buildEnv) (clustertyp
 	}
 	ext, ok := clustertype.ByType(c.GetType())
 	if !ok {
-		return nil, configerr.At(path+".type", "type %s is %s", c.GetType(), clustertype.NotSupported)
+		return nil, configerr.At(path+".type", "type %s is %s", c.GetType(), configerr.NotSupported)
 	}
 	return ext.Build(c, nil, bctx)
 }
@@ -85,12 +85,12 @@ func buildPolicy(c *clusterv3.Cluster, path string, seed uint64) (lbpolicy.Polic
 	case clusterv3.Cluster_ROUND_ROBIN:
 		// The legacy round_robin_lb_config only has slow_start_config, which
 		// round_robin does not support yet.
-		if errs := clustertype.CheckFields(c.GetRoundRobinLbConfig(), path+".round_robin_lb_config"); len(errs) > 0 {
+		if errs := configerr.CheckFields(c.GetRoundRobinLbConfig(), path+".round_robin_lb_config"); len(errs) > 0 {
 			return nil, errs
 		}
 		cfg = &roundrobinv3.RoundRobin{}
 	default:
-		return nil, configerr.At(path+".lb_policy", "lb_policy %s is %s (%s)", c.GetLbPolicy(), clustertype.NotSupported, lbPolicyIssue)
+		return nil, configerr.At(path+".lb_policy", "lb_policy %s is %s (%s)", c.GetLbPolicy(), configerr.NotSupported, lbPolicyIssue)
 	}
 	url := registry.TypeURL(cfg)
 	e, ok := lbpolicy.Registry.ByTypeURL(url)

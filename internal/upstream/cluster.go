@@ -145,7 +145,7 @@ var clusterFields = []string{
 // separately from errors.
 func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, configerr.List, configerr.List) {
 	var errs, warns configerr.List
-	errs = append(errs, clustertype.CheckFields(cfg, path, clusterFields...)...)
+	errs = append(errs, configerr.CheckFields(cfg, path, clusterFields...)...)
 	if cfg.GetName() == "" {
 		errs = append(errs, configerr.At(path+".name", "name is required"))
 	}
@@ -180,13 +180,13 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 
 	warns = clusterWarnings(cfg, path)
 	if cfg.GetWaitForWarmOnInit() != nil && !cfg.GetWaitForWarmOnInit().GetValue() {
-		errs = append(errs, configerr.At(path+".wait_for_warm_on_init", "false is %s", clustertype.NotSupported))
+		errs = append(errs, configerr.At(path+".wait_for_warm_on_init", "false is %s", configerr.NotSupported))
 	}
 	errs = append(errs, c.parseCircuitBreakers(cfg, path)...)
 	errs = append(errs, c.parseCommonLB(cfg, path)...)
 	errs = append(errs, c.parseConnectionOptions(cfg, path)...)
 	if ts := cfg.GetTransportSocket(); ts != nil && ts.GetName() != "envoy.transport_sockets.raw_buffer" {
-		errs = append(errs, configerr.At(path+".transport_socket", "upstream transport socket %q is %s", ts.GetName(), clustertype.NotSupported))
+		errs = append(errs, configerr.At(path+".transport_socket", "upstream transport socket %q is %s", ts.GetName(), configerr.NotSupported))
 	}
 
 	d, derr := buildDiscovery(cfg, path, env)
@@ -212,10 +212,10 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 func clusterWarnings(cfg *clusterv3.Cluster, path string) configerr.List {
 	var warns configerr.List
 	if len(cfg.GetHealthChecks()) > 0 {
-		warns = append(warns, configerr.At(path+".health_checks", "%s (issue #4): ignored, hosts are treated as healthy", clustertype.NotSupported))
+		warns = append(warns, configerr.At(path+".health_checks", "%s (issue #4): ignored, hosts are treated as healthy", configerr.NotSupported))
 	}
 	if cfg.GetOutlierDetection() != nil {
-		warns = append(warns, configerr.At(path+".outlier_detection", "%s (issue #4): ignored, no host is ejected", clustertype.NotSupported))
+		warns = append(warns, configerr.At(path+".outlier_detection", "%s (issue #4): ignored, no host is ejected", configerr.NotSupported))
 	}
 	return warns
 }
@@ -226,10 +226,10 @@ func (c *Cluster) parseCircuitBreakers(cfg *clusterv3.Cluster, path string) conf
 		return nil
 	}
 	p := path + ".circuit_breakers"
-	errs := clustertype.CheckFields(cb, p, "thresholds")
+	errs := configerr.CheckFields(cb, p, "thresholds")
 	for i, t := range cb.GetThresholds() {
 		tp := fmt.Sprintf("%s.thresholds[%d]", p, i)
-		errs = append(errs, clustertype.CheckFields(t, tp, "priority", "max_connections", "max_pending_requests", "max_requests", "max_retries", "track_remaining")...)
+		errs = append(errs, configerr.CheckFields(t, tp, "priority", "max_connections", "max_pending_requests", "max_requests", "max_retries", "track_remaining")...)
 		th := defaultThresholds
 		if v := t.GetMaxConnections(); v != nil {
 			th.MaxConnections = v.GetValue()
@@ -259,7 +259,7 @@ func (c *Cluster) parseCommonLB(cfg *clusterv3.Cluster, path string) configerr.L
 	}
 	// update_merge_window only batches EDS/health updates; accepting it
 	// changes nothing herald does.
-	errs := clustertype.CheckFields(cl, path+".common_lb_config", "healthy_panic_threshold", "update_merge_window")
+	errs := configerr.CheckFields(cl, path+".common_lb_config", "healthy_panic_threshold", "update_merge_window")
 	if t := cl.GetHealthyPanicThreshold(); t != nil {
 		c.panicThreshold = t.GetValue()
 	}
@@ -272,7 +272,7 @@ func (c *Cluster) parseConnectionOptions(cfg *clusterv3.Cluster, path string) co
 		return nil
 	}
 	p := path + ".upstream_connection_options"
-	errs := clustertype.CheckFields(uco, p, "tcp_keepalive")
+	errs := configerr.CheckFields(uco, p, "tcp_keepalive")
 	if ka := uco.GetTcpKeepalive(); ka != nil {
 		// Unset fields keep the OS default (Envoy), which Go spells -1.
 		kc := &net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/herald-proxy/herald/internal/configerr"
 	"github.com/herald-proxy/herald/internal/registry"
-	"github.com/herald-proxy/herald/internal/upstream/clustertype"
 )
 
 // HTTPProtocol is the protocol a cluster speaks to its hosts.
@@ -85,7 +84,7 @@ func parseHTTPOptions(c *clusterv3.Cluster, path string) (httpOptions, configerr
 	for key, a := range c.GetTypedExtensionProtocolOptions() {
 		kp := path + ".typed_extension_protocol_options[\"" + key + "\"]"
 		if key != HTTPProtocolOptionsKey || a.GetTypeUrl() != registry.TypeURLPrefix+HTTPProtocolOptionsKey {
-			errs = append(errs, configerr.At(kp, "protocol options %q (type %q) are %s", key, a.GetTypeUrl(), clustertype.NotSupported))
+			errs = append(errs, configerr.At(kp, "protocol options %q (type %q) are %s", key, a.GetTypeUrl(), configerr.NotSupported))
 			continue
 		}
 		var hpo httpv3.HttpProtocolOptions
@@ -93,12 +92,12 @@ func parseHTTPOptions(c *clusterv3.Cluster, path string) (httpOptions, configerr
 			errs = append(errs, configerr.At(kp, "%v", err))
 			continue
 		}
-		errs = append(errs, clustertype.CheckFields(&hpo, kp, "common_http_protocol_options", "upstream_http_protocol_options",
+		errs = append(errs, configerr.CheckFields(&hpo, kp, "common_http_protocol_options", "upstream_http_protocol_options",
 			"explicit_http_config", "use_downstream_protocol_config", "auto_config")...)
 		if u := hpo.GetUpstreamHttpProtocolOptions(); u != nil {
 			// auto_sni and auto_san_validation only matter with upstream TLS,
 			// which herald does not do yet.
-			errs = append(errs, clustertype.CheckFields(u, kp+".upstream_http_protocol_options")...)
+			errs = append(errs, configerr.CheckFields(u, kp+".upstream_http_protocol_options")...)
 		}
 		if hpo.GetCommonHttpProtocolOptions() != nil {
 			common = hpo.GetCommonHttpProtocolOptions()
@@ -111,16 +110,16 @@ func parseHTTPOptions(c *clusterv3.Cluster, path string) (httpOptions, configerr
 			case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions:
 				o.protocol, o.http2 = HTTP2, p.Http2ProtocolOptions
 			case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http3ProtocolOptions:
-				errs = append(errs, configerr.At(kp+".explicit_http_config.http3_protocol_options", "HTTP/3 upstreams are %s", clustertype.NotSupported))
+				errs = append(errs, configerr.At(kp+".explicit_http_config.http3_protocol_options", "HTTP/3 upstreams are %s", configerr.NotSupported))
 			}
 		case *httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig:
 			d := pc.UseDownstreamProtocolConfig
 			o.protocol, o.http1, o.http2 = UseDownstream, d.GetHttpProtocolOptions(), d.GetHttp2ProtocolOptions()
 			if d.GetHttp3ProtocolOptions() != nil {
-				errs = append(errs, configerr.At(kp+".use_downstream_protocol_config.http3_protocol_options", "HTTP/3 upstreams are %s", clustertype.NotSupported))
+				errs = append(errs, configerr.At(kp+".use_downstream_protocol_config.http3_protocol_options", "HTTP/3 upstreams are %s", configerr.NotSupported))
 			}
 		case *httpv3.HttpProtocolOptions_AutoConfig:
-			errs = append(errs, configerr.At(kp+".auto_config", "ALPN protocol selection is %s (needs upstream TLS)", clustertype.NotSupported))
+			errs = append(errs, configerr.At(kp+".auto_config", "ALPN protocol selection is %s (needs upstream TLS)", configerr.NotSupported))
 		case nil:
 			// Envoy requires one of the three; the proto validation reports it.
 		}
@@ -132,7 +131,7 @@ func parseHTTPOptions(c *clusterv3.Cluster, path string) (httpOptions, configerr
 		if o.hasExplicitOpt {
 			cp = path + ".typed_extension_protocol_options[\"" + HTTPProtocolOptionsKey + "\"].common_http_protocol_options"
 		}
-		errs = append(errs, clustertype.CheckFields(common, cp, "idle_timeout", "max_requests_per_connection")...)
+		errs = append(errs, configerr.CheckFields(common, cp, "idle_timeout", "max_requests_per_connection")...)
 		if d := common.GetIdleTimeout(); d != nil {
 			o.idleTimeout = d.AsDuration() // 0 disables the idle timeout.
 		}

@@ -39,7 +39,7 @@ func Build(c *clusterv3.Cluster, _ proto.Message, ctx clustertype.BuildContext) 
 			continue
 		}
 		if ip.Zone() != "" {
-			errs = append(errs, configerr.At(e.Path+".address", "zoned address %q is %s", e.Address, clustertype.NotSupported))
+			errs = append(errs, configerr.At(e.Path+".address", "zoned address %q is %s", e.Address, configerr.NotSupported))
 			continue
 		}
 		d.hosts = append(d.hosts, clustertype.HostSpec{

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/herald-proxy/herald/internal/configerr"
 )
 
 type fakeResolver map[string][]netip.Addr
@@ -190,7 +192,7 @@ func TestRefreshSchedule(t *testing.T) {
 
 func TestCheckFields(t *testing.T) {
 	c := &clusterv3.Cluster{Name: "a", ConnectTimeout: durationpb.New(time.Second), CleanupInterval: durationpb.New(time.Second)}
-	errs := CheckFields(c, "p", "name", "connect_timeout")
+	errs := configerr.CheckFields(c, "p", "name", "connect_timeout")
 	if len(errs) != 1 || errs[0].Error() != "p.cleanup_interval: not supported by herald yet" {
 		t.Errorf("CheckFields = %v, want one error for cleanup_interval", errs)
 	}

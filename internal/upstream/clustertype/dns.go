@@ -80,7 +80,7 @@ func ParseDNSConfig(c *clusterv3.Cluster, path string) (DNSConfig, error) {
 		cfg.Jitter = d.AsDuration()
 	}
 	if c.GetRespectDnsTtl() {
-		errs = append(errs, configerr.At(path+".respect_dns_ttl", "%s (Go's resolver does not report TTLs)", NotSupported))
+		errs = append(errs, configerr.At(path+".respect_dns_ttl", "%s (Go's resolver does not report TTLs)", configerr.NotSupported))
 	}
 	for _, f := range []struct {
 		set  bool
@@ -92,7 +92,7 @@ func ParseDNSConfig(c *clusterv3.Cluster, path string) (DNSConfig, error) {
 		{c.GetTypedDnsResolverConfig() != nil, "typed_dns_resolver_config"},
 	} {
 		if f.set {
-			errs = append(errs, configerr.At(path+"."+f.name, "%s (herald uses the system resolver)", NotSupported))
+			errs = append(errs, configerr.At(path+"."+f.name, "%s (herald uses the system resolver)", configerr.NotSupported))
 		}
 	}
 	switch c.GetDnsLookupFamily() {

@@ -36,9 +36,9 @@ func Endpoints(c *clusterv3.Cluster, path string) ([]Endpoint, error) {
 		return nil, nil
 	}
 	lap := path + ".load_assignment"
-	errs := CheckFields(la, lap, "cluster_name", "endpoints", "policy")
+	errs := configerr.CheckFields(la, lap, "cluster_name", "endpoints", "policy")
 	if la.GetPolicy() != nil {
-		errs = append(errs, CheckFields(la.GetPolicy(), lap+".policy", "overprovisioning_factor")...)
+		errs = append(errs, configerr.CheckFields(la.GetPolicy(), lap+".policy", "overprovisioning_factor")...)
 	}
 	var out []Endpoint
 	for i, loc := range la.GetEndpoints() {
@@ -47,38 +47,38 @@ func Endpoints(c *clusterv3.Cluster, path string) ([]Endpoint, error) {
 		// reach; accepting them without honouring them would send traffic
 		// where the config says it must not go.
 		if loc.GetPriority() != 0 {
-			errs = append(errs, configerr.At(lp+".priority", "priority %d is %s (only priority 0)", loc.GetPriority(), NotSupported))
+			errs = append(errs, configerr.At(lp+".priority", "priority %d is %s (only priority 0)", loc.GetPriority(), configerr.NotSupported))
 		}
-		errs = append(errs, CheckFields(loc, lp, "locality", "lb_endpoints", "priority", "metadata")...)
+		errs = append(errs, configerr.CheckFields(loc, lp, "locality", "lb_endpoints", "priority", "metadata")...)
 		for j, lbe := range loc.GetLbEndpoints() {
 			ep := fmt.Sprintf("%s.lb_endpoints[%d]", lp, j)
-			errs = append(errs, CheckFields(lbe, ep, "endpoint", "load_balancing_weight", "health_status", "metadata")...)
+			errs = append(errs, configerr.CheckFields(lbe, ep, "endpoint", "load_balancing_weight", "health_status", "metadata")...)
 			switch lbe.GetHealthStatus() {
 			case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY:
 			default:
-				errs = append(errs, configerr.At(ep+".health_status", "health_status %s is %s", lbe.GetHealthStatus(), NotSupported))
+				errs = append(errs, configerr.At(ep+".health_status", "health_status %s is %s", lbe.GetHealthStatus(), configerr.NotSupported))
 			}
 			e := lbe.GetEndpoint()
 			if e == nil {
 				errs = append(errs, configerr.At(ep+".endpoint", "endpoint is required"))
 				continue
 			}
-			errs = append(errs, CheckFields(e, ep+".endpoint", "address", "hostname")...)
+			errs = append(errs, configerr.CheckFields(e, ep+".endpoint", "address", "hostname")...)
 			sp := ep + ".endpoint.address.socket_address"
 			sa := e.GetAddress().GetSocketAddress()
 			if sa == nil {
-				errs = append(errs, configerr.At(ep+".endpoint.address", "only socket_address is supported (pipe and internal addresses are %s)", NotSupported))
+				errs = append(errs, configerr.At(ep+".endpoint.address", "only socket_address is supported (pipe and internal addresses are %s)", configerr.NotSupported))
 				continue
 			}
-			errs = append(errs, CheckFields(sa, sp, "protocol", "address", "port_value", "ipv4_compat")...)
+			errs = append(errs, configerr.CheckFields(sa, sp, "protocol", "address", "port_value", "ipv4_compat")...)
 			if sa.GetProtocol() != corev3.SocketAddress_TCP {
-				errs = append(errs, configerr.At(sp+".protocol", "protocol %s is %s for clusters", sa.GetProtocol(), NotSupported))
+				errs = append(errs, configerr.At(sp+".protocol", "protocol %s is %s for clusters", sa.GetProtocol(), configerr.NotSupported))
 			}
 			if sa.GetAddress() == "" {
 				errs = append(errs, configerr.At(sp+".address", "address is required"))
 			}
 			if _, named := sa.GetPortSpecifier().(*corev3.SocketAddress_NamedPort); named {
-				errs = append(errs, configerr.At(sp+".named_port", NotSupported))
+				errs = append(errs, configerr.At(sp+".named_port", configerr.NotSupported))
 			}
 			if sa.GetPortValue() > 65535 {
 				errs = append(errs, configerr.At(sp+".port_value", "port %d out of range", sa.GetPortValue()))

@@ -200,3 +200,31 @@ var (
 	_ Logger = (*FileLogger)(nil)
 	_ Logger = (*filteredLogger)(nil)
 )
+
+// FileSource is what owns the process's log files; internal/server
+// implements it. Extensions reach it through their build context's Server.
+type FileSource interface {
+	AccessLogFiles() *FileManager
+}
+
+// BuildAll builds a list of access_log entries at path (".access_log" is
+// appended) for the filter whose build context carries server. Every
+// entry's errors are collected.
+func BuildAll(cfgs []*accesslogv3.AccessLog, path string, server any) ([]Logger, configerr.List) {
+	var files *FileManager
+	if s, ok := server.(FileSource); ok {
+		files = s.AccessLogFiles()
+	}
+	var out []Logger
+	var errs configerr.List
+	for i, al := range cfgs {
+		apath := fmt.Sprintf("%s.access_log[%d]", path, i)
+		l, err := Build(al, BuildContext{Path: apath, Files: files})
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, apath, nil)...)
+			continue
+		}
+		out = append(out, l)
+	}
+	return out, errs
+}

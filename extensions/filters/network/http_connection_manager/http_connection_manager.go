@@ -229,17 +229,9 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 	}
 
 	// Access logs.
-	var files *accesslog.FileManager
-	if s, ok := ctx.Server.(interface{ AccessLogFiles() *accesslog.FileManager }); ok {
-		files = s.AccessLogFiles()
-	}
-	for i, al := range p.GetAccessLog() {
-		apath := fmt.Sprintf("%s.access_log[%d]", path, i)
-		l, err := accesslog.Build(al, accesslog.BuildContext{Path: apath, Files: files})
-		if err != nil {
-			errs = append(errs, configerr.Collect(err, apath, nil)...)
-			continue
-		}
+	logs, lerrs := accesslog.BuildAll(p.GetAccessLog(), path, ctx.Server)
+	errs = append(errs, lerrs...)
+	for _, l := range logs {
 		cfg.AccessLogs = append(cfg.AccessLogs, l)
 	}
 	if err := errs.Err(); err != nil {

@@ -97,15 +97,9 @@ func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, e
 	default:
 		errs = append(errs, configerr.At(ctx.Path, "one of cluster or weighted_clusters is required"))
 	}
-	files := accessLogFiles(ctx.Server)
-	for i, al := range cfg.GetAccessLog() {
-		l, err := accesslog.Build(al, accesslog.BuildContext{Path: fmt.Sprintf("%s.access_log[%d]", ctx.Path, i), Files: files})
-		if err != nil {
-			errs = append(errs, configerr.Collect(err, fmt.Sprintf("%s.access_log[%d]", ctx.Path, i), nil)...)
-			continue
-		}
-		f.accessLogs = append(f.accessLogs, l)
-	}
+	logs, lerrs := accesslog.BuildAll(cfg.GetAccessLog(), ctx.Path, ctx.Server)
+	f.accessLogs = logs
+	errs = append(errs, lerrs...)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
@@ -118,13 +112,6 @@ func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, e
 		idleTimeout: sc.Counter("idle_timeout"),
 	}
 	return f, nil
-}
-
-func accessLogFiles(server any) *accesslog.FileManager {
-	if s, ok := server.(interface{ AccessLogFiles() *accesslog.FileManager }); ok {
-		return s.AccessLogFiles()
-	}
-	return nil
 }
 
 // pickCluster chooses the cluster name for one connection.

@@ -2,16 +2,12 @@ package accesslog
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
-	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/matcher"
 	"github.com/herald-proxy/herald/internal/streaminfo"
 )
 
@@ -48,11 +44,12 @@ func BuildFilter(cfg *accesslogv3.AccessLogFilter, path string) (Filter, error) 
 	case *accesslogv3.AccessLogFilter_ResponseFlagFilter:
 		return buildResponseFlagFilter(f.ResponseFlagFilter, path+".response_flag_filter")
 	case *accesslogv3.AccessLogFilter_HeaderFilter:
-		m, err := buildHeaderMatcher(f.HeaderFilter.GetHeader(), path+".header_filter.header")
-		if err != nil {
-			return nil, err
+		var errs configerr.List
+		m, ok := matcher.NewHeader(f.HeaderFilter.GetHeader(), path+".header_filter.header", &errs)
+		if !ok || len(errs) > 0 {
+			return nil, errs[0]
 		}
-		return headerFilter{m: m}, nil
+		return headerFilter{m: &m}, nil
 	case nil:
 		return nil, configerr.At(path, "filter has no filter_specifier")
 	}
@@ -186,167 +183,17 @@ func buildResponseFlagFilter(cfg *accesslogv3.ResponseFlagFilter, path string) (
 // Match implements Filter.
 func (f responseFlagFilter) Match(info *streaminfo.Info) bool { return info.Flags&f.mask != 0 }
 
-type headerFilter struct{ m *headerMatcher }
+type headerFilter struct{ m *matcher.Header }
 
-// Match implements Filter.
-func (f headerFilter) Match(info *streaminfo.Info) bool { return f.m.match(info.RequestHeaders) }
-
-type headerMatchKind uint8
-
-const (
-	matchPresent headerMatchKind = iota
-	matchExact
-	matchPrefix
-	matchSuffix
-	matchContains
-	matchRegex
-	matchRange
-)
-
-// headerMatcher is a compiled route.v3.HeaderMatcher, Envoy's
-// HeaderUtility::HeaderData
-// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto#config-route-v3-headermatcher).
-type headerMatcher struct {
-	name           string
-	kind           headerMatchKind
-	value          string // exact/prefix/suffix/contains operand
-	ignoreCase     bool
-	re             *regexp.Regexp
-	start, end     int64 // range: [start, end)
-	present        bool
-	invert         bool
-	missingIsEmpty bool
+// Match implements Filter. A record without request headers (TCP) matches
+// as if every header were missing.
+func (f headerFilter) Match(info *streaminfo.Info) bool {
+	h := info.RequestHeaders
+	if h == nil {
+		h = &noHeaders
+	}
+	return f.m.Matches(h)
 }
 
-func buildHeaderMatcher(cfg *routev3.HeaderMatcher, path string) (*headerMatcher, error) {
-	m := &headerMatcher{
-		name:           strings.ToLower(cfg.GetName()),
-		invert:         cfg.GetInvertMatch(),
-		missingIsEmpty: cfg.GetTreatMissingHeaderAsEmpty(),
-	}
-	switch s := cfg.GetHeaderMatchSpecifier().(type) {
-	case nil:
-		// No specifier: match on presence.
-		m.kind, m.present = matchPresent, true
-	case *routev3.HeaderMatcher_PresentMatch:
-		m.kind, m.present = matchPresent, s.PresentMatch
-	case *routev3.HeaderMatcher_ExactMatch:
-		m.kind, m.value = matchExact, s.ExactMatch
-	case *routev3.HeaderMatcher_PrefixMatch:
-		m.kind, m.value = matchPrefix, s.PrefixMatch
-	case *routev3.HeaderMatcher_SuffixMatch:
-		m.kind, m.value = matchSuffix, s.SuffixMatch
-	case *routev3.HeaderMatcher_ContainsMatch:
-		m.kind, m.value = matchContains, s.ContainsMatch
-	case *routev3.HeaderMatcher_SafeRegexMatch:
-		re, err := compileFullRegex(s.SafeRegexMatch.GetRegex())
-		if err != nil {
-			return nil, configerr.At(path+".safe_regex_match.regex", "%v", err)
-		}
-		m.kind, m.re = matchRegex, re
-	case *routev3.HeaderMatcher_RangeMatch:
-		m.kind, m.start, m.end = matchRange, s.RangeMatch.GetStart(), s.RangeMatch.GetEnd()
-	case *routev3.HeaderMatcher_StringMatch:
-		if err := m.setStringMatcher(s.StringMatch, path+".string_match"); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, configerr.At(path, "header match specifier %T is not supported by herald yet", s)
-	}
-	return m, nil
-}
-
-func (m *headerMatcher) setStringMatcher(sm *matcherv3.StringMatcher, path string) error {
-	m.ignoreCase = sm.GetIgnoreCase()
-	switch p := sm.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		m.kind, m.value = matchExact, p.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		m.kind, m.value = matchPrefix, p.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		m.kind, m.value = matchSuffix, p.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		m.kind, m.value = matchContains, p.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		re, err := compileFullRegex(p.SafeRegex.GetRegex())
-		if err != nil {
-			return configerr.At(path+".safe_regex.regex", "%v", err)
-		}
-		m.kind, m.re = matchRegex, re
-	default:
-		return configerr.At(path, "string matcher %T is not supported by herald yet", p)
-	}
-	if m.ignoreCase {
-		m.value = strings.ToLower(m.value)
-	}
-	return nil
-}
-
-// compileFullRegex compiles an RE2 pattern that must match the whole value,
-// as Envoy's safe_regex does.
-func compileFullRegex(pattern string) (*regexp.Regexp, error) {
-	return regexp.Compile(`^(?:` + pattern + `)$`)
-}
-
-func (m *headerMatcher) match(h *hhttp.Headers) bool {
-	var v string
-	ok := false
-	if h != nil {
-		v, ok = headerValue(h, m.name)
-	}
-	if !ok {
-		if m.kind == matchPresent {
-			// present_match: false matches an absent header.
-			return !m.present != m.invert
-		}
-		if !m.missingIsEmpty {
-			// A missing header never matches, inverted or not.
-			return false
-		}
-	}
-	var r bool
-	switch m.kind {
-	case matchPresent:
-		r = m.present
-	case matchExact:
-		if m.ignoreCase {
-			r = strings.EqualFold(v, m.value)
-		} else {
-			r = v == m.value
-		}
-	case matchPrefix:
-		if m.ignoreCase {
-			r = len(v) >= len(m.value) && strings.EqualFold(v[:len(m.value)], m.value)
-		} else {
-			r = strings.HasPrefix(v, m.value)
-		}
-	case matchSuffix:
-		if m.ignoreCase {
-			r = len(v) >= len(m.value) && strings.EqualFold(v[len(v)-len(m.value):], m.value)
-		} else {
-			r = strings.HasSuffix(v, m.value)
-		}
-	case matchContains:
-		if m.ignoreCase {
-			r = strings.Contains(strings.ToLower(v), m.value)
-		} else {
-			r = strings.Contains(v, m.value)
-		}
-	case matchRegex:
-		r = m.re.MatchString(v)
-	case matchRange:
-		n, err := strconv.ParseInt(v, 10, 64)
-		r = err == nil && n >= m.start && n < m.end
-	}
-	return r != m.invert
-}
-
-// headerValue returns every value of name joined with ",", Envoy's
-// getAllOfHeaderAsString. Only a repeated header allocates.
-func headerValue(h *hhttp.Headers, name string) (string, bool) {
-	v, ok := h.Lookup(name)
-	if !ok || h.Count(name) == 1 {
-		return v, ok
-	}
-	return strings.Join(h.Values(nil, name), ","), true
-}
+// noHeaders stands for a record without request headers; never written.
+var noHeaders hhttp.Headers

@@ -12,6 +12,7 @@ import (
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/matcher"
 )
 
 // defaultMaxDirectResponseBodySize is Envoy's default for
@@ -309,7 +310,7 @@ func (t *Table) findVirtualHost(h *hhttp.Headers) *VirtualHost {
 	var buf [256]byte
 	lower := buf[:0]
 	for i := 0; i < len(host); i++ {
-		lower = append(lower, lowerASCII(host[i]))
+		lower = append(lower, matcher.LowerASCII(host[i]))
 	}
 	return t.vhostFor(lower)
 }

@@ -245,7 +245,7 @@ virtual_hosts:
   domains: ["*"]
   routes: [{match: {prefix: "/"}, route: {cluster: c, retry_policy: {retry_on: "5xx"}}}]`,
 			wantPath: r0 + ".route.retry_policy",
-			wantMsg:  msgNotSupported,
+			wantMsg:  configerr.NotSupported,
 		},
 		{
 			name: "virtual host retry_policy",
@@ -255,14 +255,14 @@ virtual_hosts:
   domains: ["*"]
   retry_policy: {retry_on: "5xx"}`,
 			wantPath: vh + ".retry_policy",
-			wantMsg:  msgNotSupported,
+			wantMsg:  configerr.NotSupported,
 		},
 		{
 			name: "vhds",
 			yaml: `
 vhds: {config_source: {ads: {}}}`,
 			wantPath: "route_config.vhds",
-			wantMsg:  msgNotSupported,
+			wantMsg:  configerr.NotSupported,
 		},
 		{
 			name: "runtime_fraction",
@@ -272,7 +272,7 @@ virtual_hosts:
   domains: ["*"]
   routes: [{match: {prefix: "/", runtime_fraction: {default_value: {numerator: 50}}}, route: {cluster: c}}]`,
 			wantPath: r0 + ".match.runtime_fraction",
-			wantMsg:  msgNotSupported,
+			wantMsg:  configerr.NotSupported,
 		},
 		{
 			name: "upgrade_configs",
@@ -282,7 +282,7 @@ virtual_hosts:
   domains: ["*"]
   routes: [{match: {prefix: "/"}, route: {cluster: c, upgrade_configs: [{upgrade_type: websocket}]}}]`,
 			wantPath: r0 + ".route.upgrade_configs",
-			wantMsg:  msgNotSupported,
+			wantMsg:  configerr.NotSupported,
 		},
 		{
 			name: "unknown cluster",

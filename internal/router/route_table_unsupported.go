@@ -7,8 +7,7 @@ import (
 	"github.com/herald-proxy/herald/internal/configerr"
 )
 
-// msgNotSupported is the message of every unsupported-field error (STYLE §5).
-const msgNotSupported = "not supported by herald yet"
+// configerr.NotSupported is the message of every unsupported-field error (STYLE §5).
 
 // unsupportedFields is the one list of route-configuration fields herald
 // accepts in Envoy's schema but does not implement yet. Build rejects a
@@ -69,9 +68,6 @@ var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.core.v3.DataSource": {
 		"watched_directory",
 	},
-	"envoy.type.matcher.v3.StringMatcher": {
-		"custom",
-	},
 }
 
 // checkUnsupported appends an error for every field of m named in
@@ -85,7 +81,7 @@ func checkUnsupported(m proto.Message, path string, errs *configerr.List) {
 	for _, name := range unsupportedFields[desc.FullName()] {
 		fd := desc.Fields().ByName(name)
 		if fd != nil && r.Has(fd) {
-			*errs = append(*errs, configerr.At(path+"."+string(name), msgNotSupported))
+			*errs = append(*errs, configerr.At(path+"."+string(name), configerr.NotSupported))
 		}
 	}
 }

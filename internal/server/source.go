@@ -210,4 +210,5 @@ func (s *Server) ReopenLogs() {
 // AccessLogFiles is the process's access-log file manager; access-log
 // extensions reach it through their build context.
 func (s *Server) AccessLogFiles() *accesslog.FileManager { return s.files }
+
 var _ accesslog.FileSource = (*Server)(nil)

@@ -24,8 +24,9 @@ const (
 	// (and discarding) input after the final response, so that unread
 	// request bytes do not turn the close into a TCP RST that could destroy
 	// the response in flight (the problem net/http's closeWriteAndWait
-	// solves).
-	lingerTimeout  = 500 * time.Millisecond
+	// solves). Envoy does the same with delayed_close_timeout, whose
+	// default is 1 s (http_connection_manager.proto), so herald waits as long.
+	lingerTimeout  = time.Second
 	lingerMaxBytes = 256 << 10
 )
 

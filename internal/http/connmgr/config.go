@@ -2,6 +2,7 @@ package connmgr
 
 import (
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/codec/http2"
 	"sync"
 	"time"
 
@@ -117,6 +118,10 @@ type Config struct {
 	Stats      *Stats
 	// Store is where per-listener stats are created.
 	Store *stats.Store
+
+	// h2 are the HTTP/2 servers for plain and TLS connections, built once
+	// by Prepare.
+	h2 [2]*http2.Server
 }
 
 // ListenerStats are Envoy's per-listener connection manager stats

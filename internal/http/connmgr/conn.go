@@ -81,23 +81,17 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 		}
 	}
 	unregister := nc.OnDrain(c.onDrain)
-	opts := hhttp.ServerOptions{
-		MaxRequestHeadersBytes: cfg.MaxRequestHeadersBytes,
-		MaxRequestHeadersCount: cfg.MaxRequestHeadersCount,
-		IdleTimeout:            cfg.IdleTimeout,
-		Scheme:                 "http",
-		HTTP2:                  cfg.HTTP2,
-		AcceptHTTP10:           cfg.AcceptHTTP10,
-	}
-	if nc.TLS {
-		opts.Scheme = "https"
-	}
+	opts := cfg.serverOptions(nc.TLS)
 	var err error
 	if codec == HTTP2 {
 		c.http2 = true
 		st.DownstreamCxHTTP2Total.Inc()
 		st.DownstreamCxHTTP2Active.Inc()
-		err = http2.Serve(c.raw, opts, c, c.drainCh)
+		if srv := cfg.h2Server(nc.TLS); srv != nil {
+			srv.ServeConn(c.raw, c, c.drainCh)
+		} else {
+			err = http2.Serve(c.raw, opts, c, c.drainCh)
+		}
 		st.DownstreamCxHTTP2Active.Dec()
 	} else {
 		st.DownstreamCxHTTP1Total.Inc()
@@ -128,6 +122,45 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 		st.DownstreamCxDestroyLocal.Inc()
 	}
 	st.DownstreamCxLength.Record(uint64(time.Since(start).Milliseconds()))
+}
+
+// serverOptions are the codec options for a connection (TLS or not).
+func (cfg *Config) serverOptions(tls bool) hhttp.ServerOptions {
+	opts := hhttp.ServerOptions{
+		MaxRequestHeadersBytes: cfg.MaxRequestHeadersBytes,
+		MaxRequestHeadersCount: cfg.MaxRequestHeadersCount,
+		IdleTimeout:            cfg.IdleTimeout,
+		Scheme:                 "http",
+		HTTP2:                  cfg.HTTP2,
+		AcceptHTTP10:           cfg.AcceptHTTP10,
+	}
+	if tls {
+		opts.Scheme = "https"
+	}
+	return opts
+}
+
+// Prepare builds what the config's connections share and checks it: the
+// HTTP/2 server settings (invalid http2_protocol_options are a load error,
+// not a failure at the first connection). Call it once after filling Config.
+func (cfg *Config) Prepare() error {
+	for i, tls := range []bool{false, true} {
+		srv, err := http2.NewServer(cfg.serverOptions(tls))
+		if err != nil {
+			return err
+		}
+		cfg.h2[i] = srv
+	}
+	return nil
+}
+
+// h2Server returns the prepared HTTP/2 server for plain (false) or TLS
+// connections, nil when Prepare was not called.
+func (cfg *Config) h2Server(tls bool) *http2.Server {
+	if tls {
+		return cfg.h2[1]
+	}
+	return cfg.h2[0]
 }
 
 // onDrain runs once when the listener drains: HTTP/2 gets GOAWAY; an idle

@@ -237,6 +237,9 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
+	if err := cfg.Prepare(); err != nil {
+		return nil, configerr.At(path+".http2_protocol_options", "%v", err)
+	}
 	return &Filter{cfg: cfg}, nil
 }
 

@@ -43,6 +43,22 @@ type ServerStream interface {
 	Context() context.Context
 }
 
+// HeaderScratch is implemented by server streams that can lend a few bytes
+// from the allocation holding the request headers, so that a string the
+// connection manager derives per request (a generated x-request-id) needs
+// no allocation of its own. The HTTP/1.1 codec reserves RequestScratchBytes.
+type HeaderScratch interface {
+	// Scratch returns n writable bytes that live as long as the request
+	// headers, or nil when fewer are left. The caller fills them once and
+	// may then turn them into a string (unsafe.String); nobody writes them
+	// again.
+	Scratch(n int) []byte
+}
+
+// RequestScratchBytes is what a codec implementing HeaderScratch reserves per
+// request: one UUID (36 bytes).
+const RequestScratchBytes = 36
+
 // StreamHandler is what a server codec drives: the connection manager.
 type StreamHandler interface {
 	// ServeStream handles one exchange; the codec reads the next request of

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"github.com/herald-proxy/herald/internal/network/sockio"
 	"io"
 	"net"
 	"sync/atomic"
@@ -58,7 +59,7 @@ func (c *Cluster) Dial(ctx context.Context, h *Host) (net.Conn, error) {
 			_ = tc.SetKeepAliveConfig(*c.keepAlive)
 		}
 	}
-	return &upstreamConn{Conn: conn, c: c, h: h}, nil
+	return &upstreamConn{Conn: sockio.Wrap(conn), c: c, h: h}, nil
 }
 
 // upstreamConn counts bytes and the connection's end.

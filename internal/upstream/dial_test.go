@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"github.com/herald-proxy/herald/internal/network/sockio"
 	"io"
 	"net"
 	"testing"
@@ -59,8 +60,9 @@ func TestDialCountsStats(t *testing.T) {
 	if _, err := io.ReadFull(conn, buf[:3]); err != nil {
 		t.Fatal(err)
 	}
-	if tc, ok := conn.(*upstreamConn).Conn.(*net.TCPConn); !ok || tc == nil {
-		t.Fatal("not a TCP connection")
+	// TCP connections go through sockio's raw system calls.
+	if sc, ok := conn.(*upstreamConn).Conn.(*sockio.Conn); !ok || sc.TCPConn == nil {
+		t.Fatalf("upstream connection is %T, want a *sockio.Conn over TCP", conn.(*upstreamConn).Conn)
 	}
 	check := func(stage string, want map[string]int64) {
 		t.Helper()

@@ -3,6 +3,7 @@ package connmgr
 import (
 	"bytes"
 	"errors"
+	"github.com/herald-proxy/herald/internal/network/sockio"
 	"io"
 	"net"
 	"sync"
@@ -38,9 +39,6 @@ type conn struct {
 	wd *watchdog
 	// lstats are the per-listener stats of the accepting listener, or nil.
 	lstats *ListenerStats
-	// buf is the request body read buffer, reused by the streams of an
-	// HTTP/1.1 connection (one at a time).
-	buf []byte
 }
 
 var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -53,7 +51,7 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 	st.DownstreamCxActive.Inc()
 	start := time.Now()
 	c := &conn{cfg: cfg, nc: nc, drainCh: make(chan struct{}), lstats: cfg.listenerStats(nc.StatPrefix)}
-	c.raw = &countingConn{Conn: nc.Conn, rx: st.DownstreamCxRxBytesTotal, tx: st.DownstreamCxTxBytesTotal}
+	c.raw = &countingConn{Conn: sockio.Wrap(nc.Conn), rx: st.DownstreamCxRxBytesTotal, tx: st.DownstreamCxTxBytesTotal}
 
 	codec := cfg.Codec
 	if codec == Auto {
@@ -96,11 +94,7 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 	} else {
 		st.DownstreamCxHTTP1Total.Inc()
 		st.DownstreamCxHTTP1Active.Inc()
-		bp := bodyBufPool.Get().(*[]byte)
-		c.buf = *bp
 		err = http1.Serve(c.raw, opts, c)
-		c.buf = nil
-		bodyBufPool.Put(bp)
 		st.DownstreamCxHTTP1Active.Dec()
 	}
 	unregister()
@@ -212,6 +206,20 @@ type replayConn struct {
 	pending []byte
 }
 
+// ReadPooled implements sockio.PooledReader: the sniffed bytes first, then
+// the connection's.
+func (r *replayConn) ReadPooled(src sockio.BufferSource) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(src.ReadBuffer(), r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	if pr, ok := r.Conn.(sockio.PooledReader); ok {
+		return pr.ReadPooled(src)
+	}
+	return r.Conn.Read(src.ReadBuffer())
+}
+
 func (r *replayConn) Read(p []byte) (int, error) {
 	if len(r.pending) > 0 {
 		n := copy(p, r.pending)
@@ -228,12 +236,36 @@ type countingConn struct {
 	rx, tx interface{ Add(uint64) }
 }
 
+// ReadPooled implements sockio.PooledReader.
+func (c *countingConn) ReadPooled(src sockio.BufferSource) (int, error) {
+	var n int
+	var err error
+	if pr, ok := c.Conn.(sockio.PooledReader); ok {
+		n, err = pr.ReadPooled(src)
+	} else {
+		n, err = c.Conn.Read(src.ReadBuffer())
+	}
+	if n > 0 {
+		c.rx.Add(uint64(n))
+	}
+	return n, err
+}
+
 func (c *countingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.rx.Add(uint64(n))
 	}
 	return n, err
+}
+
+// CloseWrite half-closes the connection when the transport can (the
+// HTTP/1.1 codec's lingering close).
+func (c *countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {

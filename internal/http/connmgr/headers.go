@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 )
@@ -113,7 +114,11 @@ func (as *stream) mutateRequestHeaders(h *hhttp.Headers) bool {
 	if cfg.GenerateRequestID {
 		id, ok := h.Lookup(hdrXRequestID)
 		if !ok || id == "" || (cfg.UseRemoteAddress && !internal && !cfg.PreserveExternalRequestID) {
-			id = newRequestID()
+			var dst []byte
+			if hs, ok := as.s.(hhttp.HeaderScratch); ok {
+				dst = hs.Scratch(requestIDLen)
+			}
+			id = newRequestID(dst)
 			h.Set(hdrXRequestID, id)
 		}
 		as.info.RequestID = id
@@ -194,9 +199,14 @@ func isInternal(a netip.Addr) bool {
 	return a.IsValid() && (a.IsPrivate() || a.IsLoopback())
 }
 
+// requestIDLen is the length of a formatted UUID.
+const requestIDLen = 36
+
 // newRequestID returns a random UUID version 4, as Envoy's default request
-// ID extension generates.
-func newRequestID() string {
+// ID extension generates. It formats into dst when dst has requestIDLen
+// bytes (lent by the codec, see hhttp.HeaderScratch) and returns a string
+// over them; otherwise it allocates.
+func newRequestID(dst []byte) string {
 	var b [16]byte
 	x, y := rand.Uint64(), rand.Uint64()
 	for i := 0; i < 8; i++ {
@@ -206,7 +216,11 @@ func newRequestID() string {
 	b[6] = (b[6] & 0x0f) | 0x40
 	b[8] = (b[8] & 0x3f) | 0x80
 	const hex = "0123456789abcdef"
-	var out [36]byte
+	var arr [requestIDLen]byte
+	out := arr[:]
+	if len(dst) == requestIDLen {
+		out = dst
+	}
 	j := 0
 	for i := 0; i < 16; i++ {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
@@ -217,7 +231,10 @@ func newRequestID() string {
 		out[j+1] = hex[b[i]&0xf]
 		j += 2
 	}
-	return string(out[:])
+	if len(dst) == requestIDLen {
+		return unsafe.String(unsafe.SliceData(dst), requestIDLen)
+	}
+	return string(out)
 }
 
 // cachedDate holds the IMF-fixdate of the current second.

@@ -64,7 +64,10 @@ func TestNewRequestIDIsUUIDv4(t *testing.T) {
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
-		id := newRequestID()
+		id := newRequestID(nil)
+		if i%2 == 1 {
+			id = newRequestID(make([]byte, requestIDLen))
+		}
 		if !re.MatchString(id) {
 			t.Fatalf("request id %q is not a UUIDv4", id)
 		}

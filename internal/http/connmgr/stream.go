@@ -206,13 +206,11 @@ func (as *stream) checkRequest(h *hhttp.Headers) bool {
 
 // readBody pumps the request body through the decoder filters.
 func (as *stream) readBody() {
-	buf := as.c.buf
-	var own *[]byte
-	if buf == nil {
-		own = bodyBufPool.Get().(*[]byte)
-		buf = *own
-		defer bodyBufPool.Put(own)
-	}
+	// Taken per request body, not per connection: an idle keep-alive
+	// connection holds no body buffer.
+	own := bodyBufPool.Get().(*[]byte)
+	buf := *own
+	defer bodyBufPool.Put(own)
 	for !as.responseComplete {
 		n, err := as.s.ReadBody(buf)
 		if n > 0 {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/herald-proxy/herald/internal/network/sockio"
 )
 
 const (
@@ -25,17 +27,46 @@ var errBufferFull = errors.New("http1: buffer full")
 // it exposes its contents so a whole header section can be parsed in place.
 // Owned by the goroutine reading the connection.
 type connReader struct {
-	c    net.Conn
-	buf  []byte
-	pbuf *[]byte // pooled buffer to give back, nil once grown
-	r, w int     // unread bytes are buf[r:w]
-	err  error   // sticky read error
+	c  net.Conn
+	pr sockio.PooledReader // c, when it can wait without a buffer
+	// server is the server connection reading through this reader (nil
+	// on the client side); when a pooled read finds nothing it may release
+	// its writer too.
+	server *serverConn
+	buf    []byte
+	pbuf   *[]byte // pooled buffer to give back, nil once grown
+	r, w   int     // unread bytes are buf[r:w]
+	err    error   // sticky read error
 }
 
 func (rd *connReader) init(c net.Conn) {
 	rd.c = c
+	rd.pr, _ = c.(sockio.PooledReader)
 	rd.pbuf = bufPool.Get().(*[]byte)
 	rd.buf = *rd.pbuf
+}
+
+// ReadBuffer implements sockio.BufferSource: the free part of the buffer,
+// taking a pooled one if the reader gave its buffer back.
+func (rd *connReader) ReadBuffer() []byte {
+	if rd.buf == nil {
+		rd.pbuf = bufPool.Get().(*[]byte)
+		rd.buf = *rd.pbuf
+	}
+	return rd.buf[rd.w:]
+}
+
+// ReleaseReadBuffer implements sockio.BufferSource: an empty pooled buffer
+// goes back to the pool while the connection waits.
+func (rd *connReader) ReleaseReadBuffer() {
+	if rd.r != rd.w {
+		return // holds unread bytes
+	}
+	rd.r, rd.w = 0, 0
+	rd.release() // a grown buffer is dropped; the next read takes a pooled one
+	if rd.server != nil {
+		rd.server.releaseWriter()
+	}
 }
 
 func (rd *connReader) release() {
@@ -53,7 +84,10 @@ func (rd *connReader) fill(max int) error {
 	if rd.err != nil {
 		return rd.err
 	}
-	if rd.w == len(rd.buf) {
+	if rd.buf == nil && rd.pr == nil {
+		rd.ReadBuffer()
+	}
+	if rd.buf != nil && rd.w == len(rd.buf) {
 		if rd.r > 0 {
 			copy(rd.buf, rd.buf[rd.r:rd.w])
 			rd.w -= rd.r
@@ -72,7 +106,15 @@ func (rd *connReader) fill(max int) error {
 			rd.buf = nb
 		}
 	}
-	n, err := rd.c.Read(rd.buf[rd.w:])
+	var n int
+	var err error
+	if rd.pr != nil && rd.r == rd.w {
+		// Nothing buffered: wait without holding the buffer.
+		rd.r, rd.w = 0, 0
+		n, err = rd.pr.ReadPooled(rd)
+	} else {
+		n, err = rd.c.Read(rd.buf[rd.w:])
+	}
 	rd.w += n
 	if err != nil {
 		rd.err = err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unsafe"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 )
@@ -73,6 +74,7 @@ func Serve(c net.Conn, opts hhttp.ServerOptions, h hhttp.StreamHandler) error {
 		sc.scheme = "http"
 	}
 	sc.rd.init(c)
+	sc.rd.server = sc
 	sc.bw = writerPool.Get().(*bufio.Writer)
 	sc.bw.Reset(c)
 	sc.st.sc = sc
@@ -103,6 +105,9 @@ type serverConn struct {
 	st      serverStream
 	spans   []fieldSpan
 	scratch []byte // for discarding unread request bodies, allocated on demand
+	// waiting is true while waitRequest waits for the next request: then an
+	// idle connection may give its writer back (releaseWriter).
+	waiting bool
 
 	ctx    context.Context // created on first Context() call
 	cancel context.CancelFunc
@@ -118,6 +123,10 @@ func (sc *serverConn) serve() error {
 				}
 				return err
 			}
+		}
+		if sc.bw == nil {
+			sc.bw = writerPool.Get().(*bufio.Writer)
+			sc.bw.Reset(sc.c)
 		}
 		st.reset()
 		cerr, err := sc.readRequest()
@@ -154,7 +163,9 @@ func (sc *serverConn) waitRequest() error {
 	if sc.idle > 0 {
 		_ = sc.c.SetReadDeadline(time.Now().Add(sc.idle))
 	}
+	sc.waiting = true
 	err := sc.rd.fill(sc.maxHeaderBytes + initialBufSize)
+	sc.waiting = false
 	if sc.idle > 0 && err == nil {
 		_ = sc.c.SetReadDeadline(time.Time{})
 	}
@@ -188,13 +199,27 @@ func (sc *serverConn) discardBody() bool {
 	}
 }
 
-func (sc *serverConn) close() {
-	if sc.cancel != nil {
-		sc.cancel()
+// releaseWriter gives the (flushed, empty) response writer back to its pool
+// while the connection is idle between requests; serve takes one again for
+// the next request.
+func (sc *serverConn) releaseWriter() {
+	if !sc.waiting || sc.bw == nil || sc.bw.Buffered() > 0 {
+		return
 	}
 	sc.bw.Reset(nil)
 	writerPool.Put(sc.bw)
 	sc.bw = nil
+}
+
+func (sc *serverConn) close() {
+	if sc.cancel != nil {
+		sc.cancel()
+	}
+	if sc.bw != nil {
+		sc.bw.Reset(nil)
+		writerPool.Put(sc.bw)
+		sc.bw = nil
+	}
 	peerOpen := sc.rd.err == nil
 	sc.rd.release()
 	if cw, ok := sc.c.(interface{ CloseWrite() error }); ok && peerOpen {
@@ -260,8 +285,13 @@ func (sc *serverConn) readRequest() (*hhttp.CodecError, error) {
 		return cerr, nil
 	}
 	// The one allocation per request: every name and value below is a
-	// substring of s.
-	s := string(b[:fieldsEnd])
+	// substring of s. It has room for hhttp.RequestScratchBytes more, lent
+	// through serverStream.Scratch (a generated x-request-id). The bytes of
+	// s are never written after this copy, so the unsafe.String is sound.
+	buf := make([]byte, fieldsEnd+hhttp.RequestScratchBytes)
+	copy(buf, b[:fieldsEnd])
+	s := unsafe.String(unsafe.SliceData(buf), fieldsEnd)
+	st.scratch = buf[fieldsEnd:]
 	rd.r += end
 	return sc.buildRequest(s, rl), nil
 }

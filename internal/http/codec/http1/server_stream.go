@@ -23,8 +23,9 @@ type serverStream struct {
 	method       string
 	http11       bool
 	isHead       bool
-	keepAlive10  bool // HTTP/1.0 request with "connection: keep-alive"
-	pendingFlush bool // a 100 Continue is buffered
+	keepAlive10  bool   // HTTP/1.0 request with "connection: keep-alive"
+	pendingFlush bool   // a 100 Continue is buffered
+	scratch      []byte // unlent tail of the request headers' allocation (Scratch)
 
 	// Response state.
 	headersSent bool
@@ -37,8 +38,21 @@ type serverStream struct {
 	writeErr    error
 }
 
+var _ hhttp.HeaderScratch = (*serverStream)(nil)
+
+// Scratch implements hhttp.HeaderScratch.
+func (st *serverStream) Scratch(n int) []byte {
+	if n > len(st.scratch) {
+		return nil
+	}
+	b := st.scratch[:n:n]
+	st.scratch = st.scratch[n:]
+	return b
+}
+
 func (st *serverStream) reset() {
 	st.req.Reset()
+	st.scratch = nil
 	st.body.reset(bodyNone, 0)
 	st.method, st.http11, st.isHead, st.keepAlive10, st.pendingFlush = "", true, false, false, false
 	st.headersSent, st.respDone, st.respNoBody, st.respChunked, st.respLength = false, false, false, false, false

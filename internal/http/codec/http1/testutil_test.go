@@ -10,6 +10,7 @@ import (
 	"time"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/network/sockio"
 )
 
 // memConn is an in-memory net.Conn: reads come from in, writes go to out.
@@ -116,7 +117,8 @@ func listen(t *testing.T, opts hhttp.ServerOptions, h hhttp.StreamHandler) (addr
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				served <- Serve(c, opts, h)
+				// As in herald: through sockio, so idle waits hold no buffer.
+				served <- Serve(sockio.Wrap(c), opts, h)
 			}()
 		}
 	}()

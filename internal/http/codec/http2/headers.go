@@ -94,13 +94,3 @@ func fillHeader(m nethttp.Header, h *hhttp.Headers) {
 		m[k] = vals[i : i+1 : i+1]
 	}
 }
-
-// byteSize is Envoy's HeaderMap::byteSize: the sum of name and value
-// lengths, pseudo-headers included.
-func byteSize(h *hhttp.Headers) int {
-	n := 0
-	for i := range h.Fields {
-		n += len(h.Fields[i].Name) + len(h.Fields[i].Value)
-	}
-	return n
-}

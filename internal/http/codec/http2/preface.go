@@ -2,6 +2,7 @@ package http2
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 
 	xhttp2 "golang.org/x/net/http2"
@@ -21,7 +22,7 @@ func IsPreface(b []byte) bool {
 // caller already read from c while sniffing) and then reads from c. Hand it
 // to Serve so the HTTP/2 server sees the preface it expects. When c is a
 // *tls.Conn (or anything with ConnectionState), the result keeps that method
-// so x/net still applies its TLS checks.
+// for callers that inspect the TLS state.
 func NewPeekedConn(c net.Conn, peeked []byte) net.Conn {
 	if len(peeked) == 0 {
 		return c
@@ -38,7 +39,7 @@ type connectionStater interface {
 }
 
 // peekedConn replays peeked before reading from Conn. Read is only called
-// from x/net's frame-reading goroutine, so peeked needs no lock.
+// from the server's reader goroutine, so peeked needs no lock.
 type peekedConn struct {
 	net.Conn
 	peeked []byte
@@ -52,6 +53,15 @@ func (c *peekedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the wrapped connection when it supports it, so
+// that the server can linger after its last frame.
+func (c *peekedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 type peekedTLSConn struct {

@@ -1,0 +1,643 @@
+package http2
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	xhttp2 "golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	hhttp "github.com/herald-proxy/herald/internal/http"
+)
+
+// errConnClosed is what stream operations return once the connection is gone.
+var errConnClosed = errors.New("http2: connection closed")
+
+// errStreamEnded is returned by writes after the stream ended or was reset
+// locally.
+var errStreamEnded = errors.New("http2: stream ended")
+
+// closeWriter is implemented by *net.TCPConn, *tls.Conn and peekedConn.
+type closeWriter interface{ CloseWrite() error }
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// serverConn is one downstream HTTP/2 connection. The goroutine running
+// ServeConn reads and processes every frame; stream goroutines write their
+// own frames under mu. Nothing is handed between goroutines per frame.
+type serverConn struct {
+	// Immutable after newServerConn.
+	srv    *Server
+	conn   net.Conn
+	h      hhttp.StreamHandler
+	fr     *xhttp2.Framer
+	br     *bufio.Reader
+	dec    *hpack.Decoder
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the reader exits
+	wg     sync.WaitGroup
+
+	// Owned by the reader goroutine.
+	hb             headerBlock
+	emptyFrames    int // consecutive empty DATA/HEADERS/CONTINUATION without END_STREAM
+	priorityFrames int
+	windowUpdates  int
+
+	// Guarded by mu.
+	mu            sync.Mutex
+	recentClosed  [32]uint32 // ring of recently closed stream ids (STREAM_CLOSED vs PROTOCOL_ERROR)
+	recentPos     int
+	streams       map[uint32]*stream
+	maxClientID   uint32 // highest stream id the client opened
+	openedStreams int    // streams whose response headers were sent (Envoy's opened_streams)
+	dataSent      int    // DATA frames sent
+	outflow       int64  // connection send window
+	inflow        int32  // connection receive window left to the peer
+	inflowPending int32  // consumed bytes not yet returned with WINDOW_UPDATE
+	peerWindow    int32  // peer's SETTINGS_INITIAL_WINDOW_SIZE
+	peerMaxFrame  uint32 // peer's SETTINGS_MAX_FRAME_SIZE
+	enc           *hpack.Encoder
+	hbuf          headerBuf
+	out           []byte // frames waiting to be written
+	spare         []byte
+	queuedFrames  int // frames in out
+	queuedControl int // control frames in out
+	flightFrames  int // frames being written
+	flightControl int
+	flushing      bool // a goroutine is writing to conn with mu released
+	wclosed       bool // no new frames: shutting down or broken
+	broken        bool // the write side failed or the connection is gone
+	closeAfter    bool // close the write side once out is flushed
+	closing       bool // shutting down: close once the active streams finish
+	refuseNew     bool // final GOAWAY sent or peer GOAWAY received
+	goAwaySent    bool
+	lastID        uint32 // last-stream-id of the final GOAWAY
+	idleTimer     *time.Timer
+	drainTimer    *time.Timer
+}
+
+// headerBuf collects one encoded header block.
+type headerBuf struct{ b []byte }
+
+func (w *headerBuf) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// outWriter appends the framer's frames to sc.out; it is only called with
+// sc.mu held.
+type outWriter serverConn
+
+func (w *outWriter) Write(p []byte) (int, error) {
+	w.out = append(w.out, p...)
+	return len(p), nil
+}
+
+func newServerConn(s *Server, c net.Conn, h hhttp.StreamHandler) *serverConn {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(c)
+	sc := &serverConn{
+		srv:          s,
+		conn:         c,
+		h:            h,
+		br:           br,
+		done:         make(chan struct{}),
+		streams:      make(map[uint32]*stream),
+		outflow:      65535,
+		inflow:       int32(s.connWindow),
+		peerWindow:   65535,
+		peerMaxFrame: 16384,
+	}
+	sc.ctx, sc.cancel = context.WithCancel(context.Background())
+	sc.fr = xhttp2.NewFramer((*outWriter)(sc), br)
+	sc.fr.SetReuseFrames()
+	// herald does not advertise SETTINGS_MAX_FRAME_SIZE, so the RFC
+	// default applies; larger frames are FRAME_SIZE_ERROR (RFC 9113 §4.2).
+	sc.fr.SetMaxReadFrameSize(16384)
+	sc.dec = hpack.NewDecoder(4096, sc.onHeaderField)
+	sc.enc = hpack.NewEncoder(&sc.hbuf)
+	return sc
+}
+
+// connError is a connection error: GOAWAY with code, then close.
+type connError struct {
+	code   xhttp2.ErrCode
+	reason string
+}
+
+func (e connError) Error() string {
+	return "http2: connection error " + e.code.String() + ": " + e.reason
+}
+
+// streamError resets one stream with code.
+type streamError struct {
+	id   uint32
+	code xhttp2.ErrCode
+}
+
+func (e streamError) Error() string { return "http2: stream error " + e.code.String() }
+
+// serve runs the reader loop until the connection ends, then tears down.
+func (sc *serverConn) serve(drain <-chan struct{}) {
+	defer sc.teardown()
+	if drain != nil {
+		sc.wg.Add(1)
+		go sc.watchDrain(drain)
+	}
+	var preface [len(Preface)]byte
+	if _, err := io.ReadFull(sc.br, preface[:]); err != nil || string(preface[:]) != Preface {
+		// nghttp2 (Envoy) drops a connection with a bad client magic.
+		return
+	}
+	sc.mu.Lock()
+	settings := [...]xhttp2.Setting{
+		{ID: xhttp2.SettingMaxConcurrentStreams, Val: sc.srv.maxStreams},
+		{ID: xhttp2.SettingInitialWindowSize, Val: sc.srv.streamWindow},
+		{ID: xhttp2.SettingMaxHeaderListSize, Val: sc.srv.maxHeaderList},
+	}
+	_ = sc.fr.WriteSettings(settings[:]...)
+	if d := sc.srv.connWindow - 65535; d > 0 {
+		_ = sc.fr.WriteWindowUpdate(0, d)
+	}
+	if sc.srv.idleTimeout > 0 {
+		sc.idleTimer = time.AfterFunc(sc.srv.idleTimeout, sc.onIdle)
+	}
+	sc.flushLocked()
+	sc.mu.Unlock()
+
+	first := true
+	for {
+		if sc.br.Buffered() == 0 {
+			sc.mu.Lock()
+			sc.flushLocked()
+			sc.mu.Unlock()
+		}
+		f, err := sc.fr.ReadFrame()
+		if err != nil {
+			sc.onReadError(err)
+			return
+		}
+		if first {
+			// RFC 9113 §3.4: the preface ends with a SETTINGS frame.
+			if _, ok := f.(*xhttp2.SettingsFrame); !ok {
+				sc.goAwayAndClose(xhttp2.ErrCodeProtocol)
+				return
+			}
+			first = false
+		}
+		if err := sc.processFrame(f); err != nil {
+			var se streamError
+			if errors.As(err, &se) {
+				sc.mu.Lock()
+				sc.resetStreamLocked(se.id, se.code)
+				sc.mu.Unlock()
+				continue
+			}
+			var ce connError
+			if errors.As(err, &ce) {
+				slog.Debug("http2: connection error", "code", ce.code.String(), "reason", ce.reason)
+				sc.goAwayAndClose(ce.code)
+				return
+			}
+			sc.closeNow()
+			return
+		}
+	}
+}
+
+// onReadError maps a Framer error onto RFC 9113's handling.
+func (sc *serverConn) onReadError(err error) {
+	var ce xhttp2.ConnectionError
+	var se xhttp2.StreamError
+	switch {
+	case errors.As(err, &ce):
+		sc.goAwayAndClose(xhttp2.ErrCode(ce))
+	case errors.Is(err, xhttp2.ErrFrameTooLarge):
+		sc.goAwayAndClose(xhttp2.ErrCodeFrameSize)
+	case errors.As(err, &se):
+		// The Framer reports a few malformed frames as stream errors
+		// (zero WINDOW_UPDATE increment, bad HEADERS padding). Its
+		// reader cannot resume after them, so this is the last frame.
+		sc.mu.Lock()
+		sc.resetStreamLocked(se.StreamID, se.Code)
+		sc.mu.Unlock()
+		sc.goAwayAndClose(xhttp2.ErrCodeProtocol)
+	default:
+		sc.closeNow()
+	}
+}
+
+// goAwayAndClose sends GOAWAY(code) and closes the connection, lingering
+// up to closeLinger so that the peer reads the GOAWAY before a TCP reset
+// (Envoy's delayed close).
+func (sc *serverConn) goAwayAndClose(code xhttp2.ErrCode) {
+	sc.mu.Lock()
+	if !sc.wclosed {
+		sc.writeGoAwayLocked(sc.maxClientID, code)
+	}
+	sc.shutdownWriteLocked()
+	sc.mu.Unlock()
+	_, _ = io.Copy(io.Discard, sc.br)
+}
+
+func (sc *serverConn) closeNow() { sc.conn.Close() }
+
+// teardown resets every stream, waits for their handlers and releases the
+// connection's buffers.
+func (sc *serverConn) teardown() {
+	sc.conn.Close()
+	sc.mu.Lock()
+	sc.wclosed, sc.broken, sc.closing = true, true, true
+	for id, st := range sc.streams {
+		st.abortLocked(errConnClosed)
+		delete(sc.streams, id)
+		st.inMap = false
+		st.maybeReleaseLocked()
+	}
+	if sc.idleTimer != nil {
+		sc.idleTimer.Stop()
+	}
+	if sc.drainTimer != nil {
+		sc.drainTimer.Stop()
+	}
+	sc.mu.Unlock()
+	close(sc.done)
+	sc.cancel()
+	sc.wg.Wait()
+	sc.br.Reset(nil)
+	readerPool.Put(sc.br)
+	sc.br = nil
+}
+
+// watchDrain starts the drain sequence when drain closes.
+func (sc *serverConn) watchDrain(drain <-chan struct{}) {
+	defer sc.wg.Done()
+	select {
+	case <-drain:
+		sc.startDrain()
+	case <-sc.done:
+	}
+}
+
+// startDrain sends Envoy's shutdown notice: GOAWAY with last-stream-id
+// 2^31-1, then the final GOAWAY after the drain timeout
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto#envoy-v3-api-field-extensions-filters-network-http-connection-manager-v3-httpconnectionmanager-drain-timeout).
+func (sc *serverConn) startDrain() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.wclosed || sc.goAwaySent {
+		return
+	}
+	sc.goAwaySent = true
+	sc.writeGoAwayLocked(1<<31-1, xhttp2.ErrCodeNo)
+	sc.drainTimer = time.AfterFunc(sc.srv.drainTimeout, sc.finalGoAway)
+	sc.flushLocked()
+}
+
+// finalGoAway sends the GOAWAY carrying the last stream processed; newer
+// streams are refused and the connection closes when none is active.
+func (sc *serverConn) finalGoAway() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.wclosed || sc.refuseNew {
+		return
+	}
+	sc.refuseNew = true
+	sc.closing = true
+	sc.lastID = sc.maxClientID
+	sc.writeGoAwayLocked(sc.lastID, xhttp2.ErrCodeNo)
+	sc.flushLocked()
+	sc.maybeCloseLocked()
+}
+
+// onIdle fires IdleTimeout after the last stream closed: GOAWAY, then close.
+func (sc *serverConn) onIdle() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.wclosed || len(sc.streams) > 0 {
+		return
+	}
+	sc.refuseNew, sc.closing = true, true
+	sc.lastID = sc.maxClientID
+	sc.writeGoAwayLocked(sc.lastID, xhttp2.ErrCodeNo)
+	sc.flushLocked()
+	sc.maybeCloseLocked()
+}
+
+// maybeCloseLocked closes a connection that is shutting down once no stream
+// is active. The reader goroutine then sees EOF (or the linger deadline) and
+// tears down.
+func (sc *serverConn) maybeCloseLocked() {
+	if !sc.closing || len(sc.streams) > 0 || sc.wclosed {
+		return
+	}
+	sc.shutdownWriteLocked()
+}
+
+// shutdownWriteLocked stops accepting frames, flushes what is queued, then
+// half-closes the connection and bounds how long the reader lingers.
+func (sc *serverConn) shutdownWriteLocked() {
+	sc.wclosed = true
+	sc.closeAfter = true
+	_ = sc.conn.SetReadDeadline(time.Now().Add(closeLinger))
+	sc.flushLocked()
+}
+
+// processFrame handles one frame on the reader goroutine.
+func (sc *serverConn) processFrame(f xhttp2.Frame) error {
+	switch f := f.(type) {
+	case *xhttp2.DataFrame:
+		return sc.processData(f)
+	case *xhttp2.HeadersFrame:
+		return sc.processHeaders(f)
+	case *xhttp2.ContinuationFrame:
+		return sc.processContinuation(f)
+	case *xhttp2.SettingsFrame:
+		return sc.processSettings(f)
+	case *xhttp2.PingFrame:
+		if f.IsAck() {
+			return nil
+		}
+		sc.mu.Lock()
+		if !sc.wclosed {
+			_ = sc.fr.WritePing(true, f.Data)
+			sc.countControlLocked()
+		}
+		sc.mu.Unlock()
+		return nil
+	case *xhttp2.WindowUpdateFrame:
+		return sc.processWindowUpdate(f)
+	case *xhttp2.RSTStreamFrame:
+		return sc.processRSTStream(f)
+	case *xhttp2.PriorityFrame:
+		// PRIORITY is ignored (RFC 9113 deprecates the scheme), but a
+		// self-dependency is still a stream error and floods are counted.
+		sc.priorityFrames++
+		sc.mu.Lock()
+		opened := sc.openedStreams
+		sc.mu.Unlock()
+		if sc.priorityFrames > maxInboundPriorityFramesPerStream*(1+opened) {
+			return connError{xhttp2.ErrCodeEnhanceYourCalm, "inbound priority frames flood"}
+		}
+		if f.StreamDep == f.StreamID {
+			return streamError{f.StreamID, xhttp2.ErrCodeProtocol}
+		}
+		return nil
+	case *xhttp2.GoAwayFrame:
+		sc.mu.Lock()
+		sc.refuseNew, sc.closing = true, true
+		sc.lastID = sc.maxClientID
+		sc.maybeCloseLocked()
+		sc.mu.Unlock()
+		return nil
+	case *xhttp2.PushPromiseFrame:
+		// A client must not push (RFC 9113 §8.4).
+		return connError{xhttp2.ErrCodeProtocol, "push promise from client"}
+	default:
+		// Unknown frame types are ignored (RFC 9113 §5.5).
+		return nil
+	}
+}
+
+// countEmpty applies Envoy's max_consecutive_inbound_frames_with_empty_payload.
+func (sc *serverConn) countEmpty(n int, end bool) error {
+	if n > 0 || end {
+		sc.emptyFrames = 0
+		return nil
+	}
+	sc.emptyFrames++
+	if sc.emptyFrames > maxConsecutiveInboundEmptyFrames {
+		return connError{xhttp2.ErrCodeEnhanceYourCalm, "inbound empty frames flood"}
+	}
+	return nil
+}
+
+// rememberClosed records a closed stream id; mu held.
+func (sc *serverConn) rememberClosed(id uint32) {
+	sc.recentClosed[sc.recentPos] = id
+	sc.recentPos = (sc.recentPos + 1) % len(sc.recentClosed)
+}
+
+// recentlyClosed reports whether id closed recently; mu held.
+func (sc *serverConn) recentlyClosed(id uint32) bool {
+	for _, c := range sc.recentClosed {
+		if c == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (sc *serverConn) processData(f *xhttp2.DataFrame) error {
+	id := f.StreamID
+	data := f.Data()
+	flowLen := int32(f.Length) // padding counts against flow control
+	if err := sc.countEmpty(len(data), f.StreamEnded()); err != nil {
+		return err
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if flowLen > sc.inflow {
+		return connError{xhttp2.ErrCodeFlowControl, "connection window exceeded"}
+	}
+	sc.inflow -= flowLen
+	st := sc.streams[id]
+	if st == nil || st.remoteEnded || st.reset {
+		// The bytes will never be read: give them back to the
+		// connection window now.
+		sc.returnConnWindowLocked(flowLen)
+		if id > sc.maxClientID {
+			return connError{xhttp2.ErrCodeProtocol, "DATA on idle stream"}
+		}
+		return streamError{id, xhttp2.ErrCodeStreamClosed}
+	}
+	if flowLen > st.inflow {
+		sc.returnConnWindowLocked(flowLen)
+		return streamError{id, xhttp2.ErrCodeFlowControl}
+	}
+	st.inflow -= flowLen
+	if pad := flowLen - int32(len(data)); pad > 0 {
+		st.inflow += pad
+		sc.returnConnWindowLocked(pad)
+	}
+	st.recvLen += int64(len(data))
+	if st.declaredLen >= 0 && (st.recvLen > st.declaredLen || f.StreamEnded() && st.recvLen != st.declaredLen) {
+		// RFC 9113 §8.1.1: content-length mismatch makes the request
+		// malformed; Envoy terminates the connection by default
+		// (override_stream_error_on_invalid_http_message).
+		return connError{xhttp2.ErrCodeProtocol, "content-length mismatch"}
+	}
+	if len(data) > 0 {
+		st.body = append(st.body, data...)
+	}
+	if f.StreamEnded() {
+		sc.endRemoteLocked(st)
+	}
+	st.wakeBody()
+	return nil
+}
+
+// endRemoteLocked records END_STREAM from the client.
+func (sc *serverConn) endRemoteLocked(st *stream) {
+	st.remoteEnded = true
+	if st.localEnded {
+		sc.closeStreamLocked(st)
+	}
+}
+
+func (sc *serverConn) processSettings(f *xhttp2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	err := f.ForeachSetting(func(s xhttp2.Setting) error {
+		if err := s.Valid(); err != nil {
+			var ce xhttp2.ConnectionError
+			if errors.As(err, &ce) {
+				return connError{xhttp2.ErrCode(ce), "bad setting " + s.ID.String()}
+			}
+			return connError{xhttp2.ErrCodeProtocol, "bad setting"}
+		}
+		switch s.ID {
+		case xhttp2.SettingHeaderTableSize:
+			sc.enc.SetMaxDynamicTableSizeLimit(s.Val)
+		case xhttp2.SettingInitialWindowSize:
+			// RFC 9113 §6.9.2: adjust every open stream by the delta;
+			// windows may go negative.
+			delta := int64(s.Val) - int64(sc.peerWindow)
+			sc.peerWindow = int32(s.Val)
+			for _, st := range sc.streams {
+				st.outflow += delta
+				if st.outflow > maxSettingValue {
+					return connError{xhttp2.ErrCodeFlowControl, "stream window overflow"}
+				}
+				if delta > 0 {
+					st.wakeWindow()
+				}
+			}
+		case xhttp2.SettingMaxFrameSize:
+			sc.peerMaxFrame = s.Val
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !sc.wclosed {
+		_ = sc.fr.WriteSettingsAck()
+		sc.countControlLocked()
+	}
+	return nil
+}
+
+func (sc *serverConn) processWindowUpdate(f *xhttp2.WindowUpdateFrame) error {
+	sc.windowUpdates++
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	// Envoy's max_inbound_window_update_frames_per_data_frame_sent.
+	if sc.windowUpdates > 5+2*(sc.openedStreams+maxInboundWindowUpdatesPerDataFrame*sc.dataSent) {
+		return connError{xhttp2.ErrCodeEnhanceYourCalm, "inbound window update frames flood"}
+	}
+	inc := int64(f.Increment)
+	if f.StreamID == 0 {
+		sc.outflow += inc
+		if sc.outflow > maxSettingValue {
+			return connError{xhttp2.ErrCodeFlowControl, "connection window overflow"}
+		}
+		for _, st := range sc.streams {
+			if st.waitingWindow {
+				st.wakeWindow()
+			}
+		}
+		return nil
+	}
+	st := sc.streams[f.StreamID]
+	if st == nil {
+		if f.StreamID > sc.maxClientID {
+			return connError{xhttp2.ErrCodeProtocol, "WINDOW_UPDATE on idle stream"}
+		}
+		return nil
+	}
+	st.outflow += inc
+	if st.outflow > maxSettingValue {
+		return streamError{f.StreamID, xhttp2.ErrCodeFlowControl}
+	}
+	st.wakeWindow()
+	return nil
+}
+
+func (sc *serverConn) processRSTStream(f *xhttp2.RSTStreamFrame) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	st := sc.streams[f.StreamID]
+	if st == nil {
+		if f.StreamID > sc.maxClientID {
+			return connError{xhttp2.ErrCodeProtocol, "RST_STREAM on idle stream"}
+		}
+		return nil
+	}
+	st.abortLocked(xhttp2.StreamError{StreamID: f.StreamID, Code: f.ErrCode})
+	sc.returnConnWindowLocked(int32(len(st.body) - st.bodyOff))
+	st.body, st.bodyOff = st.body[:0], 0
+	sc.closeStreamLocked(st)
+	return nil
+}
+
+// resetStreamLocked sends RST_STREAM(code) and closes the stream if open.
+func (sc *serverConn) resetStreamLocked(id uint32, code xhttp2.ErrCode) {
+	if !sc.wclosed {
+		_ = sc.fr.WriteRSTStream(id, code)
+		sc.countControlLocked()
+	}
+	if st := sc.streams[id]; st != nil {
+		st.abortLocked(errStreamEnded)
+		sc.returnConnWindowLocked(int32(len(st.body) - st.bodyOff))
+		st.body, st.bodyOff = st.body[:0], 0
+		sc.closeStreamLocked(st)
+	}
+	sc.rememberClosed(id)
+}
+
+// closeStreamLocked removes st from the active set. Its handler may still run
+// and read buffered body bytes.
+func (sc *serverConn) closeStreamLocked(st *stream) {
+	if !st.inMap {
+		return
+	}
+	delete(sc.streams, st.id)
+	st.inMap = false
+	sc.rememberClosed(st.id)
+	if st.cancel != nil {
+		st.cancel()
+	}
+	st.maybeReleaseLocked()
+	if len(sc.streams) == 0 {
+		if sc.idleTimer != nil && !sc.closing {
+			sc.idleTimer.Reset(sc.srv.idleTimeout)
+		}
+		sc.maybeCloseLocked()
+	}
+}
+
+// returnConnWindowLocked gives n consumed bytes back to the connection
+// window, announcing them once half the window is used (as nghttp2 does).
+func (sc *serverConn) returnConnWindowLocked(n int32) {
+	if n <= 0 {
+		return
+	}
+	sc.inflowPending += n
+	if sc.inflowPending >= int32(sc.srv.connWindow/2) && !sc.wclosed {
+		_ = sc.fr.WriteWindowUpdate(0, uint32(sc.inflowPending))
+		sc.queuedFrames++
+		sc.inflow += sc.inflowPending
+		sc.inflowPending = 0
+	}
+}

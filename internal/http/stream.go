@@ -115,6 +115,9 @@ type ServerOptions struct {
 	// Envoy (http_protocol_options.accept_http_10, default false) writes
 	// "HTTP/1.1" status lines unless HTTP/1.0 is accepted.
 	AcceptHTTP10 bool
+	// DrainTimeout is the grace between the two GOAWAY frames of an HTTP/2
+	// drain. Envoy: HCM drain_timeout, default 5 s; zero means the default.
+	DrainTimeout time.Duration
 	// HTTP2 holds HTTP/2 settings; nil means defaults.
 	HTTP2 *HTTP2Options
 }

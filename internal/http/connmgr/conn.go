@@ -127,6 +127,7 @@ func (cfg *Config) serverOptions(tls bool) hhttp.ServerOptions {
 		Scheme:                 "http",
 		HTTP2:                  cfg.HTTP2,
 		AcceptHTTP10:           cfg.AcceptHTTP10,
+		DrainTimeout:           cfg.DrainTimeout,
 	}
 	if tls {
 		opts.Scheme = "https"

@@ -54,8 +54,7 @@
 // Conformance: h2spec 2.2.1 (generic, http2, hpack, strict cases included)
 // passes every case (146/146) in server_h2spec_test.go; no case is skipped.
 //
-// Not done yet: the drain timeout is fixed at Envoy's 5 s default
-// (ServerOptions does not carry HCM drain_timeout), Envoy's premature-reset
+// Not done yet: Envoy's premature-reset
 // (rapid reset) mitigation, SETTINGS_ENABLE_CONNECT_PROTOCOL (extended
 // CONNECT), and per-connection buffer watermarks.
 //

@@ -86,7 +86,10 @@ func NewServer(opts hhttp.ServerOptions) (*Server, error) {
 		maxHeadersSize: opts.MaxRequestHeadersBytes,
 		maxHeadersN:    opts.MaxRequestHeadersCount,
 		idleTimeout:    opts.IdleTimeout,
-		drainTimeout:   defaultDrainTimeout,
+		drainTimeout:   opts.DrainTimeout,
+	}
+	if s.drainTimeout <= 0 {
+		s.drainTimeout = defaultDrainTimeout
 	}
 	if s.maxHeadersSize <= 0 {
 		s.maxHeadersSize = defaultMaxHeadersBytes

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	xhttp2 "golang.org/x/net/http2"
@@ -448,11 +449,13 @@ func TestPeekedConn(t *testing.T) {
 
 func TestNewServerOptions(t *testing.T) {
 	tests := []struct {
-		name    string
-		opts    hhttp.ServerOptions
-		wantErr string
+		name      string
+		opts      hhttp.ServerOptions
+		wantErr   string
+		wantDrain time.Duration
 	}{
-		{name: "defaults", opts: hhttp.ServerOptions{}},
+		{name: "defaults", opts: hhttp.ServerOptions{}, wantDrain: 5 * time.Second},
+		{name: "drain_timeout", opts: hhttp.ServerOptions{DrainTimeout: 250 * time.Millisecond}, wantDrain: 250 * time.Millisecond},
 		{name: "https", opts: hhttp.ServerOptions{Scheme: "https"}},
 		{name: "bad_scheme", opts: hhttp.ServerOptions{Scheme: "ftp"}, wantErr: `scheme "ftp"`},
 		{
@@ -468,9 +471,12 @@ func TestNewServerOptions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewServer(tc.opts)
+			srv, err := NewServer(tc.opts)
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("NewServer: %v", err)
+			}
+			if tc.wantDrain != 0 && srv.drainTimeout != tc.wantDrain {
+				t.Errorf("drain timeout = %v, want %v (HCM drain_timeout, Envoy default 5 s)", srv.drainTimeout, tc.wantDrain)
 			}
 			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("NewServer err = %v, want containing %q", err, tc.wantErr)

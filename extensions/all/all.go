@@ -11,5 +11,9 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/filters/http/router"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/http_connection_manager"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/tcp_proxy"
+	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/least_request"
+	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/maglev"
+	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/random"
+	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/ring_hash"
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/round_robin"
 )

@@ -68,7 +68,7 @@ type Route struct {
 	maxStreamDuration   optDuration
 	grpcTimeoutMax      optDuration
 	grpcTimeoutOffset   optDuration
-	hashPolicies        []*routev3.RouteAction_HashPolicy
+	hashPolicy          *HashPolicy
 
 	// ActionDirectResponse (status, body) and ActionRedirect (status).
 	status   int
@@ -218,7 +218,11 @@ func (b *builder) buildRouteAction(r *Route, a *routev3.RouteAction, p string) {
 		r.grpcTimeoutMax = optDur(msd.GetGrpcTimeoutHeaderMax())
 		r.grpcTimeoutOffset = optDur(msd.GetGrpcTimeoutHeaderOffset())
 	}
-	r.hashPolicies = a.GetHashPolicy()
+	hp, err := CompileHashPolicy(a.GetHashPolicy(), p+".hash_policy")
+	if err != nil {
+		b.errs = append(b.errs, configerr.Collect(err, p+".hash_policy", nil)...)
+	}
+	r.hashPolicy = hp
 }
 
 func (b *builder) buildWeightedClusters(r *Route, wc *routev3.WeightedCluster, p string) {
@@ -410,10 +414,9 @@ func (r *Route) GrpcTimeoutHeaderOffset() (d time.Duration, ok bool) {
 // :authority to the picked upstream host's hostname.
 func (r *Route) AutoHostRewrite() bool { return r.autoHostRewrite }
 
-// HashPolicies returns RouteAction.hash_policy as configured. It is not
-// interpreted yet: round_robin ignores it, as in Envoy; hashing load
-// balancers will read it (TODO(router): hash policies).
-func (r *Route) HashPolicies() []*routev3.RouteAction_HashPolicy { return r.hashPolicies }
+// HashPolicy is the compiled RouteAction.hash_policy, or nil. Only hashing
+// load balancers (ring_hash, maglev) use it, as in Envoy.
+func (r *Route) HashPolicy() *HashPolicy { return r.hashPolicy }
 
 // Status is the direct_response status or the redirect's response code.
 func (r *Route) Status() int { return r.status }

@@ -144,8 +144,8 @@ func TestTimeouts(t *testing.T) {
 func TestRouteActionAccessors(t *testing.T) {
 	r := routeWith(t, "", `route: {cluster: c, auto_host_rewrite: true, cluster_not_found_response_code: NOT_FOUND,
     hash_policy: [{header: {header_name: x-user}}]}`)
-	if r.Kind() != ActionCluster || !r.AutoHostRewrite() || r.ClusterNotFoundCode() != 404 || len(r.HashPolicies()) != 1 {
-		t.Errorf("kind %v, auto host %v, not found %d, hash policies %d", r.Kind(), r.AutoHostRewrite(), r.ClusterNotFoundCode(), len(r.HashPolicies()))
+	if r.Kind() != ActionCluster || !r.AutoHostRewrite() || r.ClusterNotFoundCode() != 404 || r.HashPolicy() == nil {
+		t.Errorf("kind %v, auto host %v, not found %d, hash policy %v", r.Kind(), r.AutoHostRewrite(), r.ClusterNotFoundCode(), r.HashPolicy())
 	}
 	if got := routeWith(t, "", `route: {cluster: c}`).ClusterNotFoundCode(); got != 503 {
 		t.Errorf("default ClusterNotFoundCode() = %d, want 503", got)

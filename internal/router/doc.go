@@ -13,8 +13,9 @@
 // Fields herald does not implement yet are rejected by name (see
 // unsupportedFields in route_table_unsupported.go), never ignored. Two are
 // accepted without effect, as in Envoy without the feature they feed:
-// Route.decorator (tracing only; herald has no tracer) and
-// RouteAction.hash_policy (stored; only hashing load balancers read it).
+// Route.decorator (tracing only; herald has no tracer). RouteAction.hash_policy
+// is compiled once (hash_policy.go) and evaluated only for clusters whose load
+// balancer hashes (ring_hash, maglev), as in Envoy.
 //
 // Matching scans routes in order (first match wins, as Envoy); runs of eight
 // or more routes that match on a case-sensitive prefix or path alone are

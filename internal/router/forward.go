@@ -39,8 +39,11 @@ const (
 	detailsResetAfterStart  = "upstream_reset_after_response_started"
 
 	hdrUpstreamServiceTime = "x-envoy-upstream-service-time"
-	hdrExpectedTimeout     = "x-envoy-expected-rq-timeout-ms"
-	hdrOverloaded          = "x-envoy-overloaded"
+	// hdrImmediateHealthCheckFail in an upstream response fails the host's
+	// active health check at once.
+	hdrImmediateHealthCheckFail = "x-envoy-immediate-health-check-fail"
+	hdrExpectedTimeout          = "x-envoy-expected-rq-timeout-ms"
+	hdrOverloaded               = "x-envoy-overloaded"
 )
 
 // FilterConfig is the built envoy.filters.http.router: shared by every
@@ -98,8 +101,11 @@ type Filter struct {
 	// headersOnly: the request had no body (safe to send again).
 	headersOnly bool
 	lb          upstream.LBContext
-	resp        hhttp.Headers
-	active      bool
+	// setCookies are Set-Cookie values of cookies the hash policy
+	// generated, added to the upstream response.
+	setCookies []string
+	resp       hhttp.Headers
+	active     bool
 }
 
 var (
@@ -146,6 +152,15 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 		return httpfilter.Stop
 	}
 	f.cluster = cl
+	f.lb, f.setCookies = upstream.LBContext{}, nil
+	if cl.UsesHash() {
+		// Envoy computes the route's hash only for load balancers that
+		// use it, so round robin never generates a cookie.
+		f.lb.Hash, f.lb.HasHash, f.setCookies = rt.HashPolicy().Hash(h, Downstream{
+			Remote: f.cb.DownstreamRemoteAddress(),
+			Local:  f.cb.StreamInfo().DownstreamLocalAddress,
+		})
+	}
 	host := cl.Pick(&f.lb)
 	if host == nil {
 		info.SetFlag(streaminfo.NoHealthyUpstream)
@@ -314,11 +329,20 @@ func (f *Filter) finish() {
 	}
 	code := f.resp.StatusCode()
 	f.cluster.RecordResponse(code)
+	if f.cluster.HealthChecked() && f.resp.Has(hdrImmediateHealthCheckFail) {
+		// Envoy's router: an upstream answering with
+		// x-envoy-immediate-health-check-fail is taken out of rotation
+		// at once (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/router_filter#x-envoy-immediate-health-check-fail).
+		f.host.ImmediateHealthCheckFail()
+	}
 	info.ResponseCodeDetails = detailsViaUpstream
 	if !f.cfg.SuppressEnvoyHeaders {
 		f.resp.Set(hdrUpstreamServiceTime, strconv.FormatInt(time.Since(f.start).Milliseconds(), 10))
 	}
 	f.route.ApplyResponseHeaders(&f.resp, f.wc, f)
+	for _, c := range f.setCookies {
+		f.resp.Add("set-cookie", c)
+	}
 	if err := f.cb.EncodeHeaders(&f.resp, endStream); err != nil {
 		f.closeUpstream(err)
 		return

@@ -18,9 +18,9 @@ import (
 // Deliberately absent from the list, with the reason:
 //   - Route.decorator: tracing only; herald has no tracer, Envoy's decorator
 //     has no effect without one.
-//   - RouteAction.hash_policy: accepted and stored (Route.HashPolicies) and
-//     ignored by round_robin, exactly as Envoy, which computes a hash only
-//     when a hashing load balancer (ring_hash, maglev) asks for one.
+//   - RouteAction.hash_policy: compiled (Route.HashPolicy) and evaluated
+//     only when the cluster's load balancer hashes (ring_hash, maglev),
+//     exactly as Envoy; round_robin and the others ignore it.
 //   - WeightedCluster.total_weight: deprecated; Envoy uses the sum of the
 //     weights and so does herald.
 var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{

@@ -112,9 +112,11 @@ func (m *Manager) ClustersProto() *adminv3.Clusters {
 
 func hostHealthStatus(f HealthFlags) *adminv3.HostHealthStatus {
 	st := &adminv3.HostHealthStatus{
-		FailedActiveHealthCheck: f&FailedActiveHC != 0,
-		FailedOutlierCheck:      f&FailedOutlierCheck != 0,
-		EdsHealthStatus:         corev3.HealthStatus_HEALTHY,
+		FailedActiveHealthCheck:    f&FailedActiveHC != 0,
+		FailedOutlierCheck:         f&FailedOutlierCheck != 0,
+		ExcludedViaImmediateHcFail: f&ExcludedViaImmediateHCFail != 0,
+		ActiveHcTimeout:            f&ActiveHCTimeout != 0,
+		EdsHealthStatus:            corev3.HealthStatus_HEALTHY,
 	}
 	if f&FailedEDSHealth != 0 {
 		st.EdsHealthStatus = corev3.HealthStatus_UNHEALTHY

@@ -17,6 +17,7 @@ import (
 	"github.com/herald-proxy/herald/internal/configerr"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/upstream/clustertype"
+	"github.com/herald-proxy/herald/internal/upstream/healthcheck"
 	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
 )
 
@@ -61,6 +62,13 @@ type Cluster struct {
 	policy            lbpolicy.Policy
 	dial              DialFunc
 	now               func() time.Time
+	hcConfig          *healthcheck.Config // nil without health_checks
+	hcStats           *healthcheck.Stats
+	rand              func() uint64
+
+	// hc runs active health checks; set by start before discovery begins,
+	// nil without health_checks.
+	hc *healthcheck.Runner
 
 	// Stats are the cluster's stats (cluster.<name>.*).
 	Stats *Stats
@@ -125,9 +133,8 @@ type buildEnv struct {
 	rand     func() uint64
 }
 
-// Fields of Cluster that herald interprets (or, for health_checks and
-// outlier_detection, accepts with a warning); any other field set is an
-// error naming it.
+// Fields of Cluster that herald interprets (or, for outlier_detection,
+// accepts with a warning); any other field set is an error naming it.
 var clusterFields = []string{
 	"name", "alt_stat_name", "type", "cluster_type", "connect_timeout",
 	"per_connection_buffer_limit_bytes", "lb_policy", "load_assignment",
@@ -139,6 +146,7 @@ var clusterFields = []string{
 	"wait_for_warm_on_init", "outlier_detection", "common_lb_config", "transport_socket",
 	"metadata", "protocol_selection", "upstream_connection_options",
 	"load_balancing_policy", "round_robin_lb_config",
+	"least_request_lb_config", "ring_hash_lb_config", "maglev_lb_config",
 }
 
 // buildCluster interprets cfg; it starts nothing. Warnings are returned
@@ -159,6 +167,7 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 		panicThreshold:    DefaultHealthyPanicThreshold,
 		dial:              env.dial,
 		now:               env.now,
+		rand:              env.rand,
 		byKey:             map[string]*Host{},
 		ready:             make(chan struct{}),
 	}
@@ -185,6 +194,7 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 	errs = append(errs, c.parseCircuitBreakers(cfg, path)...)
 	errs = append(errs, c.parseCommonLB(cfg, path)...)
 	errs = append(errs, c.parseConnectionOptions(cfg, path)...)
+	errs = append(errs, c.parseHealthChecks(cfg, path)...)
 	if ts := cfg.GetTransportSocket(); ts != nil && ts.GetName() != "envoy.transport_sockets.raw_buffer" {
 		errs = append(errs, configerr.At(path+".transport_socket", "upstream transport socket %q is %s", ts.GetName(), configerr.NotSupported))
 	}
@@ -200,24 +210,39 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 		return nil, errs, warns
 	}
 	c.Stats = newStats(env.store.Scope("cluster." + c.observabilityName + "."))
+	if c.hcConfig != nil {
+		c.hcStats = healthcheck.NewStats(env.store.Scope("cluster." + c.observabilityName + ".health_check."))
+	}
 	c.hostSet.Store(newHostSet(nil, c.policy, c.panicThreshold))
 	return c, nil, warns
 }
 
-// clusterWarnings lists what herald accepts but ignores. Health checking and
-// outlier detection are accepted so that common configs (the
-// https-h2-hardened seed) load, but they do nothing yet: every host counts
-// as healthy. Each is a warning the server logs at load (Manager.Warnings);
-// issue #4 implements them.
+// clusterWarnings lists what herald accepts but ignores. Outlier detection
+// is accepted so that common configs (the https-h2-hardened seed) load, but
+// it does nothing yet. Each is a warning the server logs at load
+// (Manager.Warnings); issue #4 implements it.
 func clusterWarnings(cfg *clusterv3.Cluster, path string) configerr.List {
 	var warns configerr.List
-	if len(cfg.GetHealthChecks()) > 0 {
-		warns = append(warns, configerr.At(path+".health_checks", "%s (issue #4): ignored, hosts are treated as healthy", configerr.NotSupported))
-	}
 	if cfg.GetOutlierDetection() != nil {
 		warns = append(warns, configerr.At(path+".outlier_detection", "%s (issue #4): ignored, no host is ejected", configerr.NotSupported))
 	}
 	return warns
+}
+
+// parseHealthChecks builds the cluster's active health check. Envoy runs
+// one checker per entry, all setting the same host flags; herald runs one.
+func (c *Cluster) parseHealthChecks(cfg *clusterv3.Cluster, path string) configerr.List {
+	hcs := cfg.GetHealthChecks()
+	if len(hcs) == 0 {
+		return nil
+	}
+	var errs configerr.List
+	if len(hcs) > 1 {
+		errs = append(errs, configerr.At(path+".health_checks[1]", "more than one health check per cluster is %s", configerr.NotSupported))
+	}
+	hc, herrs := healthcheck.Build(hcs[0], path+".health_checks[0]", c.name)
+	c.hcConfig = hc
+	return append(errs, herrs...)
 }
 
 func (c *Cluster) parseCircuitBreakers(cfg *clusterv3.Cluster, path string) configerr.List {
@@ -259,7 +284,9 @@ func (c *Cluster) parseCommonLB(cfg *clusterv3.Cluster, path string) configerr.L
 	}
 	// update_merge_window only batches EDS/health updates; accepting it
 	// changes nothing herald does.
-	errs := configerr.CheckFields(cl, path+".common_lb_config", "healthy_panic_threshold", "update_merge_window")
+	// consistent_hashing_lb_config is read by buildPolicy for RING_HASH and
+	// MAGLEV (and has no effect on other policies, as in Envoy).
+	errs := configerr.CheckFields(cl, path+".common_lb_config", "healthy_panic_threshold", "update_merge_window", "consistent_hashing_lb_config")
 	if t := cl.GetHealthyPanicThreshold(); t != nil {
 		c.panicThreshold = t.GetValue()
 	}
@@ -294,7 +321,57 @@ func (c *Cluster) parseConnectionOptions(cfg *clusterv3.Cluster, path string) co
 // closes.
 func (c *Cluster) start(ctx context.Context) {
 	ctx, c.cancel = context.WithCancel(ctx)
+	if c.hcConfig != nil {
+		c.hc = healthcheck.NewRunner(healthcheck.Options{
+			Cluster:  c.name,
+			Config:   c.hcConfig,
+			Stats:    c.hcStats,
+			Dial:     c.healthCheckDial,
+			Rand:     c.rand,
+			Traffic:  c.hadTraffic,
+			OnChange: c.rebuildHostSet,
+		})
+	}
 	c.discovery.Start(ctx, (*updater)(c))
+}
+
+// healthCheckDial connects a health check: bounded by connect_timeout (and
+// the check's timeout through ctx), not counted in the cluster's
+// connection stats, as Envoy's health check connections are not pool
+// connections.
+func (c *Cluster) healthCheckDial(ctx context.Context, addr string) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	defer cancel()
+	conn, err := c.dial(dctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return conn, nil
+}
+
+// hadTraffic is what Envoy's HealthCheckerImplBase::interval asks before
+// choosing no_traffic_interval: has the cluster ever opened a connection or
+// moved a byte.
+func (c *Cluster) hadTraffic() bool {
+	s := c.Stats
+	return s.UpstreamCxTotal.Used() || s.UpstreamCxTxBytesTotal.Used() || s.UpstreamCxRxBytesTotal.Used()
+}
+
+// rebuildHostSet republishes the host set after health flags changed, so
+// the picker skips failed hosts and takes recovered ones back.
+func (c *Cluster) rebuildHostSet() {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	hs := newHostSet(slices.Clip(c.hosts), c.policy, c.panicThreshold)
+	c.hostSet.Store(hs)
+	c.Stats.MembershipHealthy.Set(int64(hs.Healthy))
+	c.mu.Unlock()
 }
 
 // stop ends discovery and closes the hosts' idle connections. Open
@@ -307,12 +384,17 @@ func (c *Cluster) stop() {
 	c.stopped = true
 	hosts := c.hosts
 	c.mu.Unlock()
+	if c.hc != nil {
+		c.hc.Stop()
+	}
 	for _, h := range hosts {
 		h.idle.CloseAll()
 	}
 }
 
-// Ready is closed when initial discovery is done (Envoy's cluster warming).
+// Ready is closed when initial discovery is done and, with health_checks,
+// every host found by it has had its first health check (Envoy's cluster
+// warming: ClusterImplBase::onPreInitComplete waits for the first round).
 func (c *Cluster) Ready() <-chan struct{} { return c.ready }
 
 // updater is how discovery reports to its cluster.
@@ -327,7 +409,15 @@ func (u *updater) Failure(err error) {
 	slog.Debug("cluster update failed, keeping hosts", "cluster", u.name, "error", err)
 }
 
-func (u *updater) Ready() { u.readyOne.Do(func() { close(u.ready) }) }
+func (u *updater) Ready() {
+	c := (*Cluster)(u)
+	markReady := func() { c.readyOne.Do(func() { close(c.ready) }) }
+	if c.hc == nil {
+		markReady()
+		return
+	}
+	c.hc.Initialize(markReady)
+}
 
 // Success replaces membership: hosts with a known key are reused (their
 // address and weight updated), new ones created, missing ones dropped and
@@ -382,11 +472,22 @@ func (u *updater) Success(specs []clustertype.HostSpec) {
 	c.hosts, c.byKey = next, nextByKey
 	hs := newHostSet(slices.Clip(next), c.policy, c.panicThreshold)
 	c.hostSet.Store(hs)
+	if c.hc != nil {
+		// Envoy's onClusterMemberUpdate: added hosts get a checker, removed
+		// ones lose theirs. SetHosts does not block.
+		ts := make([]healthcheck.Target, len(next))
+		for i, h := range next {
+			ts[i] = (*hcTarget)(h)
+		}
+		c.hc.SetHosts(ts)
+	}
+	// Under mu, so a concurrent health rebuild cannot be overwritten by an
+	// older count.
+	c.Stats.MembershipTotal.Set(int64(len(hs.Hosts)))
+	c.Stats.MembershipHealthy.Set(int64(hs.Healthy))
 	c.mu.Unlock()
 
 	c.Stats.MembershipChange.Inc()
-	c.Stats.MembershipTotal.Set(int64(len(hs.Hosts)))
-	c.Stats.MembershipHealthy.Set(int64(hs.Healthy))
 	for _, h := range removed {
 		h.idle.CloseAll()
 	}
@@ -394,6 +495,12 @@ func (u *updater) Success(specs []clustertype.HostSpec) {
 
 func (c *Cluster) newHost(key string, s clustertype.HostSpec) *Host {
 	h := &Host{key: key, hostname: s.Hostname, cluster: c}
+	if c.hcConfig != nil {
+		// Envoy: "If we are depending on a health checker, we initialize to
+		// unhealthy" (updateDynamicHostList); the first passing check
+		// clears it.
+		h.health.Store(uint32(FailedActiveHC))
+	}
 	h.setAddr(s.Addr)
 	h.weight.Store(max(s.Weight, 1))
 	h.idle.init(c.http.idleTimeout, int(c.thresholds[0].MaxConnections), c.now)

@@ -4,45 +4,59 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/herald-proxy/herald/internal/upstream/healthcheck"
 	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
 )
 
 // HealthFlags are the reasons a host is not healthy (Envoy's
 // Host::HealthFlag). Zero is healthy. Only the flags herald can set are
-// defined; active health checking and outlier detection (issue #4) will add
-// theirs.
+// defined; outlier detection (issue #4) will add its own.
 type HealthFlags uint32
 
 const (
 	// FailedActiveHC: failed active health checking (/failed_active_hc).
+	// With health_checks configured, every new host starts with it until
+	// its first check passes.
 	FailedActiveHC HealthFlags = 1 << iota
 	// FailedOutlierCheck: ejected by outlier detection (/failed_outlier_check).
 	FailedOutlierCheck
 	// FailedEDSHealth: the endpoint's health_status says unhealthy (/failed_eds_health).
 	FailedEDSHealth
+	// ExcludedViaImmediateHCFail: the host answered with
+	// x-envoy-immediate-health-check-fail (/excluded_via_immediate_hc_fail).
+	ExcludedViaImmediateHCFail
+	// ActiveHCTimeout: the host is failed and its last check timed out
+	// (/active_hc_timeout).
+	ActiveHCTimeout
 )
 
+// activeHCFlags are the bits active health checking owns.
+const activeHCFlags = FailedActiveHC | ExcludedViaImmediateHCFail | ActiveHCTimeout
+
+// healthFlagNames are the flags in Envoy's HEALTH_FLAG_ENUM_VALUES order.
+var healthFlagNames = []struct {
+	f    HealthFlags
+	name string
+}{
+	{FailedActiveHC, "/failed_active_hc"},
+	{FailedOutlierCheck, "/failed_outlier_check"},
+	{FailedEDSHealth, "/failed_eds_health"},
+	{ExcludedViaImmediateHCFail, "/excluded_via_immediate_hc_fail"},
+	{ActiveHCTimeout, "/active_hc_timeout"},
+}
+
 // String formats flags as Envoy's HostUtility::healthFlagsToString:
-// "healthy", or the failed flags joined by "|", each with a leading "/".
+// "healthy", or the set flags' names concatenated in Envoy's order, e.g.
+// "/failed_active_hc/active_hc_timeout".
 func (f HealthFlags) String() string {
 	if f == 0 {
 		return "healthy"
 	}
 	s := ""
-	add := func(name string) {
-		if s != "" {
-			s += "|"
+	for _, n := range healthFlagNames {
+		if f&n.f != 0 {
+			s += n.name
 		}
-		s += name
-	}
-	if f&FailedActiveHC != 0 {
-		add("/failed_active_hc")
-	}
-	if f&FailedOutlierCheck != 0 {
-		add("/failed_outlier_check")
-	}
-	if f&FailedEDSHealth != 0 {
-		add("/failed_eds_health")
 	}
 	return s
 }
@@ -103,9 +117,70 @@ func (h *Host) Idle() *IdlePool { return &h.idle }
 // Cluster returns the cluster the host belongs to.
 func (h *Host) Cluster() *Cluster { return h.cluster }
 
+// ImmediateHealthCheckFail is what the router calls when an upstream
+// response carries x-envoy-immediate-health-check-fail: if the host's
+// cluster runs active health checks, the host is marked
+// /failed_active_hc and /excluded_via_immediate_hc_fail at once and leaves
+// the rotation until a check passes; otherwise it does nothing (Envoy:
+// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/health_checking#active-health-checking-fast-failure).
+func (h *Host) ImmediateHealthCheckFail() {
+	if hc := h.cluster.hc; hc != nil {
+		hc.ImmediateFail((*hcTarget)(h))
+	}
+}
+
+// hcTarget is how the health checker sees a host: its flags are the active
+// health checking bits of Host.health.
+type hcTarget Host
+
+var _ healthcheck.Target = (*hcTarget)(nil)
+
+// Address implements healthcheck.Target.
+func (t *hcTarget) Address() string { return (*Host)(t).Address() }
+
+// ActiveHealth implements healthcheck.Target.
+func (t *hcTarget) ActiveHealth() healthcheck.Flags {
+	f := HealthFlags(t.health.Load())
+	var out healthcheck.Flags
+	if f&FailedActiveHC != 0 {
+		out |= healthcheck.FailedActiveHC
+	}
+	if f&ActiveHCTimeout != 0 {
+		out |= healthcheck.ActiveHCTimeout
+	}
+	if f&ExcludedViaImmediateHCFail != 0 {
+		out |= healthcheck.ExcludedViaImmediateHCFail
+	}
+	return out
+}
+
+// SetActiveHealth implements healthcheck.Target; the other flags are kept.
+func (t *hcTarget) SetActiveHealth(hf healthcheck.Flags) {
+	var set HealthFlags
+	if hf&healthcheck.FailedActiveHC != 0 {
+		set |= FailedActiveHC
+	}
+	if hf&healthcheck.ActiveHCTimeout != 0 {
+		set |= ActiveHCTimeout
+	}
+	if hf&healthcheck.ExcludedViaImmediateHCFail != 0 {
+		set |= ExcludedViaImmediateHCFail
+	}
+	for {
+		old := t.health.Load()
+		next := old&^uint32(activeHCFlags) | uint32(set)
+		if t.health.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
 func (h *Host) setAddr(ap netip.AddrPort) {
 	if cur := h.addr.Load(); cur != nil && cur.ap == ap {
 		return
 	}
 	h.addr.Store(&hostAddr{ap: ap, s: ap.String()})
 }
+
+// HealthChecked reports whether the cluster runs active health checks.
+func (c *Cluster) HealthChecked() bool { return c.hc != nil }

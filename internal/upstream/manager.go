@@ -182,7 +182,7 @@ func (m *Manager) Clusters() []*Cluster {
 }
 
 // Warnings returns what the last successful Apply accepted but ignores
-// (health_checks, outlier_detection until issue #4), each at its field path.
+// (outlier_detection until issue #4), each at its field path.
 // Apply also logs them.
 func (m *Manager) Warnings() configerr.List {
 	m.mu.Lock()

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/client_side_weighted_round_robin/v3"
 	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/tcp/v3"
 	"github.com/google/go-cmp/cmp"
@@ -178,8 +178,7 @@ func TestBuildErrors(t *testing.T) {
 		{name: "eds", yaml: `- {name: a, type: EDS}`, wantErr: "static_resources.clusters[0].type: type EDS is not supported by herald yet"},
 		{name: "original dst", yaml: `- {name: a, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED}`, wantErr: "type ORIGINAL_DST is not supported by herald yet"},
 		{name: "unknown cluster_type", yaml: `- {name: a, cluster_type: {name: envoy.clusters.aggregate}}`, wantErr: `static_resources.clusters[0].cluster_type: cluster type "envoy.clusters.aggregate" is not supported by herald yet`},
-		{name: "least request", yaml: `- {name: a, lb_policy: LEAST_REQUEST}`, wantErr: "static_resources.clusters[0].lb_policy: lb_policy LEAST_REQUEST is not supported by herald yet (issue #4)"},
-		{name: "ring hash", yaml: `- {name: a, lb_policy: RING_HASH}`, wantErr: "lb_policy RING_HASH is not supported by herald yet"},
+		{name: "cluster provided", yaml: `- {name: a, lb_policy: CLUSTER_PROVIDED}`, wantErr: "static_resources.clusters[0].lb_policy: lb_policy CLUSTER_PROVIDED is not supported by herald yet (issue #4)"},
 		{name: "unsupported field", yaml: `- {name: a, cleanup_interval: 1s}`, wantErr: "static_resources.clusters[0].cleanup_interval: not supported by herald yet"},
 		{name: "auto_config", yaml: `
 - name: a
@@ -205,9 +204,9 @@ func TestBuildErrors(t *testing.T) {
   load_balancing_policy:
     policies:
     - typed_extension_config:
-        name: envoy.load_balancing_policies.least_request
-        typed_config: {"@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest}
-`, wantErr: `static_resources.clusters[0].load_balancing_policy.policies: none of the policies ["envoy.load_balancing_policies.least_request"] is supported by herald yet`},
+        name: envoy.load_balancing_policies.client_side_weighted_round_robin
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin}
+`, wantErr: `static_resources.clusters[0].load_balancing_policy.policies: none of the policies ["envoy.load_balancing_policies.client_side_weighted_round_robin"] is supported by herald yet`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -245,8 +244,8 @@ func TestLBPolicyNormalisation(t *testing.T) {
   load_balancing_policy:
     policies:
     - typed_extension_config:
-        name: lr
-        typed_config: {"@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest}
+        name: cswrr
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin}
     - typed_extension_config:
         name: rr
         typed_config: {"@type": type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin}
@@ -275,8 +274,7 @@ func TestWarnings(t *testing.T) {
 	y := `
 - name: backend_service
   connect_timeout: 0.25s
-  health_checks:
-  - {timeout: 1s, interval: 5s, unhealthy_threshold: 2, healthy_threshold: 1, http_health_check: {path: /healthz}}
+  outlier_detection: {consecutive_5xx: 5}
   circuit_breakers:
     thresholds:
     - {priority: HIGH, max_connections: 100, max_pending_requests: 10, max_requests: 50}
@@ -285,8 +283,8 @@ func TestWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := m.Warnings()
-	if len(w) != 1 || w[0].Path != "static_resources.clusters[0].health_checks" || !strings.Contains(w[0].Msg, "not supported by herald yet (issue #4)") {
-		t.Errorf("Warnings = %v, want one for health_checks", w)
+	if len(w) != 1 || w[0].Path != "static_resources.clusters[0].outlier_detection" || !strings.Contains(w[0].Msg, "not supported by herald yet (issue #4)") {
+		t.Errorf("Warnings = %v, want one for outlier_detection", w)
 	}
 	c := m.Cluster("backend_service")
 	if got, want := c.Thresholds(true), (Thresholds{MaxConnections: 100, MaxPendingRequests: 10, MaxRequests: 50, MaxRetries: 3}); got != want {

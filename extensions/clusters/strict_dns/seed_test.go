@@ -36,7 +36,7 @@ func init() {
 }
 
 // TestSeedCluster loads the cluster of the https-h2-hardened seed config
-// (STRICT_DNS with health_checks and circuit_breakers) through the cluster
+// (STRICT_DNS with an HTTP health check and circuit_breakers) through the cluster
 // manager, with its endpoint moved to a live loopback listener, and dials
 // the picked host.
 func TestSeedCluster(t *testing.T) {
@@ -51,7 +51,15 @@ func TestSeedCluster(t *testing.T) {
 			if err != nil {
 				return
 			}
-			c.Close()
+			// Answer the seed's http_health_check (GET /healthz) with 200;
+			// the test's own dial just gets closed.
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 1024)
+				if n, _ := c.Read(buf); strings.HasPrefix(string(buf[:n]), "GET /healthz ") {
+					c.Write([]byte("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"))
+				}
+			}()
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
@@ -94,8 +102,9 @@ load_assignment:
 	if err := m.Apply(context.Background(), []*clusterv3.Cluster{c}, func(i int) string { return "static_resources.clusters[0]" }); err != nil {
 		t.Fatal(err)
 	}
-	if w := m.Warnings(); len(w) != 1 || w[0].Path != "static_resources.clusters[0].health_checks" {
-		t.Errorf("Warnings = %v, want health_checks", w)
+	// health_checks is supported now: no warning.
+	if w := m.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings = %v, want none", w)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -103,6 +112,11 @@ load_assignment:
 		t.Fatal(err)
 	}
 	cl := m.Cluster("backend_service")
+	// The cluster is ready once the first health check round is in: the
+	// host answered /healthz with 200.
+	if hs := cl.HostSet(); len(hs.Hosts) != 1 || hs.Healthy != 1 {
+		t.Fatalf("after the first health check: %d hosts, %d healthy; want 1 healthy", len(hs.Hosts), hs.Healthy)
+	}
 	h := cl.Pick(nil)
 	if h == nil || h.Address() != ln.Addr().String() || h.Hostname() != "127.0.0.1" {
 		t.Fatalf("picked %v, want %s", h, ln.Addr())

@@ -1,0 +1,53 @@
+package random
+
+import (
+	randomv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/random/v3"
+
+	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
+)
+
+// Name is the Envoy name of the policy.
+const Name = "envoy.load_balancing_policies.random"
+
+func init() {
+	lbpolicy.Register(lbpolicy.Extension[*randomv3.Random]{
+		Name:   Name,
+		Config: &randomv3.Random{},
+		Build:  Build,
+	})
+}
+
+// Build checks cfg. locality_lb_config is not implemented and rejected by
+// name.
+func Build(cfg *randomv3.Random, ctx lbpolicy.BuildContext) (lbpolicy.Policy, error) {
+	if errs := configerr.CheckFields(cfg, ctx.Path); len(errs) > 0 {
+		return nil, errs
+	}
+	return &Policy{seed: ctx.Seed}, nil
+}
+
+// Policy is a built random policy.
+type Policy struct {
+	seed uint64
+}
+
+var _ lbpolicy.Policy = (*Policy)(nil)
+
+// NewPicker implements lbpolicy.Policy.
+func (p *Policy) NewPicker(hosts []lbpolicy.Host) lbpolicy.Picker {
+	return &picker{n: uint64(len(hosts)), rand: lbpolicy.NewRand(p.seed)}
+}
+
+// picker chooses uniformly: Envoy's RandomLoadBalancer::peekOrChoose returns
+// hosts_to_use[random_hash % hosts_to_use.size()]
+// (source/extensions/load_balancing_policies/random/random_lb.cc).
+type picker struct {
+	n    uint64
+	rand *lbpolicy.Rand
+}
+
+// Pick implements lbpolicy.Picker.
+func (p *picker) Pick(*lbpolicy.Context) int {
+	return int(p.rand.Uint64() % p.n)
+}

@@ -36,6 +36,10 @@ type Options struct {
 	// hooks bootstrap admin.access_log here. Default: nil, no access log.
 	AccessLog func(method, path string, status int)
 
+	// ProfilePath is where /cpuprofiler and /heapprofiler write their
+	// profiles: bootstrap admin.profile_path. Default DefaultProfilePath.
+	ProfilePath string
+
 	// Logger receives the admin's own log lines (a mutating path called
 	// without POST, write errors). Default: slog.Default().
 	Logger *slog.Logger
@@ -53,6 +57,7 @@ type Admin struct {
 	helpText string              // "admin commands are:\n..." built once
 	homeHTML string              // "/" page built once
 	srv      *nethttp.Server
+	prof     profiler
 }
 
 var _ nethttp.Handler = (*Admin)(nil)
@@ -98,6 +103,8 @@ func New(src Source, opts Options) *Admin {
 				{id: "name_regex", help: "Dump only the currently loaded configurations whose names match the specified regex. Can be used with both resource and mask query parameters."},
 				{id: "include_eds", help: "Dump currently loaded configuration including EDS. See the response definition for more information"},
 			}},
+		{path: "/cpuprofiler", help: "enable/disable the CPU profiler", mutates: true, serve: (*Admin).serveCPUProfiler,
+			params: []param{{id: "enable", help: "enables the CPU profiler", choices: []string{"y", "n"}}}},
 		{path: "/dashboard", help: "herald dashboard: server state, listeners, clusters and live stats", serve: (*Admin).serveDashboard},
 		{path: "/drain_listeners", help: "drain listeners", mutates: true, serve: (*Admin).serveDrainListeners,
 			params: []param{
@@ -107,6 +114,9 @@ func New(src Source, opts Options) *Admin {
 			}},
 		{path: "/healthcheck/fail", help: "cause the server to fail health checks", mutates: true, serve: (*Admin).serveHealthcheckFail},
 		{path: "/healthcheck/ok", help: "cause the server to pass health checks", mutates: true, serve: (*Admin).serveHealthcheckOK},
+		{path: "/heap_dump", help: "dump current Envoy heap (if supported)", serve: (*Admin).serveHeapDump},
+		{path: "/heapprofiler", help: "enable/disable the heap profiler", mutates: true, serve: (*Admin).serveHeapProfiler,
+			params: []param{{id: "enable", help: "enable/disable the heap profiler", choices: []string{"y", "n"}}}},
 		{path: "/help", help: "print out list of admin commands", serve: (*Admin).serveHelp},
 		{path: "/listeners", help: "print listener info", serve: (*Admin).serveListeners,
 			params: []param{{id: "format", help: "File format to use", choices: []string{"text", "json"}}}},

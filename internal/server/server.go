@@ -205,7 +205,7 @@ func (s *Server) startAdmin() error {
 		return err
 	}
 	s.adminLn = ln
-	s.admin = admin.New(s, admin.Options{})
+	s.admin = admin.New(s, admin.Options{ProfilePath: a.GetProfilePath()})
 	go s.admin.Serve(ln)
 	if p := s.opts.AdminAddressPath; p != "" {
 		if err := os.WriteFile(p, []byte(ln.Addr().String()), 0o644); err != nil {

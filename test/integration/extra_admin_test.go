@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +179,40 @@ func TestExtraPrometheusTags(t *testing.T) {
 	if !strings.Contains(text, "# TYPE envoy_http_downstream_rq_total counter\n") {
 		t.Error("missing # TYPE line for envoy_http_downstream_rq_total")
 	}
+}
+
+// TestAdminProfilers: POST /cpuprofiler?enable=y|n and /heapprofiler write
+// Go pprof profiles to the bootstrap's admin.profile_path (Envoy writes
+// gperftools profiles there).
+func TestAdminProfilers(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "herald.prof")
+	cfg := "admin:\n  profile_path: " + path + "\n  address: { socket_address: { address: 127.0.0.1, port_value: 0 } }\n"
+	h := testutil.Start(t, cfg)
+	for _, step := range []struct{ target, want string }{
+		{"/cpuprofiler?enable=y", "OK\n"},
+		{"/cpuprofiler?enable=n", "OK\n"},
+	} {
+		if code, body := h.Admin("POST", step.target); code != 200 || body != step.want {
+			t.Fatalf("POST %s = %d %q, want 200 %q", step.target, code, body, step.want)
+		}
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("CPU profile at %s: %v (size %d)", path, err, sizeOf(fi))
+	}
+	os.Remove(path)
+	h.Admin("POST", "/heapprofiler?enable=y")
+	if code, body := h.Admin("POST", "/heapprofiler?enable=n"); code != 200 || !strings.Contains(body, path) {
+		t.Fatalf("stop heap profiler = %d %q", code, body)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("heap profile at %s: %v (size %d)", path, err, sizeOf(fi))
+	}
+}
+
+func sizeOf(fi os.FileInfo) int64 {
+	if fi == nil {
+		return 0
+	}
+	return fi.Size()
 }

@@ -21,6 +21,39 @@ type Run struct {
 	Errors     int64   // socket errors, timeouts and non-2xx/3xx responses
 	CPUSeconds float64 // proxy CPU (user+system) during the run, all its processes
 	PeakRSSKiB int64   // sum of VmHWM of the proxy's processes
+
+	Bytes int64 // bytes moved in Duration: response bytes read (wrk), bytes received by the sink (TCP throughput)
+
+	// The idle scenario: connections held open and the proxy's summed VmRSS
+	// before they were opened and once they were all idle.
+	IdleConns    int
+	RSSBeforeKiB int64
+	RSSAfterKiB  int64
+}
+
+// MiBPerSec is Bytes per second of Duration in MiB/s (0 if unknown).
+func (r Run) MiBPerSec() float64 {
+	if r.Duration <= 0 {
+		return 0
+	}
+	return float64(r.Bytes) / (1 << 20) / r.Duration.Seconds()
+}
+
+// CPUPerGiB is the proxy's CPU seconds per GiB moved (0 if unknown).
+func (r Run) CPUPerGiB() float64 {
+	if r.Bytes == 0 {
+		return 0
+	}
+	return r.CPUSeconds / float64(r.Bytes) * (1 << 30)
+}
+
+// KiBPerConn is the growth of the proxy's resident memory per idle
+// connection (0 if none were held).
+func (r Run) KiBPerConn() float64 {
+	if r.IdleConns == 0 {
+		return 0
+	}
+	return float64(r.RSSAfterKiB-r.RSSBeforeKiB) / float64(r.IdleConns)
 }
 
 // CPUPer100k is the proxy's CPU seconds per 100,000 requests (0 if unknown).
@@ -59,6 +92,7 @@ func ParseWrk(out string) (Run, error) {
 				return Run{}, fmt.Errorf("wrk: script line: %v", err)
 			}
 			r.Requests = kv["requests"]
+			r.Bytes = kv["bytes"]
 			r.Duration = time.Duration(kv["duration_us"]) * time.Microsecond
 			r.P50 = time.Duration(kv["p50_us"]) * time.Microsecond
 			r.P99 = time.Duration(kv["p99_us"]) * time.Microsecond
@@ -222,17 +256,21 @@ func ParseProcStat(s string) (ProcStat, error) {
 }
 
 // ParseVmHWM returns the VmHWM (peak resident set) of /proc/<pid>/status in KiB.
-func ParseVmHWM(status string) (int64, error) {
+func ParseVmHWM(status string) (int64, error) { return ParseStatusKiB(status, "VmHWM") }
+
+// ParseStatusKiB returns the field (VmHWM, VmRSS, …) of /proc/<pid>/status,
+// in KiB.
+func ParseStatusKiB(status, field string) (int64, error) {
 	for line := range strings.Lines(status) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			fs := strings.Fields(v)
 			if len(fs) != 2 || fs[1] != "kB" {
-				return 0, fmt.Errorf("proc status: bad VmHWM line %q", strings.TrimSpace(line))
+				return 0, fmt.Errorf("proc status: bad %s line %q", field, strings.TrimSpace(line))
 			}
 			return strconv.ParseInt(fs[0], 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("proc status: no VmHWM line")
+	return 0, fmt.Errorf("proc status: no %s line", field)
 }
 
 // Summary is the median and range of one figure over the rounds.

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/herald-proxy/herald/bench"
 )
 
 type options struct {
@@ -31,8 +33,18 @@ type options struct {
 	noInstall        bool
 	proxies          []string
 	scenarios        []string
+	idleConns        int
+	heraldBin        string
 	out, chart       string
 }
+
+// caddyVersion is the Caddy release the harness builds from the Go module
+// proxy (go install …/cmd/caddy@caddyVersion) and caches.
+const caddyVersion = "v2.11.9"
+
+// wantFDs is the open-file limit the harness asks for (and its children
+// inherit): 10,000 idle connections plus the proxies' upstream sockets.
+const wantFDs = 65536
 
 const (
 	pinnedEnv = "LOADBENCH_PINNED" // set once the harness runs under taskset -c 0: the scratch directory
@@ -45,18 +57,32 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured duration of each run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured run")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; the proxies run in turn, alternating, once per round")
-	flag.BoolVar(&o.quick, "quick", false, "smoke test: 2 s runs, 1 s warm-up, 1 round")
+	flag.BoolVar(&o.quick, "quick", false, "smoke test: 2 s runs, 1 s warm-up, 1 round, 1,000 idle connections")
 	flag.BoolVar(&o.noInstall, "no-install", false, "do not apt-get install missing tools")
-	flag.StringVar(&proxies, "proxies", "direct,herald,nginx,haproxy", "proxies to measure (comma-separated)")
-	flag.StringVar(&scenarios, "scenarios", "http1,tcp,h2", "scenarios to run (comma-separated): http1, tcp, h2")
-	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report path, relative to the repo root")
-	flag.StringVar(&o.chart, "chart", "bench/results.png", "chart path, relative to the repo root")
+	flag.StringVar(&o.heraldBin, "herald-bin", "", "use this herald binary instead of building ./cmd/herald")
+	flag.IntVar(&o.idleConns, "idle-conns", 10000, "connections of the idle scenario")
+	flag.StringVar(&proxies, "proxies", strings.Join(bench.Proxies, ","), "proxies to measure (comma-separated)")
+	flag.StringVar(&scenarios, "scenarios", bench.DefaultScenarios(), "scenarios to run (comma-separated)")
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report path (relative paths: to the repo root)")
+	flag.StringVar(&o.chart, "chart", "bench/results.png", "chart path (relative paths: to the repo root)")
 	flag.Parse()
 	if o.quick {
-		o.duration, o.warmup, o.rounds = 2*time.Second, time.Second, 1
+		o.duration, o.warmup, o.rounds, o.idleConns = 2*time.Second, time.Second, 1, min(o.idleConns, 1000)
 	}
 	o.proxies = strings.Split(proxies, ",")
 	o.scenarios = strings.Split(scenarios, ",")
+	for _, p := range o.proxies {
+		if !slices.Contains(bench.Proxies, p) {
+			fmt.Fprintf(os.Stderr, "loadbench: unknown proxy %q (one of %s)\n", p, strings.Join(bench.Proxies, ", "))
+			os.Exit(2)
+		}
+	}
+	for _, s := range o.scenarios {
+		if _, err := bench.SpecByID(s); err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench:", err)
+			os.Exit(2)
+		}
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		stopAll()
@@ -75,19 +101,36 @@ func run(o options) error {
 		if runtime.NumCPU() < 2 {
 			return fmt.Errorf("need at least 2 CPUs (proxy on CPU 1, load on CPU 0); have %d", runtime.NumCPU())
 		}
+		raiseFDLimit()
 		if err := ensureTools(o.noInstall); err != nil {
 			return err
+		}
+		if slices.Contains(o.proxies, "caddy") {
+			if err := ensureCaddy(); err != nil {
+				return err
+			}
 		}
 		dir, err := os.MkdirTemp("", "loadbench-")
 		if err != nil {
 			return err
 		}
-		fmt.Println("building herald (go build ./cmd/herald)")
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, "herald"), "./cmd/herald")
-		build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
-		if err := build.Run(); err != nil {
-			os.RemoveAll(dir)
-			return fmt.Errorf("go build ./cmd/herald: %w", err)
+		if o.heraldBin != "" {
+			b, err := os.ReadFile(o.heraldBin)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, "herald"), b, 0o755)
+			}
+			if err != nil {
+				os.RemoveAll(dir)
+				return fmt.Errorf("-herald-bin: %w", err)
+			}
+		} else {
+			fmt.Println("building herald (go build ./cmd/herald)")
+			build := exec.Command("go", "build", "-o", filepath.Join(dir, "herald"), "./cmd/herald")
+			build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
+			if err := build.Run(); err != nil {
+				os.RemoveAll(dir)
+				return fmt.Errorf("go build ./cmd/herald: %w", err)
+			}
 		}
 		taskset, err := exec.LookPath("taskset")
 		if err != nil {
@@ -113,7 +156,11 @@ func run(o options) error {
 		os.RemoveAll(dir)
 		os.Exit(130)
 	}()
-	h := &harness{o: o, dir: dir, root: root, heraldBin: filepath.Join(dir, "herald")}
+	caddyBin, err := caddyPath()
+	if err != nil {
+		return err
+	}
+	h := &harness{o: o, dir: dir, root: root, heraldBin: filepath.Join(dir, "herald"), caddyBin: caddyBin}
 	return h.run()
 }
 
@@ -168,6 +215,61 @@ func ensureTools(noInstall bool) error {
 		if err := c.Run(); err != nil {
 			return fmt.Errorf("apt-get %s: %w", args[0], err)
 		}
+	}
+	return nil
+}
+
+// raiseFDLimit raises RLIMIT_NOFILE to wantFDs, or as far as the hard limit
+// allows when the process may not raise that (no CAP_SYS_RESOURCE). Setting
+// it explicitly makes children inherit it (Go otherwise restores the original
+// soft limit for the processes it starts).
+func raiseFDLimit() {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return
+	}
+	if l.Max < wantFDs && syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: wantFDs, Max: wantFDs}) == nil {
+		return
+	}
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: min(l.Max, wantFDs), Max: l.Max})
+}
+
+// fdLimit is the current soft RLIMIT_NOFILE.
+func fdLimit() int {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 1024
+	}
+	return int(min(l.Cur, 1<<20))
+}
+
+// caddyPath is where the Caddy binary is cached: the user cache directory
+// (~/.cache) / herald-loadbench / caddy-<version> / caddy.
+func caddyPath() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "herald-loadbench", "caddy-"+caddyVersion, "caddy"), nil
+}
+
+// ensureCaddy builds Caddy with go install from the Go module proxy unless
+// the cached binary exists.
+func ensureCaddy() error {
+	bin, err := caddyPath()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err == nil {
+		return nil
+	}
+	fmt.Printf("building Caddy %s (go install github.com/caddyserver/caddy/v2/cmd/caddy@%[1]s; a few minutes, cached in %s)\n", caddyVersion, filepath.Dir(bin))
+	c := exec.Command("go", "install", "github.com/caddyserver/caddy/v2/cmd/caddy@"+caddyVersion)
+	c.Dir = os.TempDir() // outside herald's module
+	c.Env = append(os.Environ(), "GOBIN="+filepath.Dir(bin))
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("go install caddy@%s: %w", caddyVersion, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -140,4 +141,23 @@ func benchEcho(b *testing.B, addr string) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkProxyHTTP1Routes1000 is BenchmarkProxyHTTP1 with 999 prefix
+// routes (/r0000/ … /r0998/) before the one that matches ("/"): the
+// route-match cost of a large route table on the full request path.
+func BenchmarkProxyHTTP1Routes1000(b *testing.B) {
+	backend := startHTTPBackend(b)
+	var routes strings.Builder
+	for i := range 999 {
+		fmt.Fprintf(&routes, "              - match: { prefix: \"/r%04d/\" }\n                route: { cluster: backend }\n", i)
+	}
+	routes.WriteString("              - match: { prefix: \"/\" }\n                route: { cluster: backend }\n")
+	y := strings.Replace(hcmBootstrap("route: { cluster: backend }", staticCluster("backend", backend)),
+		"              - match: { prefix: \"/\" }\n                route: { cluster: backend }\n", routes.String(), 1)
+	if !strings.Contains(y, "/r0998/") {
+		b.Fatal("route list not substituted")
+	}
+	h := startHerald(b, y)
+	benchHTTP(b, h.addr(b, "http"), 13)
 }

@@ -153,3 +153,19 @@ func (p perFilterConfigs) disabled(name string) (disabled, set bool) {
 	fc, ok := p[name]
 	return fc.disabled, ok
 }
+
+var _ httpfilter.PerFilterConfigLister = (*Route)(nil)
+
+// AppendPerFilterConfigs implements httpfilter.PerFilterConfigLister: the
+// table's, the virtual host's and the route's per-route configs of the
+// filter called name, least specific first, skipping levels without one
+// (Envoy's RouteEntryImplBase::traversePerFilterConfig, which filters that
+// merge levels such as CORS and header_mutation use).
+func (r *Route) AppendPerFilterConfigs(dst []any, name string) []any {
+	for _, p := range [...]perFilterConfigs{r.vhost.table.perFilter, r.vhost.perFilter, r.perFilter} {
+		if c := p.get(name); c != nil {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}

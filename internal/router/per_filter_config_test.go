@@ -247,3 +247,46 @@ virtual_hosts:
 		})
 	}
 }
+
+// TestAppendPerFilterConfigs: every level's config, least specific first
+// (Envoy's traversePerFilterConfig), levels without one skipped.
+func TestAppendPerFilterConfigs(t *testing.T) {
+	tbl := mustBuild(t, `
+typed_per_filter_config: `+luaPerRoute("table")+`
+virtual_hosts:
+- name: with-vhost
+  domains: ["v.com"]
+  typed_per_filter_config: `+luaPerRoute("vhost")+`
+  routes:
+  - {name: route-level, match: {prefix: "/route"}, route: {cluster: c}, typed_per_filter_config: `+luaPerRoute("route")+`}
+  - {name: vhost-level, match: {prefix: "/vhost"}, route: {cluster: c}}
+- name: bare
+  domains: ["*"]
+  routes: [{name: table-level, match: {prefix: "/"}, route: {cluster: c}}]`)
+	tests := []struct {
+		name, authority, path string
+		want                  []string
+	}{
+		{name: "all three levels", authority: "v.com", path: "/route", want: []string{"table", "vhost", "route"}},
+		{name: "no route level", authority: "v.com", path: "/vhost", want: []string{"table", "vhost"}},
+		{name: "table only", authority: "x.com", path: "/", want: []string{"table"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := tbl.Match(req(tc.authority, tc.path))
+			if r == nil {
+				t.Fatal("no route")
+			}
+			var got []string
+			for _, c := range httpfilter.AllPerFilterConfigs(r, nil, "lua") {
+				got = append(got, c.(*builtPerRoute).name)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("AllPerFilterConfigs(lua) = %v, want %v", got, tc.want)
+			}
+			if n := len(r.AppendPerFilterConfigs(nil, "other")); n != 0 {
+				t.Errorf("an unconfigured filter has %d configs, want 0", n)
+			}
+		})
+	}
+}

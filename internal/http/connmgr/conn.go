@@ -39,6 +39,9 @@ type conn struct {
 	wd *watchdog
 	// lstats are the per-listener stats of the accepting listener, or nil.
 	lstats *ListenerStats
+	// filterState is connection-scoped filter state
+	// (httpfilter.ConnectionState); empty for most connections.
+	filterState sync.Map
 }
 
 var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

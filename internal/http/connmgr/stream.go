@@ -562,7 +562,19 @@ func (as *stream) stopTimer() {
 
 // --- httpfilter.Callbacks ---
 
-var _ httpfilter.Callbacks = (*stream)(nil)
+var (
+	_ httpfilter.Callbacks       = (*stream)(nil)
+	_ httpfilter.ConnectionState = (*stream)(nil)
+)
+
+// ConnectionValue implements httpfilter.ConnectionState.
+func (as *stream) ConnectionValue(key any, create func() any) any {
+	if v, ok := as.c.filterState.Load(key); ok {
+		return v
+	}
+	v, _ := as.c.filterState.LoadOrStore(key, create())
+	return v
+}
 
 // Context implements httpfilter.Callbacks. It is created on first use: most
 // streams never need one.

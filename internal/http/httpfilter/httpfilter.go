@@ -67,6 +67,44 @@ type Route interface {
 	PerFilterConfig(name string) any
 }
 
+// PerFilterConfigLister is implemented by routes that can list every
+// level's typed_per_filter_config for a filter, as Envoy's
+// Http::Utility::getAllPerFilterConfig does for filters that merge levels
+// (CORS, header_mutation).
+type PerFilterConfigLister interface {
+	// AppendPerFilterConfigs appends to dst the built per-route configs of
+	// the filter called name, least specific first (route configuration,
+	// virtual host, route), skipping levels without one, and returns dst.
+	AppendPerFilterConfigs(dst []any, name string) []any
+}
+
+// AllPerFilterConfigs appends r's per-route configs of the filter called
+// name to dst, least specific first: every level when r implements
+// PerFilterConfigLister, else only the most specific one. A nil r appends
+// nothing.
+func AllPerFilterConfigs(r Route, dst []any, name string) []any {
+	if r == nil {
+		return dst
+	}
+	if l, ok := r.(PerFilterConfigLister); ok {
+		return l.AppendPerFilterConfigs(dst, name)
+	}
+	if c := r.PerFilterConfig(name); c != nil {
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// ConnectionState is implemented by Callbacks whose downstream connection
+// keeps filter state for its lifetime (Envoy's FilterState with
+// LifeSpan::Connection), e.g. per-connection rate limit buckets.
+type ConnectionState interface {
+	// ConnectionValue returns the value stored under key on the stream's
+	// connection, storing create() first when there is none. Safe for the
+	// concurrent streams of one connection.
+	ConnectionValue(key any, create func() any) any
+}
+
 // Callbacks is what a filter can ask of its stream (Envoy's
 // StreamDecoderFilterCallbacks and StreamEncoderFilterCallbacks together).
 type Callbacks interface {
@@ -131,6 +169,10 @@ type Factory func(cb Callbacks) Filter
 type BuildContext struct {
 	// Path is the YAML path of the filter's typed_config, for errors.
 	Path string
+	// Name is the filter's name in the connection manager's http_filters:
+	// the key its typed_per_filter_config entries use. Empty when building
+	// a per-route config.
+	Name string
 	// StatPrefix is the connection manager's "http.<stat_prefix>." prefix.
 	StatPrefix string
 	// Stats is the process store; look stats up here, keep the pointers.

@@ -220,6 +220,7 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		}
 		bctx := fctx
 		bctx.Path = fpath + ".typed_config"
+		bctx.Name = hf.GetName()
 		factory, err := entry.Build(fc, bctx)
 		if err != nil {
 			errs = append(errs, configerr.Collect(err, fpath+".typed_config", nil)...)

@@ -14,6 +14,8 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/filters/http/health_check"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/local_ratelimit"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/router"
+	_ "github.com/herald-proxy/herald/extensions/filters/listener/http_inspector"
+	_ "github.com/herald-proxy/herald/extensions/filters/listener/tls_inspector"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/http_connection_manager"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/tcp_proxy"
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/least_request"
@@ -21,4 +23,5 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/random"
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/ring_hash"
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/round_robin"
+	_ "github.com/herald-proxy/herald/extensions/transport_sockets/tls"
 )

@@ -128,6 +128,7 @@ func New(src Source, opts Options) *Admin {
 		{path: "/memory", help: "print current allocation/heap usage", serve: (*Admin).serveMemory},
 		{path: "/quitquitquit", help: "exit the server", mutates: true, serve: (*Admin).serveQuit},
 		{path: "/ready", help: "print server state, return 200 if LIVE, otherwise return 503", serve: (*Admin).serveReady},
+		{path: "/reload_status", help: "herald: the last configuration reload (SIGHUP, --watch-config): time, ok or the loader's errors", serve: (*Admin).serveReloadStatus},
 		{path: "/reopen_logs", help: "reopen access logs", mutates: true, serve: (*Admin).serveReopenLogs},
 		{path: "/runtime", help: "print runtime values", serve: (*Admin).serveRuntime},
 		{path: "/server_info", help: "print server version/status information", serve: (*Admin).serveServerInfo},

@@ -6,7 +6,7 @@ import (
 )
 
 // dashboardHTML is herald's /dashboard: one self-contained page (no external
-// assets) that polls /server_info, /listeners?format=json,
+// assets) that polls /server_info, /reload_status, /listeners?format=json,
 // /clusters?format=json and /stats?format=json every 2 s.
 //
 //go:embed dashboard.html

@@ -1,10 +1,13 @@
 // Package listener runs listeners: it binds sockets (kept across config
-// snapshots by address), accepts connections, picks the filter chain, runs
-// the chain's connection filters and hands the connection to the terminal
-// filter on its own goroutine. It counts listener.<address>.* stats and
-// drains.
+// snapshots by address), accepts connections, and on each connection's own
+// goroutine runs the listener filters (tls_inspector, http_inspector),
+// matches the filter chain (filter_chain_match, compiled once per
+// snapshot by ChainMatcher), runs the chain's transport socket handshake
+// (TLS), its connection filters, and hands the connection to the terminal
+// filter. It counts listener.<address>.* stats and drains.
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/listeners/listeners
+// and https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/listener/v3/listener_components.proto#config-listener-v3-filterchainmatch
 //
 // It must not import extensions/ nor net/http.
 package listener

@@ -9,19 +9,30 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-proxy/herald/internal/network"
+	"github.com/herald-proxy/herald/internal/network/listenerfilter"
 	"github.com/herald-proxy/herald/internal/network/netfilter"
+	"github.com/herald-proxy/herald/internal/network/sockio"
+	"github.com/herald-proxy/herald/internal/network/transportsocket"
 	"github.com/herald-proxy/herald/internal/stats"
 )
 
-// FilterChain is a built filter chain: connection filters then a terminal.
-// Immutable after Build.
+// FilterChain is a built filter chain: a transport socket, connection
+// filters, then a terminal. Immutable after Build.
 type FilterChain struct {
 	Name     string
 	Filters  []netfilter.ConnectionFilter
 	Terminal netfilter.Terminal
+	// Transport is the chain's transport socket (TLS), nil for raw_buffer.
+	Transport transportsocket.Downstream
+	// TransportSocketConnectTimeout is transport_socket_connect_timeout;
+	// 0 when unset (see Listener.handshakeDeadline).
+	TransportSocketConnectTimeout time.Duration
+	// index is the chain's position in Config.chains(), set by Start.
+	index int
 }
 
 // Config is a built listener. Immutable.
@@ -31,11 +42,23 @@ type Config struct {
 	Network string
 	// Address is the configured address ("0.0.0.0:10000", "[::1]:0").
 	Address string
-	// Chains are the filter chains; filter_chain_match is not interpreted
-	// yet, so there is one chain (or a default chain).
+	// Chains are the filter chains, in config order.
 	Chains []*FilterChain
 	// Default is default_filter_chain, or nil.
 	Default *FilterChain
+	// Matcher is the compiled filter_chain_match of Chains (with Default
+	// as its fallback); nil selects Chains[0], else Default.
+	Matcher *ChainMatcher
+	// ListenerFilters run in order on each accepted connection before the
+	// chain is matched.
+	ListenerFilters []listenerfilter.Filter
+	// ListenerFiltersTimeout is listener_filters_timeout (Envoy default
+	// 15 s; 0 disables it).
+	ListenerFiltersTimeout time.Duration
+	// ContinueOnListenerFiltersTimeout is
+	// continue_on_listener_filters_timeout: on timeout, match a chain with
+	// what the filters learnt instead of closing.
+	ContinueOnListenerFiltersTimeout bool
 	// BufferLimit is per_connection_buffer_limit_bytes (Envoy default 1 MiB).
 	BufferLimit int
 	// Inbound is false for listeners with traffic_direction OUTBOUND
@@ -44,20 +67,47 @@ type Config struct {
 }
 
 // Listener is one running listener: a bound socket and the config its new
-// connections use.
+// connections use. Its config can be replaced while it runs (Update): the
+// socket stays bound, new connections take the new config at once, and the
+// connections accepted under the old one drain.
 type Listener struct {
-	cfg   *Config
 	ln    net.Listener
 	bound netip.AddrPort
 	// statPrefix is "listener.<bound address>.".
 	statPrefix string
-	drain      *network.Drain
 	stats      listenerStats
+	scope      stats.Scope
+	ctx        context.Context
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-	closed bool
+	// cur is the generation new connections are accepted under. It is
+	// read by the accept loop under mu (so that Update never races a
+	// connection into a generation that already drains) and lock-free by
+	// Config.
+	cur atomic.Pointer[generation]
+
+	mu       sync.Mutex
+	conns    map[net.Conn]*generation // every open connection, with its generation
+	wg       sync.WaitGroup           // the accept loop and every connection
+	closed   bool                     // the socket is closed
+	serving  bool                     // Serve was called
+	stop     chan struct{}            // closed by CloseAll: drain timers end
+	stopOnce sync.Once
+}
+
+// generation is one config of a listener and what was built for it per
+// listener (transport sockets, drain signal). Connections keep the
+// generation they were accepted under until they end.
+type generation struct {
+	cfg *Config
+	// sockets[i] is the transport socket for chain index i (nil for
+	// raw_buffer chains).
+	sockets []transportsocket.DownstreamSocket
+	drain   *network.Drain
+
+	// Guarded by Listener.mu:
+	active  int           // open connections of this generation
+	retired bool          // replaced by Update or drained for removal
+	done    chan struct{} // closed when retired and active == 0
 }
 
 type listenerStats struct {
@@ -68,6 +118,9 @@ type listenerStats struct {
 	noFilterChain    *stats.Counter
 	cxOverflow       *stats.Counter
 	globalCxOverflow *stats.Counter
+	preCxTimeout     *stats.Counter
+	preCxActive      *stats.Gauge
+	transportTimeout *stats.Counter
 }
 
 // StatPrefix returns Envoy's listener stat prefix for a bound address:
@@ -82,15 +135,29 @@ func StatPrefix(a netip.AddrPort) string {
 
 // Start binds cfg's address and begins accepting.
 func Start(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, error) {
+	l, err := Bind(ctx, cfg, store)
+	if err != nil {
+		return nil, err
+	}
+	l.Serve()
+	return l, nil
+}
+
+// Bind binds cfg's address without accepting yet: a configuration update
+// binds every new socket first, so that a failing bind rejects the whole
+// update (Close releases the socket), and calls Serve once the update
+// commits. ctx is the server's: connections end when it is cancelled.
+func Bind(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, tcpNetwork(cfg.Address), cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
 	}
-	l := &Listener{cfg: cfg, ln: ln, drain: network.NewDrain(), conns: map[net.Conn]struct{}{}}
+	l := &Listener{ln: ln, ctx: ctx, conns: map[net.Conn]*generation{}, stop: make(chan struct{})}
 	l.bound = network.AddrPortOf(ln.Addr())
 	l.statPrefix = StatPrefix(l.bound)
 	sc := store.Scope(l.statPrefix)
+	l.scope = sc
 	l.stats = listenerStats{
 		cxTotal:       sc.Counter("downstream_cx_total"),
 		cxActive:      sc.Gauge("downstream_cx_active"),
@@ -98,10 +165,105 @@ func Start(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, err
 		cxLength:      sc.Histogram("downstream_cx_length_ms", stats.Milliseconds),
 		noFilterChain: sc.Counter("no_filter_chain_match"),
 		cxOverflow:    sc.Counter("downstream_cx_overflow"),
+		// Envoy's listener stats
+		// (https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/stats).
+		preCxTimeout:     sc.Counter("downstream_pre_cx_timeout"),
+		preCxActive:      sc.Gauge("downstream_pre_cx_active"),
+		transportTimeout: sc.Counter("downstream_cx_transport_socket_connect_timeout"),
 	}
-	l.wg.Add(1)
-	go l.acceptLoop(ctx)
+	l.cur.Store(l.newGeneration(cfg))
 	return l, nil
+}
+
+// newGeneration prepares cfg for this listener: chain indexes and one
+// transport socket per TLS chain.
+func (l *Listener) newGeneration(cfg *Config) *generation {
+	g := &generation{cfg: cfg, drain: network.NewDrain(), done: make(chan struct{})}
+	for i, fc := range cfg.chains() {
+		fc.index = i
+		var sock transportsocket.DownstreamSocket
+		if fc.Transport != nil {
+			sock = fc.Transport.ForListener(l.scope)
+		}
+		g.sockets = append(g.sockets, sock)
+	}
+	return g
+}
+
+// Serve starts accepting on a listener from Bind. It is a no-op after the
+// first call or after Close.
+func (l *Listener) Serve() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.serving || l.closed {
+		return
+	}
+	l.serving = true
+	l.wg.Add(1)
+	go l.acceptLoop(l.ctx)
+}
+
+// Close releases a listener that Bind returned and that was never served
+// (a rejected update). For a serving listener it is CloseAll.
+func (l *Listener) Close() { l.CloseAll() }
+
+// Update makes cfg the listener's config: connections accepted from now on
+// use it, with no gap in accepting since the socket stays bound; the
+// connections accepted under the previous config are told to drain (HTTP/1.1
+// answers their next response with connection: close and closes idle ones,
+// HTTP/2 sends GOAWAY) and closed when drainTime has passed. The returned
+// channel is closed when the previous config's last connection has ended.
+// cfg.Address must be the bound one; Update does not rebind.
+//
+// Envoy: "when a listener is updated, an entirely new listener is created
+// (if the listener's address is unchanged, the new one uses the same listen
+// socket)" and the old one drains for --drain-time-s
+// (https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/lds#config-listeners-lds).
+func (l *Listener) Update(cfg *Config, drainTime time.Duration) <-chan struct{} {
+	g := l.newGeneration(cfg)
+	l.mu.Lock()
+	old := l.cur.Swap(g)
+	l.mu.Unlock()
+	return l.retire(old, drainTime)
+}
+
+// retire drains generation g and closes what is left of it after
+// drainTime (never when drainTime is 0 or less: the connections end on
+// their own). It returns g.done.
+func (l *Listener) retire(g *generation, drainTime time.Duration) <-chan struct{} {
+	l.mu.Lock()
+	if !g.retired {
+		g.retired = true
+		if g.active == 0 {
+			close(g.done)
+		}
+	}
+	l.mu.Unlock()
+	g.drain.Start()
+	if drainTime > 0 {
+		go func() {
+			t := time.NewTimer(drainTime)
+			defer t.Stop()
+			select {
+			case <-g.done:
+			case <-l.stop:
+			case <-t.C:
+				l.closeGeneration(g)
+			}
+		}()
+	}
+	return g.done
+}
+
+// closeGeneration closes every open connection of g.
+func (l *Listener) closeGeneration(g *generation) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c, cg := range l.conns {
+		if cg == g {
+			c.Close()
+		}
+	}
 }
 
 // tcpNetwork binds IPv4 addresses IPv4-only and IPv6 addresses IPv6-only, as
@@ -120,11 +282,11 @@ func tcpNetwork(addr string) string {
 	return "tcp"
 }
 
-// Name returns the listener's name.
-func (l *Listener) Name() string { return l.cfg.Name }
+// Name returns the name of the listener's current config.
+func (l *Listener) Name() string { return l.cur.Load().cfg.Name }
 
-// Config returns the listener's config.
-func (l *Listener) Config() *Config { return l.cfg }
+// Config returns the config new connections use.
+func (l *Listener) Config() *Config { return l.cur.Load().cfg }
 
 // Bound returns the address the socket is bound to (port 0 resolved).
 func (l *Listener) Bound() netip.AddrPort { return l.bound }
@@ -144,7 +306,7 @@ func (l *Listener) acceptLoop(ctx context.Context) {
 			} else if delay *= 2; delay > time.Second {
 				delay = time.Second
 			}
-			slog.Warn("accept failed", "listener", l.cfg.Name, "error", err)
+			slog.Warn("accept failed", "listener", l.Name(), "error", err)
 			select {
 			case <-time.After(delay):
 			case <-ctx.Done():
@@ -162,21 +324,24 @@ func (l *Listener) acceptLoop(ctx context.Context) {
 			c.Close()
 			continue
 		}
-		l.conns[c] = struct{}{}
+		g := l.cur.Load()
+		l.conns[c] = g
+		g.active++
 		l.wg.Add(1)
 		l.mu.Unlock()
-		go l.serve(ctx, c)
+		go l.serve(ctx, g, c)
 	}
 }
 
-func (l *Listener) serve(ctx context.Context, c net.Conn) {
+func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
+	cfg := g.cfg
 	start := time.Now()
 	l.stats.cxTotal.Inc()
 	l.stats.cxActive.Inc()
 	defer func() {
 		if r := recover(); r != nil {
 			// Peer input must never take the process down (STYLE §5).
-			slog.Error("connection panic", "listener", l.cfg.Name, "panic", r)
+			slog.Error("connection panic", "listener", cfg.Name, "panic", r)
 		}
 		c.Close()
 		l.stats.cxActive.Dec()
@@ -184,19 +349,54 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 		l.stats.cxLength.Record(uint64(time.Since(start).Milliseconds()))
 		l.mu.Lock()
 		delete(l.conns, c)
+		g.active--
+		if g.active == 0 && g.retired {
+			close(g.done)
+		}
 		l.mu.Unlock()
 		l.wg.Done()
 	}()
-	nc := network.NewConn(ctx, c, l.drain)
-	nc.ListenerName = l.cfg.Name
+	nc := network.NewConn(ctx, c, g.drain)
+	nc.ListenerName = cfg.Name
 	nc.StatPrefix = l.statPrefix
-	if l.cfg.BufferLimit > 0 {
-		nc.BufferLimit = l.cfg.BufferLimit
+	if cfg.BufferLimit > 0 {
+		nc.BufferLimit = cfg.BufferLimit
 	}
-	fc := l.pickChain(nc)
+	if len(cfg.ListenerFilters) > 0 && !l.runListenerFilters(cfg, nc) {
+		return
+	}
+	if nc.TransportProtocol == "" {
+		// Envoy (ActiveTcpSocket::newConnection): "raw_buffer" when no
+		// listener filter detected a transport protocol.
+		nc.TransportProtocol = rawBuffer
+	}
+	fc := cfg.pickChain(nc)
 	if fc == nil {
 		l.stats.noFilterChain.Inc()
 		return
+	}
+	if sock := g.sockets[fc.index]; sock != nil {
+		raw := nc.Conn
+		if tc, ok := raw.(*net.TCPConn); ok {
+			// The TLS record layer reads and writes through sockio's raw
+			// non-blocking calls, like plaintext connections do.
+			raw = sockio.Wrap(tc)
+		}
+		sc, neg, err := sock.Handshake(raw, cfg.handshakeDeadline(fc, nc.Accepted))
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				l.stats.transportTimeout.Inc()
+			}
+			slog.Debug("transport socket handshake failed", "listener", cfg.Name, "remote", nc.Remote.String(), "error", err)
+			return
+		}
+		nc.Conn = sc
+		nc.TLS = true
+		nc.ALPN = neg.ALPN
+		if neg.ServerName != "" {
+			nc.ServerName = strings.ToLower(neg.ServerName)
+		}
 	}
 	for _, f := range fc.Filters {
 		if !f.OnNewConnection(nc) {
@@ -206,13 +406,43 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 	fc.Terminal.ServeConn(nc)
 }
 
-// pickChain selects the filter chain for a connection.
-// TODO(#5): filter_chain_match (destination, SNI, ALPN, source...).
-func (l *Listener) pickChain(*network.Conn) *FilterChain {
-	if len(l.cfg.Chains) > 0 {
-		return l.cfg.Chains[0]
+const rawBuffer = "raw_buffer"
+
+// handshakeDeadline bounds a chain's transport socket handshake by
+// transport_socket_connect_timeout, counted from accept. Envoy applies no
+// bound when it is unset and relies on the network filters' idle timers,
+// which run during the handshake there; herald's handshake runs before the
+// network filters, so it is bounded by listener_filters_timeout instead
+// (default 15 s; 0 leaves it unbounded).
+func (c *Config) handshakeDeadline(fc *FilterChain, accepted time.Time) time.Time {
+	d := fc.TransportSocketConnectTimeout
+	if d == 0 {
+		d = c.ListenerFiltersTimeout
 	}
-	return l.cfg.Default
+	if d == 0 {
+		return time.Time{}
+	}
+	return accepted.Add(d)
+}
+
+// pickChain selects the filter chain for a connection.
+func (c *Config) pickChain(nc *network.Conn) *FilterChain {
+	if c.Matcher != nil {
+		return c.Matcher.Match(nc)
+	}
+	if len(c.Chains) > 0 {
+		return c.Chains[0]
+	}
+	return c.Default
+}
+
+// chains returns every chain of the config, the default last.
+func (c *Config) chains() []*FilterChain {
+	out := append([]*FilterChain(nil), c.Chains...)
+	if c.Default != nil {
+		out = append(out, c.Default)
+	}
+	return out
 }
 
 // StopAccepting closes the socket; open connections go on.
@@ -223,12 +453,61 @@ func (l *Listener) StopAccepting() {
 	l.ln.Close()
 }
 
-// Drain tells open connections to finish: HTTP/1.1 closes after the
-// current response (idle ones at once), HTTP/2 sends GOAWAY.
-func (l *Listener) Drain() { l.drain.Start() }
+// Drain tells every open connection, whatever config it was accepted under,
+// to finish: HTTP/1.1 closes after the current response (idle ones at
+// once), HTTP/2 sends GOAWAY. Connections accepted afterwards drain too.
+func (l *Listener) Drain() {
+	l.mu.Lock()
+	gens := l.generationsLocked()
+	l.mu.Unlock()
+	for _, g := range gens {
+		g.drain.Start()
+	}
+}
 
-// Draining reports whether Drain was called.
-func (l *Listener) Draining() bool { return l.drain.Draining() }
+// Remove is a listener's end in a configuration update: it stops accepting,
+// drains its connections and closes what is left after drainTime
+// (Envoy: "When a listener is removed, the old listener will be placed into
+// a draining state ... for some period of time before the listener is
+// removed and any remaining connections are closed"). The returned channel
+// is closed when the last connection has ended.
+func (l *Listener) Remove(drainTime time.Duration) <-chan struct{} {
+	l.StopAccepting()
+	l.mu.Lock()
+	gens := l.generationsLocked()
+	l.mu.Unlock()
+	done := make(chan struct{})
+	var chans []<-chan struct{}
+	for _, g := range gens {
+		chans = append(chans, l.retire(g, drainTime))
+	}
+	go func() {
+		for _, c := range chans {
+			<-c
+		}
+		close(done)
+	}()
+	return done
+}
+
+// generationsLocked returns the current generation and every older one
+// that still has connections.
+func (l *Listener) generationsLocked() []*generation {
+	cur := l.cur.Load()
+	gens := []*generation{cur}
+	seen := map[*generation]bool{cur: true}
+	for _, g := range l.conns {
+		if !seen[g] {
+			seen[g] = true
+			gens = append(gens, g)
+		}
+	}
+	return gens
+}
+
+// Draining reports whether the current config drains (Drain or Remove was
+// called).
+func (l *Listener) Draining() bool { return l.cur.Load().drain.Draining() }
 
 // ActiveConnections returns the number of open connections.
 func (l *Listener) ActiveConnections() int {
@@ -253,6 +532,7 @@ func (l *Listener) Wait(ctx context.Context) {
 // CloseAll closes the socket and every open connection.
 func (l *Listener) CloseAll() {
 	l.StopAccepting()
+	l.stopOnce.Do(func() { close(l.stop) })
 	l.mu.Lock()
 	for c := range l.conns {
 		c.Close()

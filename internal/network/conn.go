@@ -32,6 +32,14 @@ type Conn struct {
 	ServerName string
 	// ALPN is the negotiated application protocol ("h2", "http/1.1"), "" when none.
 	ALPN string
+	// TransportProtocol is what listener filters detected: "tls"
+	// (tls_inspector), else "raw_buffer" once they ran (Envoy's default
+	// for filter_chain_match.transport_protocol).
+	TransportProtocol string
+	// RequestedALPN are the application protocols the client offered, in
+	// its order (tls_inspector's ALPN, http_inspector's "h2c" or
+	// "http/1.1"), for filter_chain_match.application_protocols.
+	RequestedALPN []string
 	// Accepted is when the listener accepted the connection.
 	Accepted time.Time
 	// BufferLimit is per_connection_buffer_limit_bytes (Envoy default 1 MiB).

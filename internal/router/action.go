@@ -69,6 +69,7 @@ type Route struct {
 	grpcTimeoutMax      optDuration
 	grpcTimeoutOffset   optDuration
 	hashPolicy          *HashPolicy
+	retry               routeRetry
 
 	// ActionDirectResponse (status, body) and ActionRedirect (status).
 	status   int
@@ -134,6 +135,7 @@ func (b *builder) buildRoute(cfg *routev3.Route, vh *VirtualHost, p string) *Rou
 	case *routev3.Route_Route:
 		r.kind = ActionCluster
 		b.buildRouteAction(r, a.Route, p+".route")
+		r.retry = buildRouteRetry(a.Route, cfg, vh, p+".route", &b.errs)
 	case *routev3.Route_DirectResponse:
 		r.kind = ActionDirectResponse
 		b.buildDirectResponse(r, a.DirectResponse, p+".direct_response")

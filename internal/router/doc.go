@@ -17,6 +17,12 @@
 // is compiled once (hash_policy.go) and evaluated only for clusters whose load
 // balancer hashes (ring_hash, maglev), as in Envoy.
 //
+// The forwarding engine (forward.go, retry_attempt.go) applies the
+// cluster's circuit breakers (max_requests, max_pending_requests,
+// max_connections, max_retries) and the route's retry policy, per-try
+// timeouts and x-envoy-* request header overrides, as Envoy's router
+// (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/router_filter).
+//
 // Matching scans routes in order (first match wins, as Envoy); runs of eight
 // or more routes that match on a case-sensitive prefix or path alone are
 // indexed by prefix length (route_table_index.go) with the same result.

@@ -106,6 +106,36 @@ type Filter struct {
 	setCookies []string
 	resp       hhttp.Headers
 	active     bool
+
+	// Circuit breakers and retries (retry_attempt.go).
+	rm *upstream.ResourceManager
+	// holdsRq: the current attempt holds one of the cluster's max_requests.
+	holdsRq bool
+	retry   retryState
+	// timeout is the route timeout, or x-envoy-upstream-rq-timeout-ms;
+	// perTry and perTryIdle the retry policy's per-try timeouts (or
+	// x-envoy-upstream-rq-per-try-timeout-ms); 0 disables each.
+	timeout, perTry, perTryIdle time.Duration
+	// tryDeadline is the current attempt's per-try deadline; timer says
+	// which deadline the upstream read deadline was last set to.
+	tryDeadline time.Time
+	timer       timerKind
+	// reqDone: the downstream request has ended; reqDoneAt is when.
+	reqDone   bool
+	reqDoneAt time.Time
+	// upstreamStarted: some request byte went upstream (Envoy's
+	// upstream_request_started_, for reset-before-request).
+	upstreamStarted bool
+	// buffering: the request body is kept in body (and trailers) to
+	// replay it on a retry, up to bufLimit bytes.
+	buffering   bool
+	body        []byte
+	trailers    *hhttp.Headers
+	bufLimit    int
+	attempts    uint32
+	attemptReq  bool // include_request_attempt_count
+	attemptResp bool // include_attempt_count_in_response
+	expectedTO  bool // x-envoy-expected-rq-timeout-ms is being sent
 }
 
 var (
@@ -174,22 +204,29 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	if rt.AutoHostRewrite() {
 		h.Set(hhttp.Authority, host.Hostname())
 	}
-	timeout := rt.Timeout()
-	if timeout > 0 && !f.cfg.SuppressEnvoyHeaders {
-		h.Set(hdrExpectedTimeout, rt.TimeoutHeader())
-	}
+	f.headers = h
+	f.rm = cl.Resources(upstream.PriorityDefault)
+	f.setupAttempts(rt, h)
 	if d, ok := rt.IdleTimeout(); ok {
 		// Envoy: the route's idle_timeout overrides stream_idle_timeout.
 		f.cb.SetIdleTimeout(d)
 	}
-	f.headers = h
 	f.start = time.Now()
 	cl.Stats.UpstreamRqTotal.Inc()
 	cl.Stats.UpstreamRqActive.Inc()
 	f.active = true
 	host.Stats.RqTotal.Add(1)
 
-	if !f.open(endStream, false) {
+	f.headersOnly = endStream
+	if endStream {
+		f.requestDone()
+	}
+	if f.timeout > 0 {
+		// Bounds waiting for a connection of a headers-only request;
+		// finish sets the response deadline.
+		f.deadline = f.start.Add(f.timeout)
+	}
+	if !f.startAttempt(false) {
 		return httpfilter.Stop
 	}
 	if endStream {
@@ -198,37 +235,68 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	return httpfilter.Stop
 }
 
-// open gets an upstream stream and writes the request headers, retrying
-// once on a fresh connection when a reused keep-alive connection turns out
-// to be closed (the request was not sent, so this is safe for any method).
-func (f *Filter) open(endStream, fresh bool) bool {
-	f.headersOnly = endStream
+// open gets an upstream stream for f.host and sends the request as far as
+// it has come, replacing once a reused keep-alive connection that turns
+// out to be closed (nothing was sent, so this is safe for any method and is
+// not a retry). On failure the upstream is closed and the reason returned.
+func (f *Filter) open(fresh bool) (resetReason, error) {
 	for attempt := 0; ; attempt++ {
 		err := f.connect(fresh || attempt > 0)
 		if err != nil {
-			f.connectFailed(err)
-			return false
+			if errors.Is(err, errOverflow) {
+				return resetOverflow, err
+			}
+			return resetConnectFailure, err
 		}
-		if err = f.up.WriteHeaders(f.headers, endStream); err == nil {
-			return true
+		// Envoy: UpstreamRequest::onPoolReady reports the connection to
+		// outlier detection.
+		f.host.RecordLocalOrigin(upstream.LocalOriginConnectSuccess)
+		if err = f.sendRequest(); err == nil {
+			return 0, nil
 		}
 		stale := f.reused && attempt == 0 && !fresh
 		f.closeUpstream(err)
 		if !stale {
-			f.upstreamReset(err)
-			return false
+			return resetReasonOf(err), err
 		}
 	}
 }
 
-// connect takes a pooled connection or dials one (always dials when fresh).
+// sendRequest writes what the request has so far to the new upstream
+// stream: headers, the buffered body and trailers (a retry replays them),
+// with end of stream when the request is complete.
+func (f *Filter) sendRequest() error {
+	bodyDone := f.reqDone && f.trailers == nil
+	if err := f.up.WriteHeaders(f.headers, bodyDone && len(f.body) == 0); err != nil {
+		return err
+	}
+	f.upstreamStarted = true
+	if len(f.body) > 0 {
+		if err := f.up.WriteData(f.body, bodyDone); err != nil {
+			return err
+		}
+	}
+	if f.reqDone && f.trailers != nil {
+		return f.up.WriteTrailers(f.trailers)
+	}
+	return nil
+}
+
+// connect takes a pooled connection or dials one (always dials when
+// fresh), within the cluster's circuit breakers: max_requests for the
+// stream, and for a new HTTP/1.1 connection max_pending_requests and
+// max_connections (newConn).
 func (f *Filter) connect(fresh bool) error {
 	cl, host := f.cluster, f.host
 	if cl.HTTPProtocol() == upstream.HTTP2 && f.cfg.H2 != nil {
+		if !f.acquireRequest() {
+			return errOverflow
+		}
 		s, err := f.cfg.H2.NewStream(f.cb.Context(), host.Address(), func(ctx context.Context) (net.Conn, error) {
 			return cl.Dial(ctx, host)
 		})
 		if err != nil {
+			f.releaseRequest()
 			return err
 		}
 		f.up = s
@@ -239,26 +307,26 @@ func (f *Filter) connect(fresh bool) error {
 	if !fresh {
 		pc, _ = host.Idle().Get().(*h1Conn)
 	}
-	if pc != nil {
-		f.h1 = pc
-		f.reused = true
-	} else {
-		nc, err := cl.Dial(f.cb.Context(), host)
-		if err != nil {
+	f.reused = pc != nil
+	if pc == nil {
+		var err error
+		if pc, f.reused, err = f.newConn(); err != nil {
 			return err
 		}
-		f.h1 = &h1Conn{nc: nc, cc: http1.NewClientConn(nc)}
-		f.reused = false
 	}
+	if !f.acquireRequest() {
+		f.h1 = pc
+		f.up = pc.cc
+		f.closeUpstream(nil)
+		return errOverflow
+	}
+	f.h1 = pc
 	f.h1.cc.Reset()
 	f.up = f.h1.cc
 	// Downstream failures and stream timeouts wake blocked upstream I/O
 	// through Abort.
 	f.cb.SetAborter(f)
 	f.aborting = true
-	if t := f.route.Timeout(); t > 0 {
-		f.deadline = f.start.Add(t)
-	}
 	return nil
 }
 
@@ -267,12 +335,23 @@ func (f *Filter) DecodeData(data []byte, endStream bool) httpfilter.Status {
 	if f.up == nil {
 		return httpfilter.Stop
 	}
+	if f.buffering {
+		f.bufferBody(data)
+	}
+	if endStream {
+		f.requestDone()
+	}
 	if len(data) > 0 || endStream {
 		f.sentBody = true
 		if err := f.up.WriteData(data, endStream); err != nil {
 			f.closeUpstream(err)
-			f.upstreamReset(err)
-			return httpfilter.Stop
+			if f.cb.Context().Err() != nil {
+				f.upstreamReset(err)
+				return httpfilter.Stop
+			}
+			if !f.retryAfterReset(resetReasonOf(err), err) {
+				return httpfilter.Stop
+			}
 		}
 	}
 	if endStream {
@@ -286,46 +365,77 @@ func (f *Filter) DecodeTrailers(t *hhttp.Headers) httpfilter.Status {
 	if f.up == nil {
 		return httpfilter.Stop
 	}
+	if f.buffering {
+		f.trailers = t.Clone()
+	}
+	f.requestDone()
 	if err := f.up.WriteTrailers(t); err != nil {
 		f.closeUpstream(err)
-		f.upstreamReset(err)
-		return httpfilter.Stop
+		if !f.retryAfterReset(resetReasonOf(err), err) {
+			return httpfilter.Stop
+		}
 	}
 	f.finish()
 	return httpfilter.Stop
 }
 
 // finish reads the response and encodes it downstream. The route timeout
-// runs from the end of the request to the end of the response, as Envoy's.
+// runs from the end of the request to the end of the response, as Envoy's;
+// a per-try timeout from the end of the request (or the start of a retry)
+// to the response headers.
 func (f *Filter) finish() {
-	if t := f.route.Timeout(); t > 0 {
-		f.deadline = time.Now().Add(t)
-		if f.h1 != nil {
-			f.h1.nc.SetReadDeadline(f.deadline)
-		}
+	if f.timeout > 0 {
+		f.deadline = time.Now().Add(f.timeout)
+	} else {
+		f.deadline = time.Time{}
 	}
+	f.armTry()
 	info := f.cb.StreamInfo()
-	f.resp.Reset()
-	endStream, err := f.up.ReadHeaders(&f.resp)
-	if err != nil && f.staleConn(err) {
-		// A pooled keep-alive connection the upstream had closed: nothing
-		// of the response arrived and the request had no body, so it is
-		// sent again once on a new connection. Envoy notices such closes
-		// on idle connections before reusing them; herald learns it here.
-		f.closeUpstream(err)
-		if !f.open(true, true) {
-			return
-		}
-		if f.h1 != nil && !f.deadline.IsZero() {
-			f.h1.nc.SetReadDeadline(f.deadline)
-		}
+	var endStream bool
+	var err error
+	for {
+		f.armDeadline()
 		f.resp.Reset()
 		endStream, err = f.up.ReadHeaders(&f.resp)
-	}
-	if err != nil {
-		f.closeUpstream(err)
-		f.upstreamReset(err)
-		return
+		if err != nil && f.staleConn(err) {
+			// A pooled keep-alive connection the upstream had closed:
+			// nothing of the response arrived and the request had no
+			// body, so it is sent again once on a new connection. Envoy
+			// notices such closes on idle connections before reusing
+			// them; herald learns it here.
+			f.closeUpstream(err)
+			if reason, oerr := f.open(true); oerr != nil {
+				if !f.retryAfterReset(reason, oerr) {
+					return
+				}
+			}
+			continue
+		}
+		if err != nil {
+			f.closeUpstream(err)
+			if f.tryTimedOut(err) {
+				if f.perTryTimeout() {
+					continue
+				}
+				return
+			}
+			if f.timedOut(err) || f.cb.Context().Err() != nil {
+				// The route timeout ends the request, never retried;
+				// an aborted stream is answered by the connection
+				// manager.
+				f.upstreamReset(err)
+				return
+			}
+			if f.retryAfterReset(resetReasonOf(err), err) {
+				continue
+			}
+			return
+		}
+		f.host.RecordResult(f.resp.StatusCode())
+		if f.retryResponse(endStream) {
+			continue
+		}
+		break
 	}
 	code := f.resp.StatusCode()
 	f.cluster.RecordResponse(code)
@@ -343,6 +453,9 @@ func (f *Filter) finish() {
 	for _, c := range f.setCookies {
 		f.resp.Add("set-cookie", c)
 	}
+	if f.attemptResp {
+		f.resp.Set(hdrAttemptCount, attemptString(f.attempts))
+	}
 	if err := f.cb.EncodeHeaders(&f.resp, endStream); err != nil {
 		f.closeUpstream(err)
 		return
@@ -350,6 +463,12 @@ func (f *Filter) finish() {
 	if endStream {
 		f.complete(code)
 		return
+	}
+	// The per-try timeout ends with the response headers; the idle one
+	// goes on.
+	f.tryDeadline = time.Time{}
+	if f.perTryIdle > 0 {
+		f.armDeadline()
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -384,8 +503,18 @@ func (f *Filter) finish() {
 		}
 		if err != nil {
 			f.closeUpstream(err)
+			if f.tryTimedOut(err) {
+				f.perTryTimeout()
+				return
+			}
+			if !f.timedOut(err) {
+				f.host.RecordLocalOrigin(upstream.LocalOriginConnectFailed)
+			}
 			f.upstreamReset(err)
 			return
+		}
+		if f.perTryIdle > 0 {
+			f.armDeadline()
 		}
 	}
 }
@@ -409,6 +538,7 @@ func (f *Filter) closeUpstream(err error) {
 		f.cb.SetAborter(nil)
 		f.aborting = false
 	}
+	f.releaseRequest()
 	if f.up == nil {
 		return
 	}
@@ -419,6 +549,8 @@ func (f *Filter) closeUpstream(err error) {
 		if err == nil && pc.cc.Reusable() {
 			pc.nc.SetDeadline(time.Time{})
 			if f.host.Idle().Put(pc) {
+				// A request waiting for a connection may take it.
+				f.rm.ConnectionReleased()
 				return
 			}
 		}
@@ -440,8 +572,8 @@ func (f *Filter) connectFailed(err error) {
 	info.UpstreamTransportFailureReason = reason
 	f.host.Stats.RqError.Add(1)
 	f.cluster.RecordResponse(503)
-	f.cb.SendLocalReply(503, bodyResetPrefix+"remote connection failure, transport failure reason: "+reason,
-		detailsResetBeforeStart+"{remote_connection_failure|"+detailsToken(reason)+"}", nil)
+	f.cb.SendLocalReply(503, f.resetBody("remote connection failure, transport failure reason: "+reason),
+		detailsResetBeforeStart+"{remote_connection_failure|"+detailsToken(reason)+"}", f.replyHeaders(false))
 }
 
 // upstreamReset handles an upstream that failed after the connection was
@@ -456,12 +588,15 @@ func (f *Filter) upstreamReset(err error) {
 	}
 	f.host.Stats.RqError.Add(1)
 	if f.timedOut(err) {
+		if !f.cb.ResponseStarted() {
+			f.host.RecordLocalOrigin(upstream.LocalOriginTimeout)
+		}
 		f.cluster.Stats.UpstreamRqTimeout.Inc()
 		info.SetFlag(streaminfo.UpstreamRequestTimeout)
 		if !f.cb.ResponseStarted() {
 			f.cluster.RecordResponse(504)
 		}
-		f.cb.SendLocalReply(504, bodyTimeout, detailsResponseTimeout, nil)
+		f.cb.SendLocalReply(504, bodyTimeout, detailsResponseTimeout, f.replyHeaders(false))
 		return
 	}
 	if f.cb.ResponseStarted() {
@@ -471,7 +606,7 @@ func (f *Filter) upstreamReset(err error) {
 	}
 	info.SetFlag(streaminfo.UpstreamConnectionTermination)
 	f.cluster.RecordResponse(503)
-	f.cb.SendLocalReply(503, bodyResetPrefix+"connection termination", detailsResetBeforeStart+"{connection_termination}", nil)
+	f.cb.SendLocalReply(503, f.resetBody("connection termination"), detailsResetBeforeStart+"{connection_termination}", f.replyHeaders(false))
 }
 
 // staleConn reports whether err means a reused HTTP/1.1 connection was
@@ -506,13 +641,23 @@ func (f *Filter) Abort() {
 // OnDestroy implements httpfilter.Destroyer.
 func (f *Filter) OnDestroy() {
 	f.closeUpstream(errDownstream)
+	if f.rm != nil {
+		f.retry.release(f.rm)
+	}
 	if f.active {
 		f.cluster.Stats.UpstreamRqActive.Dec()
 		f.cluster.Stats.UpstreamRqTime.Record(uint64(time.Since(f.start).Milliseconds()))
 	}
-	*f = Filter{resp: hhttp.Headers{Fields: f.resp.Fields[:0]}}
+	body := f.body[:0]
+	if cap(body) > maxPooledBody {
+		body = nil
+	}
+	*f = Filter{resp: hhttp.Headers{Fields: f.resp.Fields[:0]}, body: body}
 	filterPool.Put(f)
 }
+
+// maxPooledBody bounds the retry buffer a pooled Filter keeps.
+const maxPooledBody = 64 << 10
 
 // connectFailureReason renders a dial error as Envoy's transport failure
 // reason ("delayed connect error: Connection refused").

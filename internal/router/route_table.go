@@ -75,6 +75,7 @@ type VirtualHost struct {
 	responseMutations headerMutations
 	perFilter         perFilterConfigs
 	metadata          *corev3.Metadata
+	retry             vhostRetry // retry_policy and related fields (retry_policy.go)
 }
 
 // Name returns the virtual host's name.
@@ -238,6 +239,7 @@ func (b *builder) buildVirtualHost(cfg *routev3.VirtualHost, p string) *VirtualH
 	vh.responseMutations = buildHeaderMutations(cfg.GetResponseHeadersToAdd(), cfg.GetResponseHeadersToRemove(),
 		p+".response_headers_to_add", p+".response_headers_to_remove", &b.errs)
 	vh.perFilter = buildPerFilterConfigs(cfg.GetTypedPerFilterConfig(), p+".typed_per_filter_config", b.ctx.FilterContext, &b.errs)
+	vh.retry = buildVhostRetry(cfg, p, &b.errs)
 	for i, rc := range cfg.GetRoutes() {
 		if r := b.buildRoute(rc, vh, fmt.Sprintf("%s.routes[%d]", p, i)); r != nil {
 			vh.routes = append(vh.routes, r)

@@ -238,23 +238,24 @@ virtual_hosts:
 			wantMsg:  "invalid regex",
 		},
 		{
-			name: "route retry_policy",
+			// retry_policy is compiled; its unimplemented fields are refused by name.
+			name: "route retry_policy retry_priority",
 			yaml: `
 virtual_hosts:
 - name: a
   domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: c, retry_policy: {retry_on: "5xx"}}}]`,
-			wantPath: r0 + ".route.retry_policy",
+  routes: [{match: {prefix: "/"}, route: {cluster: c, retry_policy: {retry_on: "5xx", retry_priority: {name: envoy.retry_priorities.previous_priorities}}}}]`,
+			wantPath: r0 + ".route.retry_policy.retry_priority",
 			wantMsg:  configerr.NotSupported,
 		},
 		{
-			name: "virtual host retry_policy",
+			name: "virtual host retry_policy host predicate",
 			yaml: `
 virtual_hosts:
 - name: a
   domains: ["*"]
-  retry_policy: {retry_on: "5xx"}`,
-			wantPath: vh + ".retry_policy",
+  retry_policy: {retry_on: "5xx", retry_host_predicate: [{name: envoy.retry_host_predicates.omit_canary_hosts}]}`,
+			wantPath: vh + ".retry_policy.retry_host_predicate[0].name",
 			wantMsg:  configerr.NotSupported,
 		},
 		{
@@ -469,7 +470,7 @@ virtual_hosts:
 - name: a
   domains: ["*"]
   routes:
-  - {match: {prefix: "/", runtime_fraction: {default_value: {numerator: 1}}}, route: {cluster: c, retry_policy: {}}}
+  - {match: {prefix: "/", runtime_fraction: {default_value: {numerator: 1}}}, route: {cluster: c, retry_policy: {retry_priority: {name: x}}}}
   - {match: {safe_regex: {regex: "("}}, route: {cluster: c}}`), BuildContext{Path: testPath})
 	var l configerr.List
 	if !errors.As(err, &l) {
@@ -481,7 +482,7 @@ virtual_hosts:
 	}
 	want := []string{
 		"route_config.virtual_hosts[0].routes[0].match.runtime_fraction",
-		"route_config.virtual_hosts[0].routes[0].route.retry_policy",
+		"route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_priority",
 		"route_config.virtual_hosts[0].routes[1].match.safe_regex.regex",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -21,6 +21,10 @@ import (
 //   - RouteAction.hash_policy: compiled (Route.HashPolicy) and evaluated
 //     only when the cluster's load balancer hashes (ring_hash, maglev),
 //     exactly as Envoy; round_robin and the others ignore it.
+//   - retry_policy, include_request_attempt_count,
+//     include_attempt_count_in_response, per_request_buffer_limit_bytes:
+//     compiled in retry_policy.go, which refuses by name the RetryPolicy
+//     fields herald does not implement.
 //   - WeightedCluster.total_weight: deprecated; Envoy uses the sum of the
 //     weights and so does herald.
 var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
@@ -30,14 +34,13 @@ var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
 	},
 	"envoy.config.route.v3.VirtualHost": {
 		"matcher", "require_tls", "virtual_clusters", "rate_limits", "cors",
-		"include_request_attempt_count", "include_attempt_count_in_response",
-		"retry_policy", "retry_policy_typed_config", "hedge_policy",
-		"include_is_timeout_retry_header", "per_request_buffer_limit_bytes",
+		"retry_policy_typed_config", "hedge_policy",
+		"include_is_timeout_retry_header",
 		"request_body_buffer_limit", "request_mirror_policies", "route_specifiers",
 	},
 	"envoy.config.route.v3.Route": {
 		"filter_action", "non_forwarding_action", "tracing",
-		"per_request_buffer_limit_bytes", "stat_prefix",
+		"stat_prefix",
 		"request_body_buffer_limit", "route_specifiers",
 	},
 	"envoy.config.route.v3.RouteMatch": {
@@ -47,7 +50,7 @@ var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.route.v3.RouteAction": {
 		"cluster_specifier_plugin", "inline_cluster_specifier_plugin",
 		"metadata_match", "path_rewrite_policy", "path_rewrite", "host_rewrite",
-		"flush_timeout", "early_data_policy", "retry_policy",
+		"flush_timeout", "early_data_policy",
 		"retry_policy_typed_config", "request_mirror_policies", "priority",
 		"rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout",
 		"grpc_timeout_offset", "upgrade_configs", "internal_redirect_policy",

@@ -1,9 +1,11 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -54,20 +56,32 @@ func Build(b *bootstrapv3.Bootstrap, deps Deps) (*Snapshot, error) {
 // other set field is an error naming it, with the issue that will add it.
 var supportedListenerFields = []string{
 	"name", "address", "filter_chains", "default_filter_chain", "per_connection_buffer_limit_bytes",
-	"traffic_direction", "metadata", "listener_filters_timeout", "continue_on_listener_filters_timeout",
+	"traffic_direction", "metadata", "listener_filters", "listener_filters_timeout",
+	"continue_on_listener_filters_timeout",
+	// drain_type: a changed or removed listener drains whatever its value
+	// (Envoy: MODIFY_ONLY drains "only in response to ... LDS
+	// update/remove", DEFAULT also on /healthcheck/fail,
+	// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/operations/draining);
+	// herald does not drain on /healthcheck/fail yet, so both behave as
+	// MODIFY_ONLY there.
+	"drain_type",
 }
 
 // supportedChainFields are the FilterChain fields herald interprets
 // (filter_chain_match and transport_socket are checked for what they hold).
-var supportedChainFields = []string{"filters", "filter_chain_match", "transport_socket", "name", "metadata"}
+var supportedChainFields = []string{
+	"filters", "filter_chain_match", "transport_socket", "name", "metadata", "transport_socket_connect_timeout",
+}
 
 var listenerIssues = map[string]string{
-	"listener_filters":     "#5",
 	"filter_chain_matcher": "#5",
 	"use_original_dst":     "#5",
 	"udp_listener_config":  "#6",
-	"drain_type":           "#7",
 }
+
+// defaultListenerFiltersTimeout is Envoy's listener_filters_timeout
+// default: "Default: 15s" (listener.proto).
+const defaultListenerFiltersTimeout = 15 * time.Second
 
 // BuildListener builds one listener.
 func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Config, error) {
@@ -87,17 +101,38 @@ func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Co
 	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
 		cfg.BufferLimit = int(v.GetValue())
 	}
-	if len(l.GetFilterChains()) > 1 {
-		errs = append(errs, configerr.At(path+".filter_chains", "more than one filter chain needs filter_chain_match, which herald does not support yet (#5)"))
+	cfg.ListenerFiltersTimeout = defaultListenerFiltersTimeout
+	if d := l.GetListenerFiltersTimeout(); d != nil {
+		cfg.ListenerFiltersTimeout = d.AsDuration()
 	}
+	cfg.ContinueOnListenerFiltersTimeout = l.GetContinueOnListenerFiltersTimeout()
+	lfs, lerrs := buildListenerFilters(l, path, deps)
+	errs = append(errs, lerrs...)
+	cfg.ListenerFilters = lfs
+	var matches []listener.ChainMatch
+	chainsOK := true
 	for j, fc := range l.GetFilterChains() {
 		fpath := fmt.Sprintf("%s.filter_chains[%d]", path, j)
+		m, merrs := buildChainMatch(fc.GetFilterChainMatch(), fpath+".filter_chain_match")
+		errs = append(errs, merrs...)
+		for k := range j {
+			if proto.Equal(orEmptyMatch(l.GetFilterChains()[k].GetFilterChainMatch()), orEmptyMatch(fc.GetFilterChainMatch())) {
+				// Envoy: "filter chain '{}' has the same matching rules
+				// defined as '{}'" (FilterChainManagerImpl::verifyNoDuplicateMatchers).
+				errs = append(errs, configerr.At(fpath+".filter_chain_match", "filter chain %q has the same matching rules defined as %q (filter_chains[%d])",
+					fc.GetName(), l.GetFilterChains()[k].GetName(), k))
+				chainsOK = false
+				break
+			}
+		}
 		chain, err := buildChain(l, fc, fpath, deps)
-		if err != nil {
+		if err != nil || len(merrs) > 0 {
 			errs = append(errs, configerr.Collect(err, fpath, nil)...)
+			chainsOK = false
 			continue
 		}
 		cfg.Chains = append(cfg.Chains, chain)
+		matches = append(matches, m)
 	}
 	if dfc := l.GetDefaultFilterChain(); dfc != nil {
 		chain, err := buildChain(l, dfc, path+".default_filter_chain", deps)
@@ -110,6 +145,14 @@ func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Co
 	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
 		errs = append(errs, configerr.At(path+".filter_chains", "a listener needs at least one filter chain"))
 	}
+	if chainsOK && len(errs) == 0 {
+		m, err := listener.NewChainMatcher(cfg.Chains, matches, cfg.Default)
+		var oe *listener.OverlapError
+		if errors.As(err, &oe) {
+			errs = append(errs, configerr.At(fmt.Sprintf("%s.filter_chains[%d].filter_chain_match", path, oe.Index), "%v", err))
+		}
+		cfg.Matcher = m
+	}
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
@@ -118,14 +161,15 @@ func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Co
 
 func buildChain(l *listenerv3.Listener, fc *listenerv3.FilterChain, path string, deps Deps) (*listener.FilterChain, error) {
 	errs := configerr.RejectUnlisted(fc, path, nil, supportedChainFields...)
-	if m := fc.GetFilterChainMatch(); m != nil && !proto.Equal(m, &listenerv3.FilterChainMatch{}) {
-		errs = append(errs, configerr.At(path+".filter_chain_match", "filter_chain_match is not supported by herald yet (#5)"))
-	}
-	if ts := fc.GetTransportSocket(); ts != nil && ts.GetName() != "envoy.transport_sockets.raw_buffer" &&
-		ts.GetTypedConfig().GetTypeUrl() != "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer" {
-		errs = append(errs, configerr.At(path+".transport_socket", "transport socket %q is not supported by herald yet (#5)", ts.GetName()))
-	}
 	chain := &listener.FilterChain{Name: fc.GetName()}
+	if d := fc.GetTransportSocketConnectTimeout(); d != nil {
+		chain.TransportSocketConnectTimeout = d.AsDuration()
+	}
+	if ts := fc.GetTransportSocket(); ts != nil {
+		t, terr := buildDownstreamTransport(ts, path+".transport_socket", deps)
+		errs = append(errs, terr...)
+		chain.Transport = t
+	}
 	filters := fc.GetFilters()
 	if len(filters) == 0 {
 		errs = append(errs, configerr.At(path+".filters", "a filter chain needs a terminal filter (envoy.filters.network.http_connection_manager or envoy.filters.network.tcp_proxy)"))

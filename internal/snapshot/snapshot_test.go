@@ -2,8 +2,17 @@ package snapshot_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-proxy/herald/internal/bootstrap"
 	"github.com/herald-proxy/herald/internal/snapshot"
@@ -27,6 +36,26 @@ const tcp = `
       - name: envoy.filters.network.tcp_proxy
         typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c }`
 
+const tlsInspector = "    listener_filters:\n    - name: envoy.filters.listener.tls_inspector\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }\n"
+
+// certPEM and keyPEM are a self-signed test certificate, JSON-quoted for
+// the YAML flow style.
+var certPEM, keyPEM = func() (string, string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		panic(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	c := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	k := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	return strconv.Quote(string(c)), strconv.Quote(string(k))
+}()
+
 func listener(extra, chains string) string {
 	return `static_resources:
   clusters:
@@ -48,14 +77,30 @@ func TestBuildListeners(t *testing.T) {
 		{name: "tcp proxy", yaml: listener("", "    filter_chains:\n    - filters:"+tcp+"\n")},
 		{name: "terminal filter not last", yaml: listener("", "    filter_chains:\n    - filters:"+tcp+hcm+"\n"),
 			wantErr: "static_resources.listeners[0].filter_chains[0].filters[0]: terminal filter envoy.filters.network.tcp_proxy must be the last filter of its chain"},
-		{name: "two chains need filter_chain_match", yaml: listener("", "    filter_chains:\n    - filters:"+tcp+"\n    - filters:"+tcp+"\n"),
-			wantErr: "static_resources.listeners[0].filter_chains: more than one filter chain needs filter_chain_match"},
-		{name: "listener filters refused with their issue", yaml: listener("    listener_filters:\n    - name: envoy.filters.listener.tls_inspector\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }\n", "    filter_chains:\n    - filters:"+tcp+"\n"),
-			wantErr: "static_resources.listeners[0].listener_filters: listener_filters is not supported by herald yet (#5)"},
+		{name: "two chains with the same match", yaml: listener("", "    filter_chains:\n    - name: a\n      filters:"+tcp+"\n    - name: b\n      filters:"+tcp+"\n"),
+			wantErr: `static_resources.listeners[0].filter_chains[1].filter_chain_match: filter chain "b" has the same matching rules defined as "a" (filter_chains[0])`},
+		{name: "chains routed by SNI", yaml: listener(tlsInspector, "    filter_chains:\n    - filter_chain_match: { server_names: [a.example.com] }\n      filters:"+tcp+
+			"\n    - filter_chain_match: { server_names: [\"*.example.com\"] }\n      filters:"+tcp+"\n")},
+		{name: "overlapping server names", yaml: listener("", "    filter_chains:\n    - filter_chain_match: { server_names: [a.com, b.com] }\n      filters:"+tcp+
+			"\n    - filter_chain_match: { server_names: [b.com] }\n      filters:"+tcp+"\n"),
+			wantErr: "static_resources.listeners[0].filter_chains[1].filter_chain_match: multiple filter chains with overlapping matching rules are defined"},
+		{name: "partial wildcard", yaml: listener("", "    filter_chains:\n    - filter_chain_match: { server_names: [\"a*.com\"] }\n      filters:"+tcp+"\n"),
+			wantErr: `filter_chains[0].filter_chain_match.server_names[0]: partial wildcards are not supported in "server_names"`},
+		{name: "bad CIDR", yaml: listener("", "    filter_chains:\n    - filter_chain_match: { prefix_ranges: [ { address_prefix: 10.0.0.0, prefix_len: 40 } ] }\n      filters:"+tcp+"\n"),
+			wantErr: "filter_chain_match.prefix_ranges[0].prefix_len: invalid prefix length 40"},
+		{name: "filter_chain_matcher refused with its issue", yaml: listener("    filter_chain_matcher: { on_no_match: { action: { name: a, typed_config: { \"@type\": type.googleapis.com/google.protobuf.StringValue, value: x } } } }\n",
+			"    filter_chains:\n    - name: x\n      filters:"+tcp+"\n"),
+			wantErr: "static_resources.listeners[0].filter_chain_matcher: filter_chain_matcher is not supported by herald yet (#5)"},
+		{name: "original_dst refused with its issue", yaml: listener("    listener_filters:\n    - name: envoy.filters.listener.original_dst\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst }\n",
+			"    filter_chains:\n    - filters:"+tcp+"\n"),
+			wantErr: "static_resources.listeners[0].listener_filters[0]: listener filter envoy.filters.listener.original_dst is not supported by herald yet (#5)"},
 		{name: "unknown network filter named", yaml: listener("", "    filter_chains:\n    - filters:\n      - name: envoy.filters.network.redis_proxy\n        typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy, stat_prefix: r, settings: { op_timeout: 1s } }\n"),
 			wantErr: `static_resources.listeners[0].filter_chains[0].filters[0].typed_config: network filter "envoy.filters.network.redis_proxy"`},
-		{name: "TLS transport socket refused", yaml: listener("", "    filter_chains:\n    - transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config: { \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext }\n      filters:"+tcp+"\n"),
-			wantErr: `transport socket "envoy.transport_sockets.tls" is not supported by herald yet (#5)`},
+		{name: "TLS transport socket", yaml: listener(tlsInspector, "    filter_chains:\n    - filter_chain_match: { transport_protocol: tls }\n      transport_socket_connect_timeout: 2s\n      transport_socket:\n        name: envoy.transport_sockets.tls\n"+
+			"        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n"+
+			"          common_tls_context: { alpn_protocols: [h2], tls_certificates: [ { certificate_chain: { inline_string: "+certPEM+" }, private_key: { inline_string: "+keyPEM+" } } ] }\n      filters:"+hcm+"\n")},
+		{name: "TLS without a certificate", yaml: listener("", "    filter_chains:\n    - transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config: { \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext }\n      filters:"+tcp+"\n"),
+			wantErr: `static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates: a server TLS context needs at least one certificate`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

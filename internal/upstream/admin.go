@@ -4,26 +4,40 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"strconv"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/herald-proxy/herald/internal/upstream/outlier"
 )
 
 // WriteClusters writes admin /clusters in Envoy's text format, clusters
 // sorted by name, following Envoy's ClustersHandler::writeClustersAsText:
-// observability name, circuit breaker settings for the default and high
-// priorities, added_via_api, then per host its stats (sorted by name),
-// hostname, health_flags, weight, locality, canary, priority and success
-// rates (-1: no outlier detection).
+// observability name, with outlier detection the cluster's success rate
+// average and ejection threshold (external and local origin), circuit
+// breaker settings for the default and high priorities, added_via_api,
+// then per host its stats (sorted by name), hostname, health_flags,
+// weight, locality, canary, priority and success rates (-1: no outlier
+// detection, or too few requests in the last interval).
 // https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--clusters
 func (m *Manager) WriteClusters(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	for _, c := range m.Clusters() {
 		n := c.name
 		fmt.Fprintf(bw, "%s::observability_name::%s\n", n, c.observabilityName)
+		if c.od != nil {
+			// Envoy's addOutlierInfo prints these with fmt's {:g}.
+			ext, local := c.od.SuccessRate(outlier.ExternalOrigin), c.od.SuccessRate(outlier.LocalOrigin)
+			fmt.Fprintf(bw, "%s::outlier::success_rate_average::%s\n", n, formatG(ext.Average))
+			fmt.Fprintf(bw, "%s::outlier::success_rate_ejection_threshold::%s\n", n, formatG(ext.EjectionThreshold))
+			fmt.Fprintf(bw, "%s::outlier::local_origin_success_rate_average::%s\n", n, formatG(local.Average))
+			fmt.Fprintf(bw, "%s::outlier::local_origin_success_rate_ejection_threshold::%s\n", n, formatG(local.EjectionThreshold))
+		}
 		for i, prio := range []string{"default", "high"} {
 			t := c.thresholds[i]
 			fmt.Fprintf(bw, "%s::%s_priority::max_connections::%d\n", n, prio, t.MaxConnections)
@@ -48,12 +62,29 @@ func (m *Manager) WriteClusters(w io.Writer) error {
 			fmt.Fprintf(bw, "%s::%s::sub_zone::\n", n, a)
 			fmt.Fprintf(bw, "%s::%s::canary::false\n", n, a)
 			fmt.Fprintf(bw, "%s::%s::priority::0\n", n, a)
-			fmt.Fprintf(bw, "%s::%s::success_rate::-1\n", n, a)
-			fmt.Fprintf(bw, "%s::%s::local_origin_success_rate::-1\n", n, a)
+			ext, local := h.successRates()
+			fmt.Fprintf(bw, "%s::%s::success_rate::%s\n", n, a, formatShortest(ext))
+			fmt.Fprintf(bw, "%s::%s::local_origin_success_rate::%s\n", n, a, formatShortest(local))
 		}
 	}
 	return bw.Flush()
 }
+
+// successRates returns the host's external and local origin success rates
+// from the last outlier detection interval, -1 when unknown.
+func (h *Host) successRates() (ext, local float64) {
+	if h.od == nil {
+		return -1, -1
+	}
+	return h.od.SuccessRate(outlier.ExternalOrigin), h.od.SuccessRate(outlier.LocalOrigin)
+}
+
+// formatG formats v as fmt's {:g} (printf %g: six significant digits).
+func formatG(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+
+// formatShortest formats v as fmt's {} for a double: the shortest
+// representation that reads back the same (-1, 50, 33.333333333333336).
+func formatShortest(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 func sortHostStats(st []hostStat) {
 	for i := 1; i < len(st); i++ {
@@ -73,6 +104,15 @@ func (m *Manager) ClustersProto() *adminv3.Clusters {
 			ObservabilityName: c.observabilityName,
 			AddedViaApi:       false,
 			CircuitBreakers:   &clusterv3.CircuitBreakers{},
+		}
+		if c.od != nil {
+			// Envoy sets the thresholds only when positive.
+			if v := c.od.SuccessRate(outlier.ExternalOrigin).EjectionThreshold; v > 0 {
+				cs.SuccessRateEjectionThreshold = &typev3.Percent{Value: v}
+			}
+			if v := c.od.SuccessRate(outlier.LocalOrigin).EjectionThreshold; v > 0 {
+				cs.LocalOriginSuccessRateEjectionThreshold = &typev3.Percent{Value: v}
+			}
 		}
 		for i, prio := range []corev3.RoutingPriority{corev3.RoutingPriority_DEFAULT, corev3.RoutingPriority_HIGH} {
 			t := c.thresholds[i]
@@ -95,6 +135,14 @@ func (m *Manager) ClustersProto() *adminv3.Clusters {
 				Weight:       h.Weight(),
 				Hostname:     h.hostname,
 				Locality:     &corev3.Locality{},
+			}
+			// Envoy sets the success rates when not negative.
+			ext, local := h.successRates()
+			if ext >= 0 {
+				hs.SuccessRate = &typev3.Percent{Value: ext}
+			}
+			if local >= 0 {
+				hs.LocalOriginSuccessRate = &typev3.Percent{Value: local}
 			}
 			for _, s := range h.Stats.list() {
 				t := adminv3.SimpleMetric_GAUGE

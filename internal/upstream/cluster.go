@@ -15,10 +15,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/network/transportsocket"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/upstream/clustertype"
 	"github.com/herald-proxy/herald/internal/upstream/healthcheck"
 	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
+	"github.com/herald-proxy/herald/internal/upstream/outlier"
 )
 
 // Defaults from Envoy's cluster.proto.
@@ -34,7 +36,7 @@ var protoUnmarshal = proto.UnmarshalOptions{}
 
 // Thresholds are one priority's circuit breaker limits
 // (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/circuit_breaker.proto).
-// Stored and shown by admin; enforcement comes with issue #4.
+// Enforced through Cluster.Resources (resource.go).
 type Thresholds struct {
 	MaxConnections     uint32
 	MaxPendingRequests uint32
@@ -56,15 +58,23 @@ type Cluster struct {
 	bufferLimit       int
 	http              httpOptions
 	thresholds        [2]Thresholds // DEFAULT, HIGH
+	breakers          [2]breakerOptions
+	resources         [2]*ResourceManager
+	retryStats        *RetryStats
 	keepAlive         *net.KeepAliveConfig
 	panicThreshold    float64
 	discovery         clustertype.Discovery
 	policy            lbpolicy.Policy
 	dial              DialFunc
+	transport         transportsocket.Upstream // nil: plaintext (raw_buffer)
 	now               func() time.Time
 	hcConfig          *healthcheck.Config // nil without health_checks
 	hcStats           *healthcheck.Stats
 	rand              func() uint64
+	odConfig          *outlier.Config // nil without outlier_detection
+	// od is the outlier detector, nil without outlier_detection; its
+	// interval goroutine runs from start to stop.
+	od *outlier.Detector
 
 	// hc runs active health checks; set by start before discovery begins,
 	// nil without health_checks.
@@ -133,8 +143,8 @@ type buildEnv struct {
 	rand     func() uint64
 }
 
-// Fields of Cluster that herald interprets (or, for outlier_detection,
-// accepts with a warning); any other field set is an error naming it.
+// Fields of Cluster that herald interprets; any other field set is an
+// error naming it.
 var clusterFields = []string{
 	"name", "alt_stat_name", "type", "cluster_type", "connect_timeout",
 	"per_connection_buffer_limit_bytes", "lb_policy", "load_assignment",
@@ -195,9 +205,8 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 	errs = append(errs, c.parseCommonLB(cfg, path)...)
 	errs = append(errs, c.parseConnectionOptions(cfg, path)...)
 	errs = append(errs, c.parseHealthChecks(cfg, path)...)
-	if ts := cfg.GetTransportSocket(); ts != nil && ts.GetName() != "envoy.transport_sockets.raw_buffer" {
-		errs = append(errs, configerr.At(path+".transport_socket", "upstream transport socket %q is %s", ts.GetName(), configerr.NotSupported))
-	}
+	errs = append(errs, c.parseOutlierDetection(cfg, path)...)
+	errs = append(errs, c.parseTransportSocket(cfg, path, env)...)
 
 	d, derr := buildDiscovery(cfg, path, env)
 	errs = append(errs, configerr.Collect(derr, path, nil)...)
@@ -210,24 +219,20 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 		return nil, errs, warns
 	}
 	c.Stats = newStats(env.store.Scope("cluster." + c.observabilityName + "."))
+	c.resources = newResourceManagers(env.store.Scope("cluster."+c.observabilityName+"."), c.thresholds, c.breakers)
+	c.retryStats = newRetryStats(env.store.Scope("cluster." + c.observabilityName + "."))
 	if c.hcConfig != nil {
 		c.hcStats = healthcheck.NewStats(env.store.Scope("cluster." + c.observabilityName + ".health_check."))
 	}
+	c.buildOutlierDetector(env.store)
 	c.hostSet.Store(newHostSet(nil, c.policy, c.panicThreshold))
 	return c, nil, warns
 }
 
-// clusterWarnings lists what herald accepts but ignores. Outlier detection
-// is accepted so that common configs (the https-h2-hardened seed) load, but
-// it does nothing yet. Each is a warning the server logs at load
-// (Manager.Warnings); issue #4 implements it.
-func clusterWarnings(cfg *clusterv3.Cluster, path string) configerr.List {
-	var warns configerr.List
-	if cfg.GetOutlierDetection() != nil {
-		warns = append(warns, configerr.At(path+".outlier_detection", "%s (issue #4): ignored, no host is ejected", configerr.NotSupported))
-	}
-	return warns
-}
+// clusterWarnings lists what herald accepts but ignores, each a warning
+// the server logs at load (Manager.Warnings). Nothing is accepted that way
+// today: outlier_detection, the last such field, is implemented (#4).
+func clusterWarnings(*clusterv3.Cluster, string) configerr.List { return nil }
 
 // parseHealthChecks builds the cluster's active health check. Envoy runs
 // one checker per entry, all setting the same host flags; herald runs one.
@@ -245,6 +250,11 @@ func (c *Cluster) parseHealthChecks(cfg *clusterv3.Cluster, path string) confige
 	return append(errs, herrs...)
 }
 
+// parseCircuitBreakers reads circuit_breakers.thresholds. Envoy: "If
+// multiple Thresholds are defined with the same RoutingPriority, the first
+// one in the list is used. If no Thresholds is defined for a given
+// RoutingPriority, the default values are used."
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/circuit_breaker.proto).
 func (c *Cluster) parseCircuitBreakers(cfg *clusterv3.Cluster, path string) configerr.List {
 	cb := cfg.GetCircuitBreakers()
 	if cb == nil {
@@ -252,9 +262,19 @@ func (c *Cluster) parseCircuitBreakers(cfg *clusterv3.Cluster, path string) conf
 	}
 	p := path + ".circuit_breakers"
 	errs := configerr.CheckFields(cb, p, "thresholds")
+	var seen [2]bool
 	for i, t := range cb.GetThresholds() {
 		tp := fmt.Sprintf("%s.thresholds[%d]", p, i)
-		errs = append(errs, configerr.CheckFields(t, tp, "priority", "max_connections", "max_pending_requests", "max_requests", "max_retries", "track_remaining")...)
+		errs = append(errs, configerr.CheckFields(t, tp, "priority", "max_connections", "max_pending_requests",
+			"max_requests", "max_retries", "track_remaining", "max_connection_pools", "retry_budget")...)
+		prio := PriorityDefault
+		if t.GetPriority() == corev3.RoutingPriority_HIGH {
+			prio = PriorityHigh
+		}
+		if seen[prio] {
+			continue
+		}
+		seen[prio] = true
 		th := defaultThresholds
 		if v := t.GetMaxConnections(); v != nil {
 			th.MaxConnections = v.GetValue()
@@ -268,11 +288,10 @@ func (c *Cluster) parseCircuitBreakers(cfg *clusterv3.Cluster, path string) conf
 		if v := t.GetMaxRetries(); v != nil {
 			th.MaxRetries = v.GetValue()
 		}
-		if t.GetPriority() == corev3.RoutingPriority_HIGH {
-			c.thresholds[1] = th
-		} else {
-			c.thresholds[0] = th
-		}
+		c.thresholds[prio] = th
+		var ep configerr.List
+		c.breakers[prio], ep = parseBreakerOptions(t, tp)
+		errs = append(errs, ep...)
 	}
 	return errs
 }
@@ -330,7 +349,11 @@ func (c *Cluster) start(ctx context.Context) {
 			Rand:     c.rand,
 			Traffic:  c.hadTraffic,
 			OnChange: c.rebuildHostSet,
+			OnCheck:  c.outlierHealthChecked,
 		})
+	}
+	if c.od != nil {
+		c.od.Start()
 	}
 	c.discovery.Start(ctx, (*updater)(c))
 }
@@ -345,6 +368,10 @@ func (c *Cluster) healthCheckDial(ctx context.Context, addr string) (net.Conn, e
 	conn, err := c.dial(dctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if c.transport != nil {
+		// Envoy's health checks use the cluster's transport socket.
+		return c.secure(dctx, conn)
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -386,6 +413,9 @@ func (c *Cluster) stop() {
 	c.mu.Unlock()
 	if c.hc != nil {
 		c.hc.Stop()
+	}
+	if c.od != nil {
+		c.od.Stop()
 	}
 	for _, h := range hosts {
 		h.idle.CloseAll()
@@ -481,6 +511,7 @@ func (u *updater) Success(specs []clustertype.HostSpec) {
 		}
 		c.hc.SetHosts(ts)
 	}
+	c.outlierSetHosts(next)
 	// Under mu, so a concurrent health rebuild cannot be overwritten by an
 	// older count.
 	c.Stats.MembershipTotal.Set(int64(len(hs.Hosts)))
@@ -504,5 +535,6 @@ func (c *Cluster) newHost(key string, s clustertype.HostSpec) *Host {
 	h.setAddr(s.Addr)
 	h.weight.Store(max(s.Weight, 1))
 	h.idle.init(c.http.idleTimeout, int(c.thresholds[0].MaxConnections), c.now)
+	c.attachOutlierMonitor(h)
 	return h
 }

@@ -24,16 +24,37 @@ type DialFunc func(ctx context.Context, network, address string) (net.Conn, erro
 // add per Read/Write and, on its first Close, upstream_cx_destroy with
 // _local or _remote (remote when a Read saw the peer close) and the
 // cx_active decrements.
+//
+// Circuit breakers: the connection counts against the cluster's
+// max_connections for as long as it lives (the router decides beforehand
+// whether it may dial; see ResourceManager). A host's first connection
+// brings its connection pool to life, which counts against
+// max_connection_pools until the host's last connection closes; over that
+// limit Dial counts upstream_cx_pool_overflow and fails with
+// ErrPoolOverflow without connecting.
 func (c *Cluster) Dial(ctx context.Context, h *Host) (net.Conn, error) {
 	s := c.Stats
+	rm := c.resources[PriorityDefault]
+	if h.Stats.CxActive.Add(1) == 1 && !rm.ConnectionPools.TryAcquire() {
+		rm.Overflow.UpstreamCxPoolOverflow.Inc()
+		if h.Stats.CxActive.Add(-1) != 0 {
+			// Another connection of the host started meanwhile without
+			// taking the pool: it owns the pool now.
+			rm.ConnectionPools.Inc()
+		}
+		return nil, ErrPoolOverflow
+	}
+	rm.Connections.Inc()
 	s.UpstreamCxTotal.Inc()
 	s.UpstreamCxActive.Inc()
 	h.Stats.CxTotal.Add(1)
-	h.Stats.CxActive.Add(1)
 
 	start := c.now()
 	dctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
 	conn, err := c.dial(dctx, "tcp", h.Address())
+	if err == nil && c.transport != nil {
+		conn, err = c.secure(dctx, conn)
+	}
 	timedOut := err != nil && errors.Is(dctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	cancel()
 	if err != nil {
@@ -49,7 +70,7 @@ func (c *Cluster) Dial(ctx context.Context, h *Host) (net.Conn, error) {
 			s.UpstreamCxDestroyRemote.Inc()
 		}
 		s.UpstreamCxActive.Dec()
-		h.Stats.CxActive.Add(-1)
+		releaseConn(rm, h)
 		return nil, err
 	}
 	s.UpstreamCxConnectMs.Record(uint64(c.now().Sub(start).Milliseconds()))
@@ -59,7 +80,22 @@ func (c *Cluster) Dial(ctx context.Context, h *Host) (net.Conn, error) {
 			_ = tc.SetKeepAliveConfig(*c.keepAlive)
 		}
 	}
-	return &upstreamConn{Conn: sockio.Wrap(conn), c: c, h: h}, nil
+	return &upstreamConn{Conn: sockio.Wrap(conn), c: c, h: h, rm: rm}, nil
+}
+
+// ErrPoolOverflow is Dial's error when the cluster's max_connection_pools
+// circuit breaker refuses a new connection pool for a host.
+var ErrPoolOverflow = errors.New("upstream: connection pool overflow (max_connection_pools)")
+
+// releaseConn gives back a connection's circuit breaker resources: the
+// connection, and the host's pool with its last connection; and wakes
+// requests waiting for a connection.
+func releaseConn(rm *ResourceManager, h *Host) {
+	rm.Connections.Dec()
+	if h.Stats.CxActive.Add(-1) == 0 {
+		rm.ConnectionPools.Dec()
+	}
+	rm.ConnectionReleased()
 }
 
 // upstreamConn counts bytes and the connection's end.
@@ -67,6 +103,7 @@ type upstreamConn struct {
 	net.Conn
 	c      *Cluster
 	h      *Host
+	rm     *ResourceManager
 	closed atomic.Bool
 	remote atomic.Bool
 }
@@ -107,7 +144,7 @@ func (u *upstreamConn) Close() error {
 			s.UpstreamCxDestroyLocal.Inc()
 		}
 		s.UpstreamCxActive.Dec()
-		u.h.Stats.CxActive.Add(-1)
+		releaseConn(u.rm, u.h)
 	}
 	return err
 }

@@ -6,11 +6,12 @@ import (
 
 	"github.com/herald-proxy/herald/internal/upstream/healthcheck"
 	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
+	"github.com/herald-proxy/herald/internal/upstream/outlier"
 )
 
 // HealthFlags are the reasons a host is not healthy (Envoy's
 // Host::HealthFlag). Zero is healthy. Only the flags herald can set are
-// defined; outlier detection (issue #4) will add its own.
+// defined.
 type HealthFlags uint32
 
 const (
@@ -83,6 +84,10 @@ type Host struct {
 	Stats HostStats
 
 	idle IdlePool
+
+	// od is the host's outlier detection monitor; nil without
+	// outlier_detection. Immutable after creation.
+	od *outlier.Monitor
 }
 
 var _ lbpolicy.Host = (*Host)(nil)
@@ -126,6 +131,47 @@ func (h *Host) Cluster() *Cluster { return h.cluster }
 func (h *Host) ImmediateHealthCheckFail() {
 	if hc := h.cluster.hc; hc != nil {
 		hc.ImmediateFail((*hcTarget)(h))
+	}
+}
+
+// LocalOriginResult is a connection-level outcome of a request to a host,
+// reported to outlier detection (Envoy's Upstream::Outlier::Result).
+type LocalOriginResult = outlier.Result
+
+// The local-origin results the router reports
+// (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/outlier).
+const (
+	// LocalOriginConnectSuccess: a connection (new or pooled) is ready for
+	// the request (Envoy: UpstreamRequest::onPoolReady).
+	LocalOriginConnectSuccess = outlier.LocalOriginConnectSuccess
+	// LocalOriginConnectFailed: connecting failed, or the upstream stream
+	// was reset (Envoy: Filter::onUpstreamReset, except circuit breaker
+	// overflow).
+	LocalOriginConnectFailed = outlier.LocalOriginConnectFailed
+	// LocalOriginTimeout: the route or per-try timeout fired while waiting
+	// for the response headers.
+	LocalOriginTimeout = outlier.LocalOriginTimeout
+)
+
+// RecordResult reports the status code of an upstream response (final
+// headers, not 1xx) to outlier detection, as Envoy's router does after
+// each attempt's headers (putHttpResponseCode). Without
+// outlier_detection it returns at once; otherwise a success costs two
+// atomic adds and two loads, no lock.
+func (h *Host) RecordResult(code int) {
+	if h.od != nil {
+		h.od.PutHTTPResponseCode(code)
+	}
+}
+
+// RecordLocalOrigin reports a connection-level outcome to outlier
+// detection. Without split_external_local_origin_errors a failure counts
+// as a 503 (LocalOriginConnectFailed) or 504 (LocalOriginTimeout) response
+// and LocalOriginConnectSuccess counts nothing; with it they feed the
+// consecutive local origin failure run and local-origin success rate.
+func (h *Host) RecordLocalOrigin(r LocalOriginResult) {
+	if h.od != nil {
+		h.od.PutResult(r)
 	}
 }
 

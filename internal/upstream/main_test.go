@@ -1,51 +1,19 @@
 package upstream
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"runtime"
-	"strings"
 	"testing"
-	"time"
+
+	"github.com/herald-proxy/herald/internal/testutil/leakcheck"
 )
 
-// TestMain fails the run when health checker goroutines outlive the
-// tests: a closed Manager or replaced cluster must stop its Runner.
+// TestMain fails the run when health checker or outlier detector
+// goroutines outlive the tests: a closed Manager or replaced cluster must
+// stop its Runner and Detector.
 func TestMain(m *testing.M) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitForLeaks(5 * time.Second); leaked != "" {
-			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func waitForLeaks(timeout time.Duration) string {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		leaked := leakedGoroutines()
-		if leaked == "" || time.Now().After(deadline) {
-			return leaked
-		}
-		<-tick.C
-	}
-}
-
-func leakedGoroutines() string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "internal/upstream/healthcheck.") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
+	leakcheck.Main(m, leakcheck.Goroutines{
+		Watch: []string{"internal/upstream/healthcheck.", "internal/upstream/outlier."},
+	})
 }

@@ -193,11 +193,11 @@ func TestBuildErrors(t *testing.T) {
     envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions:
       "@type": type.googleapis.com/envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions
 `, wantErr: `protocol options "envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions"`},
-		{name: "upstream tls", yaml: `
+		{name: "unknown upstream transport socket", yaml: `
 - name: a
   transport_socket:
-    name: envoy.transport_sockets.tls
-`, wantErr: `static_resources.clusters[0].transport_socket: upstream transport socket "envoy.transport_sockets.tls" is not supported by herald yet`},
+    name: envoy.transport_sockets.alts
+`, wantErr: `static_resources.clusters[0].transport_socket.name: upstream transport socket "envoy.transport_sockets.alts" is not supported by herald`},
 		{name: "duplicate", yaml: `[{name: a}, {name: a}]`, wantErr: `static_resources.clusters[1].name: duplicate cluster name "a"`},
 		{name: "no policy known", yaml: `
 - name: a
@@ -282,22 +282,24 @@ func TestWarnings(t *testing.T) {
 	if err := m.Apply(context.Background(), parseClusters(t, y), prefix); err != nil {
 		t.Fatal(err)
 	}
-	w := m.Warnings()
-	if len(w) != 1 || w[0].Path != "static_resources.clusters[0].outlier_detection" || !strings.Contains(w[0].Msg, "not supported by herald yet (issue #4)") {
-		t.Errorf("Warnings = %v, want one for outlier_detection", w)
+	// outlier_detection used to be accepted with a warning; it runs now.
+	if w := m.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings = %v, want none", w)
 	}
 	c := m.Cluster("backend_service")
+	if !c.OutlierDetected() {
+		t.Error("outlier detection not running")
+	}
 	if got, want := c.Thresholds(true), (Thresholds{MaxConnections: 100, MaxPendingRequests: 10, MaxRequests: 50, MaxRetries: 3}); got != want {
 		t.Errorf("high thresholds = %+v, want %+v", got, want)
 	}
 	if got := c.Thresholds(false); got != defaultThresholds {
 		t.Errorf("default thresholds = %+v, want Envoy's defaults", got)
 	}
-	// The warning stays while the cluster is kept unchanged.
 	if err := m.Apply(context.Background(), parseClusters(t, y), prefix); err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Warnings()) != 1 {
+	if len(m.Warnings()) != 0 {
 		t.Errorf("Warnings after re-apply = %v", m.Warnings())
 	}
 }

@@ -17,7 +17,9 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/all"
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/network/listenerfilter"
 	"github.com/herald-proxy/herald/internal/network/netfilter"
+	"github.com/herald-proxy/herald/internal/network/transportsocket"
 	"github.com/herald-proxy/herald/internal/registry"
 	"github.com/herald-proxy/herald/internal/server"
 	"github.com/herald-proxy/herald/internal/testutil"
@@ -47,6 +49,8 @@ func registered() meta.Registered {
 		"access_loggers":          accesslog.Registry.TypeURLs(),
 		"clusters":                clusters,
 		"load_balancing_policies": lbpolicy.Registry.TypeURLs(),
+		"filters/listener":        listenerfilter.Registry.TypeURLs(),
+		"transport_sockets":       append(transportsocket.DownstreamRegistry.TypeURLs(), transportsocket.UpstreamRegistry.TypeURLs()...),
 	}
 }
 

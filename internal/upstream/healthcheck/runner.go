@@ -45,6 +45,11 @@ type Options struct {
 	// OnChange is called, on a checker goroutine and without locks held,
 	// after a host's health flipped; the cluster rebuilds its host set.
 	OnChange func()
+	// OnCheck, if set, is called on a checker goroutine without locks held
+	// after every check result of t is applied, with whether it passed
+	// (Envoy's addHostCheckCompleteCb; outlier detection un-ejects a host
+	// that passes).
+	OnCheck func(t Target, passed bool)
 }
 
 // Runner checks a cluster's hosts, one goroutine per host, until Stop.
@@ -323,6 +328,9 @@ func (s *session) record(res Result) (passed bool, tr transition) {
 		slog.Info("health check", "cluster", s.r.opts.Cluster, "host", s.t.Address(), "result", res.Outcome.String(), "detail", res.Detail)
 	default:
 		slog.Debug("health check", "cluster", s.r.opts.Cluster, "host", s.t.Address(), "result", res.Outcome.String(), "detail", res.Detail)
+	}
+	if s.r.opts.OnCheck != nil {
+		s.r.opts.OnCheck(s.t, res.Outcome == Success)
 	}
 	// A host whose flags changed in any way (e.g. newly excluded while
 	// already failed) needs a host set rebuild too.

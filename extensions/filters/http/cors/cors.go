@@ -5,6 +5,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/fractional"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/matcher"
 	"github.com/herald-proxy/herald/internal/stats"
@@ -53,7 +54,7 @@ type Policy struct {
 	allowCredentials             *bool
 	allowPrivateNetworkAccess    *bool
 	forwardNotMatchingPreflights *bool
-	enabled, shadow              fraction
+	enabled, shadow              fractional.Percent
 }
 
 // Config is the built filter: the stats. The Cors message has no fields.
@@ -88,8 +89,8 @@ func BuildPerRoute(m proto.Message, ctx httpfilter.BuildContext) (any, error) {
 		maxAge:        cfg.GetMaxAge(),
 		// Envoy's CorsPolicyImplBase: enabled unless filter_enabled says
 		// otherwise; shadow only when shadow_enabled is set.
-		enabled: runtimeFraction(cfg.GetFilterEnabled(), always),
-		shadow:  runtimeFraction(cfg.GetShadowEnabled(), never),
+		enabled: fractional.Runtime(cfg.GetFilterEnabled(), fractional.Always),
+		shadow:  fractional.Runtime(cfg.GetShadowEnabled(), fractional.Never),
 	}
 	for i, sm := range cfg.GetAllowOriginStringMatch() {
 		m, ok := matcher.NewString(sm, ctx.Path+".allow_origin_string_match["+itoa(i)+"]", &errs)

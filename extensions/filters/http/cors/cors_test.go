@@ -1,7 +1,6 @@
 package cors
 
 import (
-	"strings"
 	"testing"
 
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
@@ -9,6 +8,7 @@ import (
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/http/httpfilter/httpfiltertest"
 	"github.com/herald-proxy/herald/internal/registry"
 	"github.com/herald-proxy/herald/internal/stats"
 )
@@ -33,22 +33,14 @@ func TestBuildPerRoute(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := BuildPerRoute(parse(t, tc.policy, &corsv3.CorsPolicy{}), buildContext(stats.NewStore()))
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), filterPath+tc.wantErr) {
-				t.Fatalf("error %v, want it to contain %q", err, filterPath+tc.wantErr)
-			}
+			_, err := BuildPerRoute(httpfiltertest.Parse(t, tc.policy, &corsv3.CorsPolicy{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
+			httpfiltertest.CheckBuildErr(t, err, tc.wantErr)
 		})
 	}
 }
 
 func corsRequest(method, origin string, extra ...string) *hhttp.Headers {
-	h := request()
+	h := httpfiltertest.Request()
 	h.Set(hhttp.Method, method)
 	if origin != "" {
 		h.Add("origin", origin)
@@ -162,34 +154,34 @@ allow_private_network_access: true
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			store := stats.NewStore()
-			ctx := buildContext(store)
+			ctx := httpfiltertest.BuildContext(Name, store)
 			factory, err := Build(&corsv3.Cors{}, ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var levels []any
 			for _, p := range tc.policies {
-				built, err := BuildPerRoute(parse(t, p, &corsv3.CorsPolicy{}), ctx)
+				built, err := BuildPerRoute(httpfiltertest.Parse(t, p, &corsv3.CorsPolicy{}), ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
 				levels = append(levels, built)
 			}
-			cb := &fakeCallbacks{route: listRoute{fakeRoute: fakeRoute{}, levels: levels}}
+			cb := &httpfiltertest.Callbacks{MatchedRoute: httpfiltertest.ListRoute{Levels: levels}}
 			f := factory(cb)
-			cb.filter = f
+			cb.Filter = f
 			st := f.(httpfilter.DecoderFilter).DecodeHeaders(tc.req, true)
 			if got := st == httpfilter.Stop; got != tc.wantPreflight {
 				t.Fatalf("answered preflight = %v, want %v", got, tc.wantPreflight)
 			}
 			var got *hhttp.Headers
 			if tc.wantPreflight {
-				got = cb.replies[0].headers
-				if cb.info.ResponseCodeDetails != DetailsPreflight {
-					t.Errorf("details %q, want %q", cb.info.ResponseCodeDetails, DetailsPreflight)
+				got = cb.Replies[0].Headers
+				if cb.Info.ResponseCodeDetails != DetailsPreflight {
+					t.Errorf("details %q, want %q", cb.Info.ResponseCodeDetails, DetailsPreflight)
 				}
 			} else {
-				got = parseStatus(200)
+				got = httpfiltertest.Response(200)
 				f.(httpfilter.EncoderFilter).EncodeHeaders(got, true)
 			}
 			for k, v := range tc.wantHeaders {
@@ -216,16 +208,16 @@ allow_private_network_access: true
 // TestMostSpecificOnly: a route without PerFilterConfigLister still gets
 // its most specific policy.
 func TestMostSpecificOnly(t *testing.T) {
-	ctx := buildContext(stats.NewStore())
+	ctx := httpfiltertest.BuildContext(Name, stats.NewStore())
 	factory, _ := Build(&corsv3.Cors{}, ctx)
-	p, err := BuildPerRoute(parse(t, "allow_origin_string_match: [{exact: 'https://a.example'}]", &corsv3.CorsPolicy{}), ctx)
+	p, err := BuildPerRoute(httpfiltertest.Parse(t, "allow_origin_string_match: [{exact: 'https://a.example'}]", &corsv3.CorsPolicy{}), ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb := &fakeCallbacks{route: fakeRoute{Name: p}}
+	cb := &httpfiltertest.Callbacks{MatchedRoute: httpfiltertest.Route{Name: p}}
 	f := factory(cb)
 	f.(httpfilter.DecoderFilter).DecodeHeaders(corsRequest("GET", "https://a.example"), true)
-	h := parseStatus(200)
+	h := httpfiltertest.Response(200)
 	f.(httpfilter.EncoderFilter).EncodeHeaders(h, true)
 	if got := h.Get("access-control-allow-origin"); got != "https://a.example" {
 		t.Errorf("allow-origin = %q", got)
@@ -233,7 +225,7 @@ func TestMostSpecificOnly(t *testing.T) {
 }
 
 func BenchmarkActualRequest(b *testing.B) {
-	ctx := buildContext(stats.NewStore())
+	ctx := httpfiltertest.BuildContext(Name, stats.NewStore())
 	factory, _ := Build(&corsv3.Cors{}, ctx)
 	p, err := BuildPerRoute(&corsv3.CorsPolicy{
 		AllowOriginStringMatch: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "https://a.example"}}},
@@ -242,9 +234,9 @@ func BenchmarkActualRequest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cb := &fakeCallbacks{route: fakeRoute{Name: p}}
+	cb := &httpfiltertest.Callbacks{MatchedRoute: httpfiltertest.Route{Name: p}}
 	req := corsRequest("GET", "https://a.example")
-	resp := parseStatus(200)
+	resp := httpfiltertest.Response(200)
 	resp.Add("access-control-allow-origin", "")
 	resp.Add("access-control-expose-headers", "")
 	b.ReportAllocs()

@@ -62,7 +62,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 	if len(f.policies) == 0 {
 		return httpfilter.Continue
 	}
-	enabled, shadow := f.policies[0].enabled.hit(), f.policies[0].shadow.hit()
+	enabled, shadow := f.policies[0].enabled.Hit(), f.policies[0].shadow.Hit()
 	if !enabled && !shadow {
 		return httpfilter.Continue
 	}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/fractional"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/matcher"
 	"github.com/herald-proxy/herald/internal/stats"
@@ -78,7 +79,7 @@ type Settings struct {
 type delaySettings struct {
 	fixed      time.Duration // 0 with fromHeader
 	fromHeader bool
-	percentage fraction
+	percentage fractional.Percent
 }
 
 type abortSettings struct {
@@ -86,7 +87,7 @@ type abortSettings struct {
 	grpcStatus int
 	hasGRPC    bool
 	fromHeader bool
-	percentage fraction
+	percentage fractional.Percent
 	body       string
 }
 
@@ -154,7 +155,7 @@ func buildSettings(cfg *faultv3.HTTPFault, path string) (*Settings, error) {
 		s.hasMax, s.maxActiveFaults = true, uint64(v.GetValue())
 	}
 	if d := cfg.GetDelay(); d != nil {
-		ds := &delaySettings{percentage: newFraction(d.GetPercentage())}
+		ds := &delaySettings{percentage: fractional.New(d.GetPercentage())}
 		switch spec := d.GetFaultDelaySecifier().(type) {
 		case *faultcommonv3.FaultDelay_FixedDelay:
 			ds.fixed = spec.FixedDelay.AsDuration()
@@ -166,7 +167,7 @@ func buildSettings(cfg *faultv3.HTTPFault, path string) (*Settings, error) {
 		s.delay = ds
 	}
 	if a := cfg.GetAbort(); a != nil {
-		as := &abortSettings{percentage: newFraction(a.GetPercentage()), body: a.GetResponseBody()}
+		as := &abortSettings{percentage: fractional.New(a.GetPercentage()), body: a.GetResponseBody()}
 		if as.body == "" {
 			as.body = defaultBody
 		}

@@ -2,7 +2,6 @@ package fault
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/http/httpfilter/httpfiltertest"
 	"github.com/herald-proxy/herald/internal/registry"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/streaminfo"
@@ -38,22 +38,14 @@ func TestBuild(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Build(parse(t, tc.config, &faultv3.HTTPFault{}), buildContext(stats.NewStore()))
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), filterPath+tc.wantErr) {
-				t.Fatalf("error %v, want it to contain %q", err, filterPath+tc.wantErr)
-			}
+			_, err := Build(httpfiltertest.Parse(t, tc.config, &faultv3.HTTPFault{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
+			httpfiltertest.CheckBuildErr(t, err, tc.wantErr)
 		})
 	}
 }
 
 func withHeaders(kv ...string) *hhttp.Headers {
-	h := request()
+	h := httpfiltertest.Request()
 	for i := 0; i+1 < len(kv); i += 2 {
 		h.Add(kv[i], kv[i+1])
 	}
@@ -80,7 +72,7 @@ func TestFilter(t *testing.T) {
 		{
 			name:       "fixed abort",
 			config:     "abort: {http_status: 503, percentage: {numerator: 100}}",
-			req:        request(),
+			req:        httpfiltertest.Request(),
 			wantCode:   503,
 			wantBody:   "fault filter abort",
 			wantFlags:  streaminfo.FaultInjected,
@@ -89,13 +81,13 @@ func TestFilter(t *testing.T) {
 		{
 			name:     "zero percent never aborts",
 			config:   "abort: {http_status: 503, percentage: {numerator: 0}}",
-			req:      request(),
+			req:      httpfiltertest.Request(),
 			wantCode: 0,
 		},
 		{
 			name:       "custom body",
 			config:     "abort: {http_status: 418, percentage: {numerator: 100}, response_body: teapot}",
-			req:        request(),
+			req:        httpfiltertest.Request(),
 			wantCode:   418,
 			wantBody:   "teapot",
 			wantFlags:  streaminfo.FaultInjected,
@@ -104,7 +96,7 @@ func TestFilter(t *testing.T) {
 		{
 			name:       "grpc status",
 			config:     "abort: {grpc_status: 5, percentage: {numerator: 100}}",
-			req:        request(),
+			req:        httpfiltertest.Request(),
 			grpc:       true,
 			wantCode:   200,
 			wantGRPC:   "5",
@@ -157,7 +149,7 @@ func TestFilter(t *testing.T) {
 		{
 			name:       "fixed delay then abort",
 			config:     "delay: {fixed_delay: 0.02s, percentage: {numerator: 100}}\nabort: {http_status: 502, percentage: {numerator: 100}}",
-			req:        request(),
+			req:        httpfiltertest.Request(),
 			wantCode:   502,
 			wantBody:   "fault filter abort",
 			wantDelay:  20 * time.Millisecond,
@@ -191,25 +183,25 @@ func TestFilter(t *testing.T) {
 			name:     "per-route settings replace the filter's",
 			config:   "abort: {http_status: 503, percentage: {numerator: 100}}",
 			perRoute: "abort: {http_status: 400, percentage: {numerator: 100}}",
-			req:      request(),
+			req:      httpfiltertest.Request(),
 			wantCode: 400, wantBody: "fault filter abort", wantFlags: streaminfo.FaultInjected, wantAborts: 1,
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			store := stats.NewStore()
-			ctx := buildContext(store)
-			factory, err := Build(parse(t, tc.config, &faultv3.HTTPFault{}), ctx)
+			ctx := httpfiltertest.BuildContext(Name, store)
+			factory, err := Build(httpfiltertest.Parse(t, tc.config, &faultv3.HTTPFault{}), ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			cb := &fakeCallbacks{grpc: tc.grpc}
+			cb := &httpfiltertest.Callbacks{GRPC: tc.grpc}
 			if tc.perRoute != "" {
-				s, err := BuildPerRoute(parse(t, tc.perRoute, &faultv3.HTTPFault{}), ctx)
+				s, err := BuildPerRoute(httpfiltertest.Parse(t, tc.perRoute, &faultv3.HTTPFault{}), ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
-				cb.route = fakeRoute{Name: s}
+				cb.MatchedRoute = httpfiltertest.Route{Name: s}
 			}
 			f := factory(cb)
 			start := time.Now()
@@ -217,13 +209,13 @@ func TestFilter(t *testing.T) {
 			took := time.Since(start)
 			got := 0
 			if st == httpfilter.Stop {
-				r := cb.replies[0]
-				got = r.code
-				if r.body != tc.wantBody || r.details != Details {
-					t.Errorf("reply body %q details %q, want %q %q", r.body, r.details, tc.wantBody, Details)
+				r := cb.Replies[0]
+				got = r.Code
+				if r.Body != tc.wantBody || r.Details != Details {
+					t.Errorf("reply body %q details %q, want %q %q", r.Body, r.Details, tc.wantBody, Details)
 				}
-				if tc.wantGRPC != "" && r.headers.Get("grpc-status") != tc.wantGRPC {
-					t.Errorf("grpc-status %q, want %q", r.headers.Get("grpc-status"), tc.wantGRPC)
+				if tc.wantGRPC != "" && r.Headers.Get("grpc-status") != tc.wantGRPC {
+					t.Errorf("grpc-status %q, want %q", r.Headers.Get("grpc-status"), tc.wantGRPC)
 				}
 			}
 			if got != tc.wantCode {
@@ -232,8 +224,8 @@ func TestFilter(t *testing.T) {
 			if took < tc.wantDelay {
 				t.Errorf("DecodeHeaders took %v, want at least %v", took, tc.wantDelay)
 			}
-			if cb.info.Flags != tc.wantFlags {
-				t.Errorf("flags %v, want %v", cb.info.Flags, tc.wantFlags)
+			if cb.Info.Flags != tc.wantFlags {
+				t.Errorf("flags %v, want %v", cb.Info.Flags, tc.wantFlags)
 			}
 			if v := store.Counter("http.ingress.fault.aborts_injected").Value(); v != tc.wantAborts {
 				t.Errorf("aborts_injected %d, want %d", v, tc.wantAborts)
@@ -258,19 +250,19 @@ func TestFilter(t *testing.T) {
 // not injected and counts faults_overflow.
 func TestMaxActiveFaults(t *testing.T) {
 	store := stats.NewStore()
-	factory, err := Build(parse(t, "abort: {http_status: 503, percentage: {numerator: 100}}\nmax_active_faults: 1", &faultv3.HTTPFault{}), buildContext(store))
+	factory, err := Build(httpfiltertest.Parse(t, "abort: {http_status: 503, percentage: {numerator: 100}}\nmax_active_faults: 1", &faultv3.HTTPFault{}), httpfiltertest.BuildContext(Name, store))
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := factory(&fakeCallbacks{})
-	if st := first.(httpfilter.DecoderFilter).DecodeHeaders(request(), true); st != httpfilter.Stop {
+	first := factory(&httpfiltertest.Callbacks{})
+	if st := first.(httpfilter.DecoderFilter).DecodeHeaders(httpfiltertest.Request(), true); st != httpfilter.Stop {
 		t.Fatal("first request not aborted")
 	}
 	if v := store.Gauge("http.ingress.fault.active_faults").Value(); v != 1 {
 		t.Errorf("active_faults = %d, want 1", v)
 	}
-	second := factory(&fakeCallbacks{})
-	if st := second.(httpfilter.DecoderFilter).DecodeHeaders(request(), true); st != httpfilter.Continue {
+	second := factory(&httpfiltertest.Callbacks{})
+	if st := second.(httpfilter.DecoderFilter).DecodeHeaders(httpfiltertest.Request(), true); st != httpfilter.Continue {
 		t.Error("second request aborted past max_active_faults")
 	}
 	if v := store.Counter("http.ingress.fault.faults_overflow").Value(); v != 1 {
@@ -285,15 +277,15 @@ func TestMaxActiveFaults(t *testing.T) {
 
 // TestDelayEndsWithStream: an aborted stream wakes a delayed filter.
 func TestDelayEndsWithStream(t *testing.T) {
-	factory, err := Build(parse(t, "delay: {fixed_delay: 3600s, percentage: {numerator: 100}}", &faultv3.HTTPFault{}), buildContext(stats.NewStore()))
+	factory, err := Build(httpfiltertest.Parse(t, "delay: {fixed_delay: 3600s, percentage: {numerator: 100}}", &faultv3.HTTPFault{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cb := &fakeCallbacks{ctx: ctx}
+	cb := &httpfiltertest.Callbacks{Ctx: ctx}
 	f := factory(cb)
 	done := make(chan httpfilter.Status)
-	go func() { done <- f.(httpfilter.DecoderFilter).DecodeHeaders(request(), true) }()
+	go func() { done <- f.(httpfilter.DecoderFilter).DecodeHeaders(httpfiltertest.Request(), true) }()
 	cancel()
 	select {
 	case st := <-done:
@@ -308,14 +300,14 @@ func TestDelayEndsWithStream(t *testing.T) {
 
 func BenchmarkNoFault(b *testing.B) {
 	cfg := &faultv3.HTTPFault{}
-	if _, err := bootstrapParse(cfg, "abort: {http_status: 503, percentage: {numerator: 0}}\nheaders: [{name: x-fault, present_match: true}]"); err != nil {
+	if _, err := httpfiltertest.Unmarshal(cfg, "abort: {http_status: 503, percentage: {numerator: 0}}\nheaders: [{name: x-fault, present_match: true}]"); err != nil {
 		b.Fatal(err)
 	}
-	factory, err := Build(cfg, buildContext(stats.NewStore()))
+	factory, err := Build(cfg, httpfiltertest.BuildContext(Name, stats.NewStore()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cb := &fakeCallbacks{}
+	cb := &httpfiltertest.Callbacks{}
 	h := withHeaders("x-fault", "1")
 	b.ReportAllocs()
 	for b.Loop() {

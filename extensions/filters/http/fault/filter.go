@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/herald-proxy/herald/internal/fractional"
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/streaminfo"
@@ -158,7 +159,7 @@ func (s *Settings) delayDuration(h *hhttp.Headers) (time.Duration, bool) {
 	if d.fromHeader {
 		pct = headerPercentage(h, hdrDelayPercentage, pct)
 	}
-	if !pct.hit() {
+	if !pct.Hit() {
 		return 0, false
 	}
 	dur := d.fixed
@@ -184,7 +185,7 @@ func (s *Settings) abortStatus(h *hhttp.Headers) (code, grpc int, ok bool) {
 	if a.fromHeader {
 		pct = headerPercentage(h, hdrAbortPercentage, pct)
 	}
-	if !pct.hit() {
+	if !pct.Hit() {
 		return 0, -1, false
 	}
 	if !a.fromHeader {
@@ -205,12 +206,12 @@ func (s *Settings) abortStatus(h *hhttp.Headers) (code, grpc int, ok bool) {
 
 // headerPercentage is Envoy's HeaderPercentageProvider: the header's
 // numerator, capped at the configured one, over the configured denominator.
-func headerPercentage(h *hhttp.Headers, name string, def fraction) fraction {
+func headerPercentage(h *hhttp.Headers, name string, def fractional.Percent) fractional.Percent {
 	v, ok := headerUint(h, name)
 	if !ok || v > 1<<32-1 {
 		return def
 	}
-	return fraction{numerator: min(v, def.numerator), denominator: def.denominator}
+	return fractional.Percent{Numerator: min(v, def.Numerator), Denominator: def.Denominator}
 }
 
 // headerUint parses the first value of an (untrusted) header, as Envoy's

@@ -5,6 +5,6 @@
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/header_mutation_filter
 //
 // It imports internal/ only, never another extension nor net/http.
-// internal/router compiles route headers_to_add with command operators,
-// but unexported; this package compiles literal values itself.
+// Appended headers are compiled by internal/http/headeroption (literal
+// values only).
 package headermutation

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/headeroption"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/matcher"
 )
@@ -41,9 +42,9 @@ var unsupportedIssues = map[string]string{
 
 // mutation is one compiled mutation_rules.v3.HeaderMutation. Immutable.
 type mutation struct {
-	remove   string          // remove: the header name
-	matcher  *matcher.String // remove_on_match: matched against names
-	appendOp *headerOption   // append
+	remove   string               // remove: the header name
+	matcher  *matcher.String      // remove_on_match: matched against names
+	appendOp *headeroption.Option // append
 }
 
 // Mutations is one compiled Mutations message. Immutable.
@@ -101,7 +102,7 @@ func buildList(in []*mutationv3.HeaderMutation, path string, errs *configerr.Lis
 		case *mutationv3.HeaderMutation_Remove:
 			out = append(out, mutation{remove: strings.ToLower(a.Remove)})
 		case *mutationv3.HeaderMutation_Append:
-			if o, ok := compileHeaderOption(a.Append, p+".append", errs); ok {
+			if o, ok := headeroption.Compile(a.Append, p+".append", errs); ok {
 				out = append(out, mutation{appendOp: &o})
 			}
 		case *mutationv3.HeaderMutation_RemoveOnMatch_:
@@ -122,7 +123,7 @@ func apply(h *hhttp.Headers, ms []mutation) {
 		m := &ms[i]
 		switch {
 		case m.appendOp != nil:
-			applyHeaderOption(h, m.appendOp)
+			m.appendOp.Apply(h)
 		case m.matcher != nil:
 			j := 0
 			for k := range h.Fields {

@@ -1,7 +1,6 @@
 package headermutation
 
 import (
-	"strings"
 	"testing"
 
 	hmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
@@ -9,6 +8,7 @@ import (
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/http/httpfilter/httpfiltertest"
 	"github.com/herald-proxy/herald/internal/registry"
 	"github.com/herald-proxy/herald/internal/stats"
 )
@@ -34,16 +34,8 @@ func TestBuild(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Build(parse(t, tc.config, &hmv3.HeaderMutation{}), buildContext(stats.NewStore()))
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), filterPath+tc.wantErr) {
-				t.Fatalf("error %v, want it to contain %q", err, filterPath+tc.wantErr)
-			}
+			_, err := Build(httpfiltertest.Parse(t, tc.config, &hmv3.HeaderMutation{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
+			httpfiltertest.CheckBuildErr(t, err, tc.wantErr)
 		})
 	}
 }
@@ -108,22 +100,22 @@ func TestFilter(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := buildContext(stats.NewStore())
-			factory, err := Build(parse(t, tc.config, &hmv3.HeaderMutation{}), ctx)
+			ctx := httpfiltertest.BuildContext(Name, stats.NewStore())
+			factory, err := Build(httpfiltertest.Parse(t, tc.config, &hmv3.HeaderMutation{}), ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var levels []any
 			for _, l := range tc.levels {
-				m, err := BuildPerRoute(parse(t, l, &hmv3.HeaderMutationPerRoute{}), ctx)
+				m, err := BuildPerRoute(httpfiltertest.Parse(t, l, &hmv3.HeaderMutationPerRoute{}), ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
 				levels = append(levels, m)
 			}
-			cb := &fakeCallbacks{route: listRoute{fakeRoute: fakeRoute{}, levels: levels}}
+			cb := &httpfiltertest.Callbacks{MatchedRoute: httpfiltertest.ListRoute{Levels: levels}}
 			f := factory(cb)
-			req := request()
+			req := httpfiltertest.Request()
 			for i := 0; i+1 < len(tc.in); i += 2 {
 				req.Add(tc.in[i], tc.in[i+1])
 			}
@@ -131,7 +123,7 @@ func TestFilter(t *testing.T) {
 			if diff := cmp.Diff(tc.wantRequest, fields(req)); diff != "" {
 				t.Errorf("request headers (-want +got):\n%s", diff)
 			}
-			resp := parseStatus(200)
+			resp := httpfiltertest.Response(200)
 			f.(httpfilter.EncoderFilter).EncodeHeaders(resp, true)
 			if diff := cmp.Diff(tc.wantResponse, fields(resp)); diff != "" {
 				t.Errorf("response headers (-want +got):\n%s", diff)
@@ -143,16 +135,16 @@ func TestFilter(t *testing.T) {
 
 func BenchmarkMutations(b *testing.B) {
 	cfg := &hmv3.HeaderMutation{}
-	if _, err := bootstrapParse(cfg, "mutations: {request_mutations: [{remove: x-a}, {append: {header: {key: x-b, value: b}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}], response_mutations: [{append: {header: {key: x-c, value: c}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}]}"); err != nil {
+	if _, err := httpfiltertest.Unmarshal(cfg, "mutations: {request_mutations: [{remove: x-a}, {append: {header: {key: x-b, value: b}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}], response_mutations: [{append: {header: {key: x-c, value: c}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}]}"); err != nil {
 		b.Fatal(err)
 	}
-	factory, err := Build(cfg, buildContext(stats.NewStore()))
+	factory, err := Build(cfg, httpfiltertest.BuildContext(Name, stats.NewStore()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cb := &fakeCallbacks{}
-	req := request()
-	resp := parseStatus(200)
+	cb := &httpfiltertest.Callbacks{}
+	req := httpfiltertest.Request()
+	resp := httpfiltertest.Response(200)
 	b.ReportAllocs()
 	for b.Loop() {
 		f := factory(cb)

@@ -1,7 +1,6 @@
 package healthcheck
 
 import (
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -10,6 +9,7 @@ import (
 	hcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3"
 
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/http/httpfilter/httpfiltertest"
 	"github.com/herald-proxy/herald/internal/registry"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/streaminfo"
@@ -40,16 +40,8 @@ func TestBuild(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Build(parse(t, tc.config, &hcv3.HealthCheck{}), buildContext(stats.NewStore()))
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), filterPath+tc.wantErr) {
-				t.Fatalf("error %v, want it to contain %q", err, filterPath+tc.wantErr)
-			}
+			_, err := Build(httpfiltertest.Parse(t, tc.config, &hcv3.HealthCheck{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
+			httpfiltertest.CheckBuildErr(t, err, tc.wantErr)
 		})
 	}
 }
@@ -79,31 +71,31 @@ func TestFilter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := &fakeServer{}
 			srv.failed.Store(tc.failed)
-			ctx := buildContext(stats.NewStore())
+			ctx := httpfiltertest.BuildContext(Name, stats.NewStore())
 			ctx.ServerContext = srv
-			factory, err := Build(parse(t, tc.config, &hcv3.HealthCheck{}), ctx)
+			factory, err := Build(httpfiltertest.Parse(t, tc.config, &hcv3.HealthCheck{}), ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			cb := &fakeCallbacks{}
+			cb := &httpfiltertest.Callbacks{}
 			f := factory(cb)
-			cb.filter = f
-			req := request()
+			cb.Filter = f
+			req := httpfiltertest.Request()
 			req.Set(":path", tc.path)
 			// The request has a body: the answer waits for its end.
 			st := f.(httpfilter.DecoderFilter).DecodeHeaders(req, false)
-			if len(cb.replies) != 0 {
+			if len(cb.Replies) != 0 {
 				t.Fatal("answered before the request ended")
 			}
 			if st == httpfilter.Stop {
 				f.(httpfilter.DecoderFilter).DecodeData([]byte("x"), true)
 			}
 			code := 0
-			resp := parseStatus(200)
-			if len(cb.replies) == 1 {
-				code, resp = cb.replies[0].code, cb.replies[0].headers
-				if cb.replies[0].details != tc.wantDetails {
-					t.Errorf("details %q, want %q", cb.replies[0].details, tc.wantDetails)
+			resp := httpfiltertest.Response(200)
+			if len(cb.Replies) == 1 {
+				code, resp = cb.Replies[0].Code, cb.Replies[0].Headers
+				if cb.Replies[0].Details != tc.wantDetails {
+					t.Errorf("details %q, want %q", cb.Replies[0].Details, tc.wantDetails)
 				}
 			} else {
 				f.(httpfilter.EncoderFilter).EncodeHeaders(resp, true)
@@ -114,7 +106,7 @@ func TestFilter(t *testing.T) {
 			if tc.wantHeader != "" && resp.Get(tc.wantHeader) != tc.wantValue {
 				t.Errorf("%s = %q, want %q", tc.wantHeader, resp.Get(tc.wantHeader), tc.wantValue)
 			}
-			if got := cb.info.HasFlag(streaminfo.FailedLocalHealthCheck); got != tc.wantFlag {
+			if got := cb.Info.HasFlag(streaminfo.FailedLocalHealthCheck); got != tc.wantFlag {
 				t.Errorf("LH flag %v, want %v", got, tc.wantFlag)
 			}
 			f.(httpfilter.Destroyer).OnDestroy()

@@ -9,7 +9,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/fractional"
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/headeroption"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/streaminfo"
@@ -76,9 +78,9 @@ type Config struct {
 	perConnection bool
 	newConnBucket func() any
 
-	enabled, enforced   fraction
-	responseHeaders     []headerOption
-	requestHeaders      []headerOption
+	enabled, enforced   fractional.Percent
+	responseHeaders     headeroption.List
+	requestHeaders      headeroption.List
 	xRateLimitHeaders   bool
 	retryAfter          bool
 	resourceExhausted   bool
@@ -120,8 +122,8 @@ func build(cfg *lrlv3.LocalRateLimit, ctx httpfilter.BuildContext, perRoute bool
 	}
 	c := &Config{
 		status:            429,
-		enabled:           runtimeFraction(cfg.GetFilterEnabled(), never),
-		enforced:          runtimeFraction(cfg.GetFilterEnforced(), never),
+		enabled:           fractional.Runtime(cfg.GetFilterEnabled(), fractional.Never),
+		enforced:          fractional.Runtime(cfg.GetFilterEnforced(), fractional.Never),
 		perConnection:     cfg.GetLocalRateLimitPerDownstreamConnection(),
 		xRateLimitHeaders: cfg.GetEnableXRatelimitHeaders() != 0,
 		retryAfter:        cfg.GetEnableRetryAfterHeader(),
@@ -152,8 +154,8 @@ func build(cfg *lrlv3.LocalRateLimit, ctx httpfilter.BuildContext, perRoute bool
 			c.bucket = newTokenBucket(c.maxTokens, c.tokensPerFill, c.fillInterval, monoNow())
 		}
 	}
-	c.responseHeaders = compileHeaderOptions(cfg.GetResponseHeadersToAdd(), path+".response_headers_to_add", &errs)
-	c.requestHeaders = compileHeaderOptions(cfg.GetRequestHeadersToAddWhenNotEnforced(), path+".request_headers_to_add_when_not_enforced", &errs)
+	c.responseHeaders = headeroption.CompileList(cfg.GetResponseHeadersToAdd(), path+".response_headers_to_add", &errs)
+	c.requestHeaders = headeroption.CompileList(cfg.GetRequestHeadersToAddWhenNotEnforced(), path+".request_headers_to_add_when_not_enforced", &errs)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
@@ -204,7 +206,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 		}
 	}
 	f.used = used
-	if !used.enabled.hit() {
+	if !used.enabled.Hit() {
 		return httpfilter.Continue
 	}
 	used.enabledC.Inc()
@@ -228,8 +230,8 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 		return httpfilter.Continue
 	}
 	used.rateLimitedC.Inc()
-	if !used.enforced.hit() {
-		applyHeaderOptions(h, used.requestHeaders)
+	if !used.enforced.Hit() {
+		used.requestHeaders.Apply(h)
 		return httpfilter.Continue
 	}
 	used.enforcedC.Inc()
@@ -242,7 +244,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 // RESOURCE_EXHAUSTED) to the rate-limited reply.
 func (f *Filter) modifyReply(h *hhttp.Headers) {
 	used := f.used
-	applyHeaderOptions(h, used.responseHeaders)
+	used.responseHeaders.Apply(h)
 	if used.resourceExhausted && h.Has("grpc-status") {
 		h.Set("grpc-status", "8")
 	}

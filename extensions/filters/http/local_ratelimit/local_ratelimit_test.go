@@ -1,13 +1,13 @@
 package localratelimit
 
 import (
-	"strings"
 	"sync"
 	"testing"
 
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/http/httpfilter/httpfiltertest"
 	"github.com/herald-proxy/herald/internal/registry"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/streaminfo"
@@ -29,7 +29,7 @@ func TestBuild(t *testing.T) {
 		name     string
 		config   string
 		perRoute bool
-		wantErr  string // "" for valid; else the text after filterPath
+		wantErr  string // "" for valid; else the text after httpfiltertest.FilterPath
 	}{
 		{name: "no bucket is valid on the filter", config: "stat_prefix: rl"},
 		{
@@ -65,23 +65,15 @@ func TestBuild(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := parse(t, tc.config, &lrlv3.LocalRateLimit{})
-			ctx := buildContext(stats.NewStore())
+			cfg := httpfiltertest.Parse(t, tc.config, &lrlv3.LocalRateLimit{})
+			ctx := httpfiltertest.BuildContext(Name, stats.NewStore())
 			var err error
 			if tc.perRoute {
 				_, err = BuildPerRoute(cfg, ctx)
 			} else {
 				_, err = Build(cfg, ctx)
 			}
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("Build: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), filterPath+tc.wantErr) {
-				t.Fatalf("Build error = %v, want it to contain %q", err, filterPath+tc.wantErr)
-			}
+			httpfiltertest.CheckBuildErr(t, err, tc.wantErr)
 		})
 	}
 }
@@ -138,36 +130,36 @@ func TestFilter(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			store := stats.NewStore()
-			ctx := buildContext(store)
-			factory, err := Build(parse(t, tc.config, &lrlv3.LocalRateLimit{}), ctx)
+			ctx := httpfiltertest.BuildContext(Name, store)
+			factory, err := Build(httpfiltertest.Parse(t, tc.config, &lrlv3.LocalRateLimit{}), ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var route httpfilter.Route
 			if tc.perRoute != "" {
-				pc, err := BuildPerRoute(parse(t, tc.perRoute, &lrlv3.LocalRateLimit{}), ctx)
+				pc, err := BuildPerRoute(httpfiltertest.Parse(t, tc.perRoute, &lrlv3.LocalRateLimit{}), ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
-				route = fakeRoute{Name: pc}
+				route = httpfiltertest.Route{Name: pc}
 			}
 			for i := 0; i < tc.requests; i++ {
-				cb := &fakeCallbacks{route: route}
+				cb := &httpfiltertest.Callbacks{MatchedRoute: route}
 				f := factory(cb)
-				cb.filter = f
-				h := request()
+				cb.Filter = f
+				h := httpfiltertest.Request()
 				st := f.(httpfilter.DecoderFilter).DecodeHeaders(h, true)
 				got := 0
 				if st == httpfilter.Stop {
-					if len(cb.replies) != 1 {
+					if len(cb.Replies) != 1 {
 						t.Fatalf("request %d: Stop without a reply", i)
 					}
-					r := cb.replies[0]
-					got = r.code
-					if r.body != Details || r.details != Details {
-						t.Errorf("request %d: body %q details %q, want %q twice", i, r.body, r.details, Details)
+					r := cb.Replies[0]
+					got = r.Code
+					if r.Body != Details || r.Details != Details {
+						t.Errorf("request %d: body %q details %q, want %q twice", i, r.Body, r.Details, Details)
 					}
-					if !cb.info.HasFlag(streaminfo.RateLimited) {
+					if !cb.Info.HasFlag(streaminfo.RateLimited) {
 						t.Errorf("request %d: RL flag not set", i)
 					}
 				}
@@ -204,24 +196,24 @@ response_headers_to_add:
 - header: {key: x-local-rate-limit, value: 'true'}
   append_action: OVERWRITE_IF_EXISTS_OR_ADD
 `
-	factory, err := Build(parse(t, cfg, &lrlv3.LocalRateLimit{}), buildContext(stats.NewStore()))
+	factory, err := Build(httpfiltertest.Parse(t, cfg, &lrlv3.LocalRateLimit{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func() *fakeCallbacks {
-		cb := &fakeCallbacks{}
+	run := func() *httpfiltertest.Callbacks {
+		cb := &httpfiltertest.Callbacks{}
 		f := factory(cb)
-		cb.filter = f
-		if f.(httpfilter.DecoderFilter).DecodeHeaders(request(), true) == httpfilter.Continue {
+		cb.Filter = f
+		if f.(httpfilter.DecoderFilter).DecodeHeaders(httpfiltertest.Request(), true) == httpfilter.Continue {
 			// The upstream answered: the response passes the encoder.
-			if err := cb.EncodeHeaders(parseStatus(200), true); err != nil {
+			if err := cb.EncodeHeaders(httpfiltertest.Response(200), true); err != nil {
 				t.Fatal(err)
 			}
 		}
 		f.(httpfilter.Destroyer).OnDestroy()
 		return cb
 	}
-	first := run().replies[0].headers
+	first := run().Replies[0].Headers
 	for name, want := range map[string]string{"x-ratelimit-limit": "1", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "3600"} {
 		if got := first.Get(name); got != want {
 			t.Errorf("allowed response %s = %q, want %q", name, got, want)
@@ -230,14 +222,14 @@ response_headers_to_add:
 	if first.Has("x-local-rate-limit") {
 		t.Error("allowed response carries response_headers_to_add")
 	}
-	limited := run().replies[0]
-	if limited.code != 429 {
-		t.Fatalf("second request: %d, want 429", limited.code)
+	limited := run().Replies[0]
+	if limited.Code != 429 {
+		t.Fatalf("second request: %d, want 429", limited.Code)
 	}
 	for name, want := range map[string]string{
 		"x-local-rate-limit": "true", "x-ratelimit-limit": "1", "x-ratelimit-remaining": "0", "retry-after": "3600",
 	} {
-		if got := limited.headers.Get(name); got != want {
+		if got := limited.Headers.Get(name); got != want {
 			t.Errorf("429 %s = %q, want %q", name, got, want)
 		}
 	}
@@ -245,7 +237,7 @@ response_headers_to_add:
 
 func TestPerConnection(t *testing.T) {
 	cfg := "stat_prefix: rl\nlocal_rate_limit_per_downstream_connection: true\ntoken_bucket: {max_tokens: 1, fill_interval: 3600s}\nfilter_enabled: {default_value: {numerator: 100}}\nfilter_enforced: {default_value: {numerator: 100}}"
-	factory, err := Build(parse(t, cfg, &lrlv3.LocalRateLimit{}), buildContext(stats.NewStore()))
+	factory, err := Build(httpfiltertest.Parse(t, cfg, &lrlv3.LocalRateLimit{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,10 +253,10 @@ func TestPerConnection(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cb := connCallbacks{&fakeCallbacks{conn: conns[tc.conn]}}
+			cb := httpfiltertest.ConnCallbacks{Callbacks: &httpfiltertest.Callbacks{}, Conn: conns[tc.conn]}
 			f := factory(cb)
-			cb.filter = f
-			if got := f.(httpfilter.DecoderFilter).DecodeHeaders(request(), true); got != tc.want {
+			cb.Filter = f
+			if got := f.(httpfilter.DecoderFilter).DecodeHeaders(httpfiltertest.Request(), true); got != tc.want {
 				t.Errorf("DecodeHeaders = %v, want %v", got, tc.want)
 			}
 			f.(httpfilter.Destroyer).OnDestroy()
@@ -274,19 +266,19 @@ func TestPerConnection(t *testing.T) {
 
 func TestGRPCResourceExhausted(t *testing.T) {
 	cfg := "stat_prefix: rl\nrate_limited_as_resource_exhausted: true\ntoken_bucket: {max_tokens: 1, fill_interval: 3600s}\nfilter_enabled: {default_value: {numerator: 100}}\nfilter_enforced: {default_value: {numerator: 100}}"
-	factory, err := Build(parse(t, cfg, &lrlv3.LocalRateLimit{}), buildContext(stats.NewStore()))
+	factory, err := Build(httpfiltertest.Parse(t, cfg, &lrlv3.LocalRateLimit{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last *fakeCallbacks
+	var last *httpfiltertest.Callbacks
 	for i := 0; i < 2; i++ {
-		last = &fakeCallbacks{grpc: true}
+		last = &httpfiltertest.Callbacks{GRPC: true}
 		f := factory(last)
-		last.filter = f
-		f.(httpfilter.DecoderFilter).DecodeHeaders(request(), true)
+		last.Filter = f
+		f.(httpfilter.DecoderFilter).DecodeHeaders(httpfiltertest.Request(), true)
 		f.(httpfilter.Destroyer).OnDestroy()
 	}
-	if got := last.replies[0].headers.Get("grpc-status"); got != "8" {
+	if got := last.Replies[0].Headers.Get("grpc-status"); got != "8" {
 		t.Errorf("grpc-status = %q, want 8 (RESOURCE_EXHAUSTED)", got)
 	}
 }
@@ -295,15 +287,15 @@ func TestGRPCResourceExhausted(t *testing.T) {
 // request through: no allocation.
 func BenchmarkAllowed(b *testing.B) {
 	cfg := &lrlv3.LocalRateLimit{}
-	if _, err := bootstrapParse(cfg, "stat_prefix: rl\ntoken_bucket: {max_tokens: 4000000000, tokens_per_fill: 4000000000, fill_interval: 1s}\nfilter_enabled: {default_value: {numerator: 100}}\nfilter_enforced: {default_value: {numerator: 100}}"); err != nil {
+	if _, err := httpfiltertest.Unmarshal(cfg, "stat_prefix: rl\ntoken_bucket: {max_tokens: 4000000000, tokens_per_fill: 4000000000, fill_interval: 1s}\nfilter_enabled: {default_value: {numerator: 100}}\nfilter_enforced: {default_value: {numerator: 100}}"); err != nil {
 		b.Fatal(err)
 	}
-	factory, err := Build(cfg, buildContext(stats.NewStore()))
+	factory, err := Build(cfg, httpfiltertest.BuildContext(Name, stats.NewStore()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cb := &fakeCallbacks{}
-	h := request()
+	cb := &httpfiltertest.Callbacks{}
+	h := httpfiltertest.Request()
 	b.ReportAllocs()
 	for b.Loop() {
 		f := factory(cb)

@@ -1,4 +1,4 @@
-package localratelimit
+package headeroption
 
 import (
 	"strconv"
@@ -10,33 +10,39 @@ import (
 	hhttp "github.com/herald-proxy/herald/internal/http"
 )
 
-// headerOption is one compiled core.v3.HeaderValueOption. Immutable.
-type headerOption struct {
+// Option is one compiled core.v3.HeaderValueOption. Immutable.
+type Option struct {
 	name      string
 	value     string
 	action    corev3.HeaderValueOption_HeaderAppendAction
 	keepEmpty bool
 }
 
-// compileHeaderOptions compiles a HeaderValueOption list as Envoy's
-// HeadersToAddEntry does (router/header_parser.cc): the deprecated append
-// maps to APPEND_IF_EXISTS_OR_ADD (true) or OVERWRITE_IF_EXISTS_OR_ADD
-// (false) and may not be combined with append_action; value, else
-// raw_value, is the value. Values are literal: "%%" is a "%", any other
-// command operator is refused.
-func compileHeaderOptions(opts []*corev3.HeaderValueOption, path string, errs *configerr.List) []headerOption {
-	out := make([]headerOption, 0, len(opts))
+// List is a compiled HeaderValueOption list. Immutable.
+type List []Option
+
+// CompileList compiles a HeaderValueOption list at path, as Envoy's
+// HeadersToAddEntry does (router/header_parser.cc): see Compile. Options
+// that do not compile are reported in errs and left out.
+func CompileList(opts []*corev3.HeaderValueOption, path string, errs *configerr.List) List {
+	out := make(List, 0, len(opts))
 	for i, o := range opts {
-		if ho, ok := compileHeaderOption(o, path+"["+strconv.Itoa(i)+"]", errs); ok {
+		if ho, ok := Compile(o, path+"["+strconv.Itoa(i)+"]", errs); ok {
 			out = append(out, ho)
 		}
 	}
 	return out
 }
 
-// compileHeaderOption compiles one HeaderValueOption at path.
-func compileHeaderOption(o *corev3.HeaderValueOption, p string, errs *configerr.List) (headerOption, bool) {
-	ho := headerOption{
+// Compile compiles one HeaderValueOption at path p as Envoy's
+// HeadersToAddEntry does (router/header_parser.cc): the deprecated append
+// maps to APPEND_IF_EXISTS_OR_ADD (true) or OVERWRITE_IF_EXISTS_OR_ADD
+// (false) and may not be combined with append_action; value, else
+// raw_value, is the value. Values are literal: "%%" is a "%", any other
+// command operator is refused. It reports false, with the reason in errs,
+// when o does not compile.
+func Compile(o *corev3.HeaderValueOption, p string, errs *configerr.List) (Option, bool) {
+	ho := Option{
 		name:      strings.ToLower(o.GetHeader().GetKey()),
 		action:    o.GetAppendAction(),
 		keepEmpty: o.GetKeepEmptyValue(),
@@ -87,16 +93,17 @@ func literalValue(v string) (string, bool) {
 	return b.String(), true
 }
 
-// applyHeaderOptions runs opts on h in order, as Envoy's HeaderParser: an
-// empty value is skipped unless keep_empty_value.
-func applyHeaderOptions(h *hhttp.Headers, opts []headerOption) {
-	for i := range opts {
-		applyHeaderOption(h, &opts[i])
+// Apply runs l on h in order, each option seeing the previous ones'
+// effect: an empty value is skipped unless keep_empty_value.
+func (l List) Apply(h *hhttp.Headers) {
+	for i := range l {
+		l[i].Apply(h)
 	}
 }
 
-// applyHeaderOption runs one option on h.
-func applyHeaderOption(h *hhttp.Headers, o *headerOption) {
+// Apply runs o on h: an empty value is skipped unless keep_empty_value,
+// else the value is added, set or skipped as append_action says.
+func (o *Option) Apply(h *hhttp.Headers) {
 	if o.value == "" && !o.keepEmpty {
 		return
 	}

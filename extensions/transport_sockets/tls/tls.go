@@ -1,0 +1,96 @@
+package tls
+
+import (
+	"context"
+	"net"
+	"time"
+
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/herald-proxy/herald/internal/network/transportsocket"
+	"github.com/herald-proxy/herald/internal/stats"
+	"github.com/herald-proxy/herald/internal/tlsx"
+)
+
+// Name is the Envoy name of both the downstream and the upstream socket.
+const Name = "envoy.transport_sockets.tls"
+
+func init() {
+	transportsocket.RegisterDownstream(transportsocket.DownstreamExtension[*tlsv3.DownstreamTlsContext]{
+		Name:   Name,
+		Config: &tlsv3.DownstreamTlsContext{},
+		Build:  buildDownstream,
+	})
+	transportsocket.RegisterUpstream(transportsocket.UpstreamExtension[*tlsv3.UpstreamTlsContext]{
+		Name:   Name,
+		Config: &tlsv3.UpstreamTlsContext{},
+		Build:  buildUpstream,
+	})
+}
+
+func buildDownstream(cfg *tlsv3.DownstreamTlsContext, ctx transportsocket.BuildContext) (transportsocket.Downstream, error) {
+	srv, err := tlsx.BuildServer(cfg, ctx.Path)
+	if err != nil {
+		return nil, err
+	}
+	return &downstream{srv: srv}, nil
+}
+
+// downstream is a built DownstreamTlsContext. Immutable.
+type downstream struct{ srv *tlsx.Server }
+
+var _ transportsocket.Downstream = (*downstream)(nil)
+
+// ForListener implements transportsocket.Downstream: the listener's
+// listener.<address>.ssl.* stats.
+func (d *downstream) ForListener(scope stats.Scope) transportsocket.DownstreamSocket {
+	return &listenerSocket{srv: d.srv, stats: tlsx.NewStats(scope)}
+}
+
+// listenerSocket is the socket of one listener. Immutable.
+type listenerSocket struct {
+	srv   *tlsx.Server
+	stats *tlsx.Stats
+}
+
+var _ transportsocket.DownstreamSocket = (*listenerSocket)(nil)
+
+// Handshake implements transportsocket.DownstreamSocket.
+func (s *listenerSocket) Handshake(c net.Conn, deadline time.Time) (net.Conn, transportsocket.Negotiated, error) {
+	tc, err := s.srv.Handshake(c, deadline, s.stats)
+	if err != nil {
+		return nil, transportsocket.Negotiated{}, err
+	}
+	cs := tc.ConnectionState()
+	return tc, transportsocket.Negotiated{ServerName: cs.ServerName, ALPN: cs.NegotiatedProtocol}, nil
+}
+
+func buildUpstream(cfg *tlsv3.UpstreamTlsContext, ctx transportsocket.BuildContext) (transportsocket.Upstream, error) {
+	cl, err := tlsx.BuildClient(cfg, ctx.Path, ctx.DefaultALPN)
+	if err != nil {
+		return nil, err
+	}
+	u := &upstream{client: cl}
+	if ctx.Stats != nil {
+		u.stats = tlsx.NewStats(ctx.Scope)
+	}
+	return u, nil
+}
+
+// upstream is a built UpstreamTlsContext with the cluster's
+// cluster.<name>.ssl.* stats. Immutable.
+type upstream struct {
+	client *tlsx.Client
+	stats  *tlsx.Stats
+}
+
+var _ transportsocket.Upstream = (*upstream)(nil)
+
+// Handshake implements transportsocket.Upstream.
+func (u *upstream) Handshake(ctx context.Context, c net.Conn) (net.Conn, error) {
+	tc, err := u.client.Handshake(ctx, c, u.stats)
+	if err != nil {
+		return nil, err
+	}
+	return tc, nil
+}

@@ -1,0 +1,113 @@
+package tlsx
+
+import (
+	"crypto/tls"
+	"errors"
+	"sync"
+
+	"github.com/herald-proxy/herald/internal/stats"
+)
+
+// Stats are Envoy's ssl.* stats of one scope: listener.<address>.ssl.* for
+// a listener, cluster.<name>.ssl.* for a cluster
+// (https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/stats#tls-statistics).
+// Safe for concurrent use; counting a handshake takes no lock.
+type Stats struct {
+	ConnectionError    *stats.Counter
+	Handshake          *stats.Counter
+	SessionReused      *stats.Counter
+	NoCertificate      *stats.Counter
+	FailVerifyNoCert   *stats.Counter
+	FailVerifyError    *stats.Counter
+	FailVerifySAN      *stats.Counter
+	FailVerifyCertHash *stats.Counter
+
+	// ssl.ciphers.<name>, ssl.versions.<name>, ssl.curves.<name>: created
+	// on first use, as Envoy does, so unused names do not show up.
+	ciphers  map[uint16]*lazyCounter
+	versions map[uint16]*lazyCounter
+	curves   map[tls.CurveID]*lazyCounter
+	unknown  *lazyCounter
+}
+
+type lazyCounter struct {
+	once  sync.Once
+	scope stats.Scope
+	name  string
+	c     *stats.Counter
+}
+
+func (l *lazyCounter) inc() {
+	l.once.Do(func() { l.c = l.scope.Counter(l.name) })
+	l.c.Inc()
+}
+
+// NewStats creates the ssl.* stats under scope (which ends with ".", e.g.
+// "listener.127.0.0.1_443.").
+func NewStats(scope stats.Scope) *Stats {
+	sc := scope.Scope("ssl.")
+	s := &Stats{
+		ConnectionError:    sc.Counter("connection_error"),
+		Handshake:          sc.Counter("handshake"),
+		SessionReused:      sc.Counter("session_reused"),
+		NoCertificate:      sc.Counter("no_certificate"),
+		FailVerifyNoCert:   sc.Counter("fail_verify_no_cert"),
+		FailVerifyError:    sc.Counter("fail_verify_error"),
+		FailVerifySAN:      sc.Counter("fail_verify_san"),
+		FailVerifyCertHash: sc.Counter("fail_verify_cert_hash"),
+		ciphers:            map[uint16]*lazyCounter{},
+		versions:           map[uint16]*lazyCounter{},
+		curves:             map[tls.CurveID]*lazyCounter{},
+	}
+	for id, n := range cipherNames {
+		s.ciphers[id] = &lazyCounter{scope: sc, name: "ciphers." + n}
+	}
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13} {
+		s.versions[v] = &lazyCounter{scope: sc, name: "versions." + VersionName(v)}
+	}
+	for _, id := range []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521, tls.X25519MLKEM768} {
+		s.curves[id] = &lazyCounter{scope: sc, name: "curves." + CurveName(id)}
+	}
+	s.unknown = &lazyCounter{scope: sc, name: "ciphers.unknown_ssl_cipher"}
+	return s
+}
+
+// countHandshake is Envoy's ContextImpl::logHandshake: handshake,
+// session_reused, the cipher, version and curve, and no_certificate when
+// the peer sent none.
+func (s *Stats) countHandshake(cs *tls.ConnectionState) {
+	s.Handshake.Inc()
+	if cs.DidResume {
+		s.SessionReused.Inc()
+	}
+	if c := s.ciphers[cs.CipherSuite]; c != nil {
+		c.inc()
+	} else {
+		s.unknown.inc()
+	}
+	if c := s.versions[cs.Version]; c != nil {
+		c.inc()
+	}
+	if c := s.curves[cs.CurveID]; c != nil {
+		c.inc()
+	}
+	if len(cs.PeerCertificates) == 0 {
+		s.NoCertificate.Inc()
+	}
+}
+
+// countFailure counts a failed handshake: connection_error, and the
+// fail_verify_* stat of a refused certificate.
+func (s *Stats) countFailure(err error) {
+	switch {
+	case errors.Is(err, ErrNoCertificate):
+		s.FailVerifyNoCert.Inc()
+	case errors.Is(err, ErrVerifyChain):
+		s.FailVerifyError.Inc()
+	case errors.Is(err, ErrVerifySAN):
+		s.FailVerifySAN.Inc()
+	case errors.Is(err, ErrVerifyHash):
+		s.FailVerifyCertHash.Inc()
+	}
+	s.ConnectionError.Inc()
+}

@@ -2,9 +2,10 @@
 // /stats/prometheus, /clusters, /config_dump, /server_info, /listeners,
 // /logging, /healthcheck/fail, /drain_listeners, /quitquitquit, ...) with
 // Envoy's paths, query parameters, bodies, status codes and headers, plus
-// herald's own read-only /dashboard page. It reads from and acts on the
-// running server only through the Source interface, which internal/server
-// implements.
+// herald's own read-only /dashboard page and /reload_status (the last
+// configuration reload, when the Source implements Reloader). It reads
+// from and acts on the running server only through the Source interface,
+// which internal/server implements.
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/operations/admin
 // (handler table and texts: source/server/admin/admin.cc).

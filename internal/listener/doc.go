@@ -4,7 +4,9 @@
 // matches the filter chain (filter_chain_match, compiled once per
 // snapshot by ChainMatcher), runs the chain's transport socket handshake
 // (TLS), its connection filters, and hands the connection to the terminal
-// filter. It counts listener.<address>.* stats and drains.
+// filter. It counts listener.<address>.* stats and drains. A running
+// listener takes a new config with Update (same socket, new connections on
+// the new config, old ones drained) and leaves with Remove.
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/listeners/listeners
 // and https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/listener/v3/listener_components.proto#config-listener-v3-filterchainmatch

@@ -4,5 +4,13 @@
 // what outlives a snapshot: the stats store, the cluster manager, the
 // listener sockets, the access-log files. It implements admin.Source.
 //
+// Apply is the one way a configuration changes at runtime: a complete set
+// of listeners and clusters is validated and built whole, diffed against
+// what runs, and swapped in with Envoy's safe-update rules (cluster warming,
+// listener update on the same socket with the old connections draining,
+// https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/lds#config-listeners-lds).
+// A static reload (SIGHUP, --watch-config) feeds it the file's
+// static_resources; the xDS client feeds it LDS and CDS.
+//
 // It must not import extensions/ nor net/http.
 package server

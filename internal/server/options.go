@@ -14,8 +14,9 @@ type Options struct {
 	// LogLevel is -l/--log-level: trace, debug, info, warning/warn, error,
 	// critical, off. Envoy's default is info.
 	LogLevel string
-	// DrainTime is --drain-time-s (Envoy default 600 s); herald waits at
-	// most this long for connections to finish on shutdown.
+	// DrainTime is --drain-time-s (Envoy default 600 s): herald waits at
+	// most this long for connections to finish on shutdown, and for the
+	// connections of a changed or removed listener to drain on a reload.
 	DrainTime time.Duration
 	// Concurrency is --concurrency; 0 means the number of CPUs.
 	Concurrency int
@@ -29,6 +30,9 @@ type Options struct {
 	AdminAddressPath string
 	// FileFlushInterval is --file-flush-interval-msec (Envoy default 1 s).
 	FileFlushInterval time.Duration
+	// WatchConfig is herald's --watch-config: when > 0, -c is polled at this
+	// interval and reloaded when it changes (0: reload on SIGHUP only).
+	WatchConfig time.Duration
 	// Version is herald's version string.
 	Version string
 	// CommandLine is the raw argument list, for /server_info.

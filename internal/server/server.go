@@ -23,7 +23,6 @@ import (
 	"github.com/herald-proxy/herald/internal/bootstrap"
 	"github.com/herald-proxy/herald/internal/configerr"
 	"github.com/herald-proxy/herald/internal/listener"
-	"github.com/herald-proxy/herald/internal/snapshot"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
@@ -39,11 +38,27 @@ type Server struct {
 	clusters *upstream.Manager
 	files    *accesslog.FileManager
 
-	cfg  *bootstrap.Config
-	snap atomic.Pointer[snapshot.Snapshot]
+	// ctx lives as long as the server; listeners and their connections
+	// run under it.
+	ctx context.Context
 
-	mu        sync.Mutex
-	listeners []*listener.Listener
+	// cfg is the running bootstrap; a reload swaps it.
+	cfg atomic.Pointer[bootstrap.Config]
+
+	// applyMu serialises Apply (reloads, later xDS updates).
+	applyMu sync.Mutex
+	// stopping is set when shutdown begins; Apply refuses updates then.
+	stopping atomic.Bool
+
+	// Guarded by mu:
+	mu             sync.Mutex
+	running        []*runningListener   // in config order
+	clusterUpdated map[string]time.Time // last_updated of each cluster
+	applied        time.Time            // when the running bootstrap was applied
+	reload         admin.ReloadStatus
+
+	lmStats     listenerManagerStats
+	reloadStats reloadStats
 
 	admin   *admin.Admin
 	adminLn net.Listener
@@ -80,33 +95,46 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 	}
 	applyNodeFlags(cfg.Bootstrap, opts)
 
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	s := &Server{
-		opts:  opts,
-		log:   logger,
-		level: level,
-		start: time.Now(),
-		store: stats.NewStore(),
-		cfg:   cfg,
-		quit:  make(chan struct{}),
+		opts:           opts,
+		log:            logger,
+		level:          level,
+		start:          time.Now(),
+		store:          stats.NewStore(),
+		ctx:            ctx,
+		quit:           make(chan struct{}),
+		clusterUpdated: map[string]time.Time{},
 	}
+	s.cfg.Store(cfg)
 	s.live = s.store.Gauge("server.live")
 	s.uptime = s.store.Gauge("server.uptime")
 	s.store.Gauge("server.concurrency").Set(int64(runtime.GOMAXPROCS(0)))
+	s.lmStats = newListenerManagerStats(s.store)
+	s.reloadStats = newReloadStats(s.store)
 	s.state.Store(int32(stateOf("PRE_INITIALIZING")))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
+	s.files = accesslog.NewFileManager(opts.FileFlushInterval)
+	s.clusters = upstream.NewManager(s.store)
+	res := staticResources(cfg)
+	p, err := s.prepare(ctx, res)
 	if opts.Mode == "validate" {
-		if err := s.build(ctx, true); err != nil {
+		s.clusters.Close()
+		s.files.Close()
+		if err != nil {
 			printConfigError(stderr, err)
 			return 1
 		}
 		fmt.Fprintf(stdout, "configuration '%s' OK\n", configName(opts))
 		return 0
 	}
-
-	if err := s.build(ctx, false); err != nil {
+	if err == nil {
+		err = s.bind(p, res)
+	}
+	if err != nil {
+		s.clusters.Close()
+		s.files.Close()
 		printConfigError(stderr, err)
 		return 1
 	}
@@ -115,23 +143,37 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 
 	// DNS clusters resolve before listeners open, so that the first
 	// requests find hosts (Envoy's cluster warming at startup).
+	if err := s.commitClusters(ctx, p, 0); err != nil {
+		p.discard()
+		fmt.Fprintf(stderr, "herald: %v\n", err)
+		return 1
+	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	s.clusters.WaitReady(wctx)
 	wcancel()
 	if err := s.startAdmin(); err != nil {
+		p.discard()
 		fmt.Fprintf(stderr, "herald: admin: %v\n", err)
 		return 1
 	}
-	if err := s.startListeners(ctx); err != nil {
-		fmt.Fprintf(stderr, "herald: %v\n", err)
-		s.stopListeners()
-		return 1
-	}
+	s.commitListeners(p)
+	s.mu.Lock()
+	s.applied = time.Now()
+	s.reload.LastApplied = s.applied
+	s.mu.Unlock()
 	s.state.Store(int32(stateOf("LIVE")))
 	s.live.Set(1)
-	logger.Info("herald started", "listeners", len(s.listeners), "version", opts.Version)
+	logger.Info("herald started", "listeners", len(p.steps), "version", opts.Version)
 
 	go s.tickUptime(ctx)
+	if opts.WatchConfig > 0 {
+		go s.watchConfig(ctx, opts.WatchConfig)
+	}
+
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(hups)
+	go s.handleSignals(ctx, hups)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -146,52 +188,8 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// build loads clusters and builds the snapshot; in validate mode nothing
-// is started.
-func (s *Server) build(ctx context.Context, validate bool) error {
-	b := s.cfg.Bootstrap
-	s.files = accesslog.NewFileManager(s.opts.FileFlushInterval)
-	s.clusters = upstream.NewManager(s.store)
-	clusters := b.GetStaticResources().GetClusters()
-	var errs configerr.List
-	if err := s.clusters.Apply(ctx, clusters, func(i int) string {
-		return fmt.Sprintf("static_resources.clusters[%d]", i)
-	}); err != nil {
-		errs = append(errs, configerr.Collect(err, "static_resources.clusters", s.cfg.Index)...)
-	}
-	snap, err := snapshot.Build(b, snapshot.Deps{Stats: s.store, Clusters: s.clusters, Server: s})
-	if err != nil {
-		errs = append(errs, configerr.Collect(err, "static_resources", s.cfg.Index)...)
-	}
-	if err := errs.Err(); err != nil {
-		return err
-	}
-	if validate {
-		s.clusters.Close()
-		s.files.Close()
-	}
-	s.snap.Store(snap)
-	return nil
-}
-
-func (s *Server) startListeners(ctx context.Context) error {
-	snap := s.snap.Load()
-	for _, lc := range snap.Listeners {
-		l, err := listener.Start(ctx, lc, s.store)
-		if err != nil {
-			return err
-		}
-		s.mu.Lock()
-		s.listeners = append(s.listeners, l)
-		s.mu.Unlock()
-		s.log.Info("listener started", "name", lc.Name, "address", l.Bound().String())
-	}
-	s.store.Gauge("listener_manager.total_listeners_active").Set(int64(len(snap.Listeners)))
-	return nil
-}
-
 func (s *Server) startAdmin() error {
-	a := s.cfg.Bootstrap.GetAdmin()
+	a := s.cfg.Load().Bootstrap.GetAdmin()
 	if a.GetAddress() == nil {
 		return nil
 	}
@@ -220,11 +218,10 @@ func (s *Server) startAdmin() error {
 // --drain-time-s, then close what is left. Envoy exits without draining on
 // SIGTERM; herald drains, which is what users ask for.
 func (s *Server) shutdown() {
+	s.stopping.Store(true)
 	s.state.Store(int32(stateOf("DRAINING")))
 	s.live.Set(0)
-	s.mu.Lock()
-	ls := append([]*listener.Listener(nil), s.listeners...)
-	s.mu.Unlock()
+	ls := s.listeners()
 	for _, l := range ls {
 		l.StopAccepting()
 		l.Drain()
@@ -247,12 +244,15 @@ func (s *Server) shutdown() {
 	s.log.Debug("admin stopped")
 }
 
-func (s *Server) stopListeners() {
+// listeners returns the running listeners in config order.
+func (s *Server) listeners() []*listener.Listener {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, l := range s.listeners {
-		l.CloseAll()
+	out := make([]*listener.Listener, len(s.running))
+	for i, rl := range s.running {
+		out[i] = rl.l
 	}
+	return out
 }
 
 func (s *Server) tickUptime(ctx context.Context) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"time"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/admin"
-	"github.com/herald-proxy/herald/internal/listener"
 	"github.com/herald-proxy/herald/internal/stats"
 )
 
@@ -48,7 +48,7 @@ func (s *Server) ServerInfo() *adminv3.ServerInfo {
 			DrainTime:      durationpb.New(s.opts.DrainTime),
 			Mode:           adminv3.CommandLineOptions_Serve,
 		},
-		Node: s.cfg.Bootstrap.GetNode(),
+		Node: s.cfg.Load().Bootstrap.GetNode(),
 	}
 }
 
@@ -63,10 +63,9 @@ func (s *Server) State() adminv3.ServerInfo_State {
 
 // Listeners implements admin.Source.
 func (s *Server) Listeners() []admin.ListenerStatus {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]admin.ListenerStatus, 0, len(s.listeners))
-	for _, l := range s.listeners {
+	ls := s.listeners()
+	out := make([]admin.ListenerStatus, 0, len(ls))
+	for _, l := range ls {
 		b := l.Bound()
 		out = append(out, admin.ListenerStatus{
 			Name:  l.Name(),
@@ -84,10 +83,25 @@ func (s *Server) WriteClusters(w io.Writer, json bool) error {
 	return s.clusters.WriteClusters(w)
 }
 
-// ConfigDump implements admin.Source.
+// ConfigDump implements admin.Source. last_updated is when each listener
+// and cluster was last added or changed (start-up or a reload), and when
+// the bootstrap was last applied.
 func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
-	b := cloneBootstrap(s.cfg.Bootstrap)
-	now := timestamppb.New(s.start)
+	b := cloneBootstrap(s.cfg.Load().Bootstrap)
+	s.mu.Lock()
+	applied := s.applied
+	listenerUpdated := make(map[string]time.Time, len(s.running))
+	for _, rl := range s.running {
+		listenerUpdated[rl.proto.GetName()] = rl.updated
+	}
+	clusterUpdated := maps.Clone(s.clusterUpdated)
+	s.mu.Unlock()
+	stamp := func(t time.Time) *timestamppb.Timestamp {
+		if t.IsZero() {
+			t = applied
+		}
+		return timestamppb.New(t)
+	}
 	dumps := []*anypb.Any{}
 	add := func(m proto.Message) error {
 		a, err := anypb.New(m)
@@ -97,7 +111,7 @@ func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
 		dumps = append(dumps, a)
 		return nil
 	}
-	if err := add(&adminv3.BootstrapConfigDump{Bootstrap: b, LastUpdated: now}); err != nil {
+	if err := add(&adminv3.BootstrapConfigDump{Bootstrap: b, LastUpdated: stamp(applied)}); err != nil {
 		return nil, err
 	}
 	cd := &adminv3.ClustersConfigDump{}
@@ -106,7 +120,7 @@ func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
 		if err != nil {
 			return nil, err
 		}
-		cd.StaticClusters = append(cd.StaticClusters, &adminv3.ClustersConfigDump_StaticCluster{Cluster: a, LastUpdated: now})
+		cd.StaticClusters = append(cd.StaticClusters, &adminv3.ClustersConfigDump_StaticCluster{Cluster: a, LastUpdated: stamp(clusterUpdated[c.GetName()])})
 	}
 	if err := add(cd); err != nil {
 		return nil, err
@@ -117,7 +131,7 @@ func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
 		if err != nil {
 			return nil, err
 		}
-		ld.StaticListeners = append(ld.StaticListeners, &adminv3.ListenersConfigDump_StaticListener{Listener: a, LastUpdated: now})
+		ld.StaticListeners = append(ld.StaticListeners, &adminv3.ListenersConfigDump_StaticListener{Listener: a, LastUpdated: stamp(listenerUpdated[l.GetName()])})
 	}
 	if err := add(ld); err != nil {
 		return nil, err
@@ -141,10 +155,7 @@ func (s *Server) Quit() { s.quitOnce.Do(func() { close(s.quit) }) }
 
 // DrainListeners implements admin.Source.
 func (s *Server) DrainListeners(opts admin.DrainOptions) error {
-	s.mu.Lock()
-	ls := append([]*listener.Listener(nil), s.listeners...)
-	s.mu.Unlock()
-	for _, l := range ls {
+	for _, l := range s.listeners() {
 		if opts.InboundOnly && !l.Config().Inbound {
 			continue
 		}

@@ -60,10 +60,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	// A read right after this connection's write is the wait for the
-	// peer's answer (an upstream response, a client's next request): it
-	// almost never has data yet, and trying costs a read(2) that returns
-	// EAGAIN. Letting the other runnable goroutines go first gives the
-	// answer time to arrive, so one read(2) usually does.
+	// peer's answer (an upstream response): it almost never has data yet,
+	// and trying costs a read(2) that returns EAGAIN. Letting the other
+	// runnable goroutines go first gives the answer time to arrive, so one
+	// read(2) usually does.
 	c.yieldAfterWrite()
 	c.rp, c.rn, c.rerr = p, 0, nil
 	err := c.rc.Read(c.readFn)
@@ -105,7 +105,11 @@ var _ PooledReader = (*Conn)(nil)
 
 // ReadPooled implements PooledReader.
 func (c *Conn) ReadPooled(src BufferSource) (int, error) {
-	c.yieldAfterWrite()
+	// No yield here, unlike Read: a pooled read waits for a client's next
+	// request, which may be far off, and yielding first put the connection
+	// behind every runnable goroutine each time: measured, it doubled p99
+	// (wrk -c50: 3.6 -> 7.7 ms) for 3% more requests/s.
+	c.wrote.Store(false)
 	c.src, c.rn, c.rerr = src, 0, nil
 	err := c.rc.Read(c.pooledFn)
 	c.src, c.rp = nil, nil

@@ -361,7 +361,14 @@ func (f *Filter) armTry() {
 // armDeadline sets the upstream read deadline to the earliest of the
 // route timeout, the attempt's per-try timeout and the per-try idle timeout.
 func (f *Filter) armDeadline() {
-	if f.h1 == nil {
+	var rd readDeadliner
+	if f.h1 != nil {
+		rd = f.h1.nc
+	} else if d, ok := f.up.(readDeadliner); ok {
+		// An HTTP/2 upstream stream: the codec resets the stream at the
+		// deadline.
+		rd = d
+	} else {
 		return
 	}
 	d, kind := f.deadline, timerGlobal
@@ -380,7 +387,13 @@ func (f *Filter) armDeadline() {
 		return
 	}
 	f.timer = kind
-	f.h1.nc.SetReadDeadline(d)
+	rd.SetReadDeadline(d)
+}
+
+// readDeadliner is what armDeadline sets: an HTTP/1.1 upstream connection
+// or an HTTP/2 upstream stream.
+type readDeadliner interface {
+	SetReadDeadline(t time.Time) error
 }
 
 // tryTimedOut reports whether err is a per-try or per-try idle timeout

@@ -9,6 +9,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,5 +159,66 @@ func TestHTTP2DownstreamAndUpstream(t *testing.T) {
 	code, _, b := get(t, newClient(), "http://"+addr+"/y", "")
 	if code != 200 || b != "h2 ok" {
 		t.Fatalf("HTTP/1.1 on AUTO: %d %q", code, b)
+	}
+}
+
+// TestHTTP2UpstreamTimeouts: the route timeout and a retry policy's
+// per_try_timeout apply to HTTP/2 upstreams as to HTTP/1.1 ones: a stalled
+// h2 backend gets 504 "upstream request timeout" with UT, and a per-try
+// timeout is retried on a new stream.
+func TestHTTP2UpstreamTimeouts(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var calls atomic.Int32
+	backend := testutil.H2CBackend(t, nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		n := calls.Add(1)
+		if r.URL.Path == "/stall" || (r.URL.Path == "/first-stalls" && n%2 == 1) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		io.WriteString(w, "h2 ok")
+	}))
+	t.Cleanup(func() { close(release) })
+	cluster := staticCluster("h2", backend) + `    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+`
+	cfg := adminBlock + "static_resources:\n  listeners:\n" + hcmListener("l", `            - name: vh
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/first-stalls" }
+                route:
+                  cluster: h2
+                  timeout: 10s
+                  retry_policy: { retry_on: "reset", num_retries: 1, per_try_timeout: 0.2s }
+              - match: { prefix: "/" }
+                route: { cluster: h2, timeout: 0.2s }`, "") + "  clusters:\n" + cluster
+	h := testutil.Start(t, cfg)
+	addr := h.ListenerAddr("l")
+	c := newClient()
+
+	code, hdr, body := get(t, c, "http://"+addr+"/stall", "")
+	if code != 504 || body != "upstream request timeout" {
+		t.Fatalf("stalled h2 upstream: %d %q, want 504 upstream request timeout", code, body)
+	}
+	if hdr.Get("x-envoy-upstream-service-time") != "" {
+		t.Errorf("a timeout answer carries x-envoy-upstream-service-time %q", hdr.Get("x-envoy-upstream-service-time"))
+	}
+	if got := h.Stat("cluster.h2.upstream_rq_timeout"); got != 1 {
+		t.Errorf("upstream_rq_timeout = %d, want 1", got)
+	}
+
+	calls.Store(0)
+	code, _, body = get(t, c, "http://"+addr+"/first-stalls", "")
+	if code != 200 || body != "h2 ok" {
+		t.Fatalf("per-try timeout then retry: %d %q, want 200 h2 ok", code, body)
+	}
+	if got := h.Stat("cluster.h2.upstream_rq_per_try_timeout"); got != 1 {
+		t.Errorf("upstream_rq_per_try_timeout = %d, want 1", got)
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	xhttp2 "golang.org/x/net/http2"
@@ -520,5 +522,88 @@ func TestClientSettings(t *testing.T) {
 	}
 	if f.connWin != DefaultInitialConnectionWindowSize {
 		t.Errorf("connection window = %d, want %d", f.connWin, DefaultInitialConnectionWindowSize)
+	}
+}
+
+// TestClientReadDeadline: SetReadDeadline resets a stream whose response
+// (headers or body) does not arrive in time, with os.ErrDeadlineExceeded,
+// and a deadline lifted in time changes nothing. The router's route and
+// per-try timeouts use it for HTTP/2 upstreams.
+func TestClientReadDeadline(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	be := startBackend(t, nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		switch r.URL.Path {
+		case "/stall-headers":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		case "/stall-body":
+			w.WriteHeader(200)
+			_, _ = w.Write([]byte("part"))
+			w.(nethttp.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	c := newTestClient(t, ClientOptions{})
+	tests := []struct {
+		name          string
+		path          string
+		lift          bool // remove the deadline before it fires
+		wantHeaderErr bool
+		wantBodyErr   bool
+	}{
+		{name: "headers_late", path: "/stall-headers", wantHeaderErr: true},
+		{name: "body_late", path: "/stall-body", wantBodyErr: true},
+		{name: "lifted", path: "/", lift: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := c.NewStream(context.Background(), be.addr, dialer(be.addr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(nil)
+			rd, ok := s.(interface{ SetReadDeadline(time.Time) error })
+			if !ok {
+				t.Fatalf("%T has no SetReadDeadline", s)
+			}
+			if err := s.WriteHeaders(requestHeaders("GET", "a", tc.path), true); err != nil {
+				t.Fatal(err)
+			}
+			if tc.lift {
+				rd.SetReadDeadline(time.Now().Add(time.Hour))
+				rd.SetReadDeadline(time.Time{})
+			} else {
+				rd.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			}
+			_, err = s.ReadHeaders(&hhttp.Headers{})
+			if tc.wantHeaderErr {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("ReadHeaders err = %v, want os.ErrDeadlineExceeded", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ReadHeaders: %v", err)
+			}
+			body, err := io.ReadAll(readerFunc(s.ReadBody))
+			if tc.wantBodyErr {
+				if !errors.Is(err, os.ErrDeadlineExceeded) || string(body) != "part" {
+					t.Fatalf("body %q, err %v; want \"part\" then os.ErrDeadlineExceeded", body, err)
+				}
+				return
+			}
+			if err != nil || string(body) != "ok" {
+				t.Fatalf("body %q, err %v; want ok", body, err)
+			}
+		})
 	}
 }

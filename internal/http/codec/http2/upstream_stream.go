@@ -7,9 +7,12 @@ import (
 	"io"
 	nethttp "net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 )
@@ -59,9 +62,54 @@ type upstreamStream struct {
 	hasTrailers bool
 
 	closed atomic.Bool
+
+	// Read deadline (SetReadDeadline): when the timer fires the stream is
+	// cancelled and expired makes the reader's error os.ErrDeadlineExceeded.
+	timerMu sync.Mutex
+	timer   *time.Timer
+	expired atomic.Bool
 }
 
 var _ hhttp.UpstreamStream = (*upstreamStream)(nil)
+
+// SetReadDeadline bounds the wait for the response, as a read deadline does
+// on an HTTP/1.1 connection (the router's route and per-try timeouts): at t
+// the stream is reset and a blocked or later ReadHeaders or ReadBody fails
+// with an error wrapping os.ErrDeadlineExceeded. A zero t removes the
+// deadline; a deadline that has passed cannot be lifted. Safe to call from
+// any goroutine.
+func (s *upstreamStream) SetReadDeadline(t time.Time) error {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if t.IsZero() {
+		return nil
+	}
+	d := time.Until(t)
+	if d <= 0 {
+		s.expire()
+		return nil
+	}
+	s.timer = time.AfterFunc(d, s.expire)
+	return nil
+}
+
+func (s *upstreamStream) expire() {
+	s.expired.Store(true)
+	s.cancel()
+}
+
+// readErr turns the error of a stream cancelled by its read deadline into
+// os.ErrDeadlineExceeded.
+func (s *upstreamStream) readErr(err error) error {
+	if err != nil && err != io.EOF && s.expired.Load() {
+		return fmt.Errorf("http2: upstream response: %w", os.ErrDeadlineExceeded)
+	}
+	return err
+}
 
 func newUpstreamStream(ctx context.Context, hp *hostPool, pc *poolConn) *upstreamStream {
 	s := &upstreamStream{hp: hp, pc: pc}
@@ -213,7 +261,7 @@ func (s *upstreamStream) ReadHeaders(h *hhttp.Headers) (bool, error) {
 		r.res, r.err = s.pc.cc.RoundTrip(s.req)
 	}
 	if r.err != nil {
-		return false, r.err
+		return false, s.readErr(r.err)
 	}
 	s.res = r.res
 	h.Reset()
@@ -237,7 +285,7 @@ func (s *upstreamStream) ReadBody(p []byte) (int, error) {
 		appendFields(&s.resTrailers, s.res.Trailer)
 		s.hasTrailers = len(s.resTrailers.Fields) > 0
 	}
-	return n, err
+	return n, s.readErr(err)
 }
 
 // Trailers implements hhttp.UpstreamStream.
@@ -258,6 +306,7 @@ func (s *upstreamStream) Close(err error) {
 	if s.roundTrip.CompareAndSwap(false, true) {
 		// The request never reached x/net.
 		s.cancel()
+		s.SetReadDeadline(time.Time{})
 		s.hp.release(s.pc, true)
 		return
 	}
@@ -271,6 +320,7 @@ func (s *upstreamStream) Close(err error) {
 	// Cancelling also ends a RoundTrip still waiting for headers and a
 	// request body x/net is still sending.
 	s.cancel()
+	s.SetReadDeadline(time.Time{})
 	s.hp.release(s.pc, false)
 }
 

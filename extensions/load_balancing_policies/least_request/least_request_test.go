@@ -1,6 +1,7 @@
 package leastrequest
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -227,5 +228,33 @@ func BenchmarkPick(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkPickHosts is ns per pick with 10 and 1,000 hosts: power of two
+// choices (equal weights) and the weighted EDF path, which scans every
+// host.
+func BenchmarkPickHosts(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		for _, weighted := range []bool{false, true} {
+			w := make([]uint32, n)
+			active := make([]int64, n)
+			for i := range w {
+				w[i] = 1
+				if weighted {
+					w[i] = uint32(i%7 + 1)
+				}
+				active[i] = int64(i % 5)
+			}
+			b.Run(fmt.Sprintf("hosts=%d/weighted=%v", n, weighted), func(b *testing.B) {
+				pol, _ := Build(&leastrequestv3.LeastRequest{}, lbpolicy.BuildContext{})
+				p := pol.NewPicker(hostsWith(w, active))
+				ctx := &lbpolicy.Context{}
+				b.ReportAllocs()
+				for b.Loop() {
+					p.Pick(ctx)
+				}
+			})
+		}
 	}
 }

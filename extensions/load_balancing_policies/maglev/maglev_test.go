@@ -226,3 +226,23 @@ func BenchmarkPick(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPickHosts is ns per pick with 10 and 1,000 hosts (table of
+// 65537 entries).
+func BenchmarkPickHosts(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		w := make([]uint32, n)
+		for i := range w {
+			w[i] = 1
+		}
+		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
+			p := build(b, &maglevv3.Maglev{}).NewPicker(weighted(w...))
+			ctx := &lbpolicy.Context{HasHash: true}
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx.Hash = ctx.Hash*6364136223846793005 + 1442695040888963407
+				p.Pick(ctx)
+			}
+		})
+	}
+}

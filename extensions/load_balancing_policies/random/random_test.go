@@ -1,6 +1,7 @@
 package random
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -169,4 +170,23 @@ func BenchmarkPick(b *testing.B) {
 			p.Pick(ctx)
 		}
 	})
+}
+
+// BenchmarkPickHosts is ns per pick with 10 and 1,000 hosts.
+func BenchmarkPickHosts(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		w := make([]uint32, n)
+		for i := range w {
+			w[i] = 1
+		}
+		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
+			pol, _ := Build(&randomv3.Random{}, lbpolicy.BuildContext{})
+			p := pol.NewPicker(hosts(w...))
+			ctx := &lbpolicy.Context{}
+			b.ReportAllocs()
+			for b.Loop() {
+				p.Pick(ctx)
+			}
+		})
+	}
 }

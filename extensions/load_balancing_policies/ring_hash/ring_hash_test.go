@@ -253,3 +253,19 @@ func BenchmarkPick(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPickHosts is ns per pick with 10 and 1,000 hosts (ring of
+// Envoy's default minimum size, 1024 entries, or more).
+func BenchmarkPickHosts(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
+			p := build(b, &ringhashv3.RingHash{}).NewPicker(hostsN(n))
+			ctx := &lbpolicy.Context{HasHash: true}
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx.Hash = ctx.Hash*6364136223846793005 + 1442695040888963407
+				p.Pick(ctx)
+			}
+		})
+	}
+}

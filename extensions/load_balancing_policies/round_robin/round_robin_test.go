@@ -1,6 +1,7 @@
 package roundrobin
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -198,5 +199,29 @@ func BenchmarkPick(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkPickHosts is ns per pick with 10 and 1,000 hosts, equal and
+// mixed weights (issue #4: a benchmark per load balancer at both sizes).
+func BenchmarkPickHosts(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		for _, weighted := range []bool{false, true} {
+			w := make([]uint32, n)
+			for i := range w {
+				w[i] = 1
+				if weighted {
+					w[i] = uint32(i%7 + 1)
+				}
+			}
+			b.Run(fmt.Sprintf("hosts=%d/weighted=%v", n, weighted), func(b *testing.B) {
+				pol, _ := Build(&roundrobinv3.RoundRobin{}, lbpolicy.BuildContext{})
+				p := pol.NewPicker(hosts(w...))
+				b.ReportAllocs()
+				for b.Loop() {
+					p.Pick(nil)
+				}
+			})
+		}
 	}
 }

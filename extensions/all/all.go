@@ -5,6 +5,7 @@ package all
 import (
 	_ "github.com/herald-proxy/herald/extensions/access_loggers/file"
 	_ "github.com/herald-proxy/herald/extensions/access_loggers/stream"
+	_ "github.com/herald-proxy/herald/extensions/clusters/eds"
 	_ "github.com/herald-proxy/herald/extensions/clusters/logical_dns"
 	_ "github.com/herald-proxy/herald/extensions/clusters/static"
 	_ "github.com/herald-proxy/herald/extensions/clusters/strict_dns"

@@ -333,6 +333,13 @@ var errShuttingDown = errors.New("server: shutting down, configuration not appli
 func (s *Server) Apply(ctx context.Context, r Resources, warm time.Duration) (Changes, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	return s.applyLocked(ctx, r, warm)
+}
+
+// applyLocked is Apply with applyMu held by the caller, who composes r
+// from state that must not change until the update is in (the running
+// bootstrap, the accepted xDS sets).
+func (s *Server) applyLocked(ctx context.Context, r Resources, warm time.Duration) (Changes, error) {
 	if s.stopping.Load() {
 		return Changes{}, errShuttingDown
 	}

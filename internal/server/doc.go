@@ -10,7 +10,12 @@
 // listener update on the same socket with the old connections draining,
 // https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/lds#config-listeners-lds).
 // A static reload (SIGHUP, --watch-config) feeds it the file's
-// static_resources; the xDS client feeds it LDS and CDS.
+// static_resources; LDS and CDS (xds.go) feed it the static resources
+// merged with the control plane's: each update is validated on the xDS
+// subscription's goroutine (the result is its ACK or NACK) and applied by
+// one applier goroutine. The server also shares RDS subscriptions among
+// connection managers (xds_rds.go) and dials envoy_grpc control planes
+// through static clusters.
 //
 // It must not import extensions/ nor net/http.
 package server

@@ -143,11 +143,18 @@ func (s *Server) reloadOnce(ctx context.Context) (Changes, []string, error) {
 	if len(fields) > 0 {
 		warnings = append(warnings, fmt.Sprintf("changes to %s need a restart and were not applied", strings.Join(fields, ", ")))
 	}
-	changes, err := s.Apply(ctx, staticResources(cfg), reloadWarmTimeout)
+	// The dynamic (LDS/CDS) resources stay: the update is the new
+	// static_resources plus the accepted xDS sets, under applyMu so that
+	// the xDS applier cannot interleave an older bootstrap.
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	m := mergeResources(staticResources(cfg), s.dyn.accepted())
+	changes, err := s.applyLocked(ctx, m.res, reloadWarmTimeout)
 	if err != nil {
 		return Changes{}, nil, err
 	}
 	s.cfg.Store(&bootstrap.Config{Bootstrap: keepRestartOnly(old.Bootstrap, cfg.Bootstrap), Index: cfg.Index})
+	s.dyn.setApplied(m)
 	return changes, warnings, nil
 }
 

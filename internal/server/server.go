@@ -38,6 +38,11 @@ type Server struct {
 	clusters *upstream.Manager
 	files    *accesslog.FileManager
 
+	// dyn is the xDS side (client, LDS/CDS, applier); nil in unit tests.
+	dyn *dynamic
+	// rds shares RDS subscriptions among connection managers.
+	rds rdsProviders
+
 	// ctx lives as long as the server; listeners and their connections
 	// run under it.
 	ctx context.Context
@@ -116,10 +121,19 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 	s.state.Store(int32(stateOf("PRE_INITIALIZING")))
 
 	s.files = accesslog.NewFileManager(opts.FileFlushInterval)
-	s.clusters = upstream.NewManager(s.store)
+	dyn, err := s.newDynamic(cfg)
+	if err != nil {
+		s.files.Close()
+		printConfigError(stderr, err)
+		return 1
+	}
+	s.dyn = dyn
+	s.clusters = upstream.NewManager(s.store, upstream.WithXDS(dyn.client))
+	s.clusters.SetAddedViaAPI(dyn.addedViaAPI)
 	res := staticResources(cfg)
 	p, err := s.prepare(ctx, res)
 	if opts.Mode == "validate" {
+		s.rds.stop()
 		s.clusters.Close()
 		s.files.Close()
 		if err != nil {
@@ -133,6 +147,7 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 		err = s.bind(p, res)
 	}
 	if err != nil {
+		s.rds.stop()
 		s.clusters.Close()
 		s.files.Close()
 		printConfigError(stderr, err)
@@ -140,6 +155,8 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 	}
 	defer s.clusters.Close()
 	defer s.files.Close()
+	defer dyn.stop()
+	defer s.rds.stop()
 
 	// DNS clusters resolve before listeners open, so that the first
 	// requests find hosts (Envoy's cluster warming at startup).
@@ -148,9 +165,16 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herald: %v\n", err)
 		return 1
 	}
+	// The xDS client connects now: static EDS clusters, RDS of static
+	// listeners and the LDS/CDS subscriptions use it (envoy_grpc dials a
+	// static cluster, which is in place).
+	dyn.client.Start(ctx)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	s.clusters.WaitReady(wctx)
 	wcancel()
+	// Static listeners with rds wait for their routes (each subscription's
+	// initial_fetch_timeout bounds it).
+	s.rds.waitReady(ctx)
 	if err := s.startAdmin(); err != nil {
 		p.discard()
 		fmt.Fprintf(stderr, "herald: admin: %v\n", err)
@@ -161,9 +185,23 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 	s.applied = time.Now()
 	s.reload.LastApplied = s.applied
 	s.mu.Unlock()
-	s.state.Store(int32(stateOf("LIVE")))
-	s.live.Set(1)
-	logger.Info("herald started", "listeners", len(p.steps), "version", opts.Version)
+	if dyn.lds == nil && dyn.cds == nil {
+		s.state.Store(int32(stateOf("LIVE")))
+		s.live.Set(1)
+		logger.Info("herald started", "listeners", len(p.steps), "version", opts.Version)
+	} else {
+		// Envoy's init manager: LIVE once CDS and then LDS initialized.
+		s.state.Store(int32(stateOf("INITIALIZING")))
+		logger.Info("herald started; waiting for the initial CDS and LDS", "static_listeners", len(p.steps), "version", opts.Version)
+		go func() {
+			s.startDynamic(ctx)
+			if ctx.Err() == nil && !s.stopping.Load() {
+				s.state.Store(int32(stateOf("LIVE")))
+				s.live.Set(1)
+				logger.Info("herald initialized", "listeners", len(s.listeners()))
+			}
+		}()
+	}
 
 	go s.tickUptime(ctx)
 	if opts.WatchConfig > 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/admin"
 	"github.com/herald-proxy/herald/internal/stats"
+	"github.com/herald-proxy/herald/internal/xds"
 )
 
 var _ admin.Source = (*Server)(nil)
@@ -83,9 +84,11 @@ func (s *Server) WriteClusters(w io.Writer, json bool) error {
 	return s.clusters.WriteClusters(w)
 }
 
-// ConfigDump implements admin.Source. last_updated is when each listener
-// and cluster was last added or changed (start-up or a reload), and when
-// the bootstrap was last applied.
+// ConfigDump implements admin.Source. last_updated is when each static
+// listener and cluster was last added or changed (start-up or a reload),
+// and when the bootstrap was last applied; dynamic listeners, clusters and
+// route configurations carry the version_info and acceptance time of the
+// xDS update that last changed them.
 func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
 	b := cloneBootstrap(s.cfg.Load().Bootstrap)
 	s.mu.Lock()
@@ -122,6 +125,28 @@ func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
 		}
 		cd.StaticClusters = append(cd.StaticClusters, &adminv3.ClustersConfigDump_StaticCluster{Cluster: a, LastUpdated: stamp(clusterUpdated[c.GetName()])})
 	}
+	var running merged
+	var ldsStatus, cdsStatus xds.Status
+	if d := s.dyn; d != nil {
+		d.mu.Lock()
+		running = d.running
+		d.mu.Unlock()
+		if d.lds != nil {
+			ldsStatus = d.lds.Status()
+		}
+		if d.cds != nil {
+			cdsStatus = d.cds.Status()
+		}
+	}
+	// Envoy: version_info is the last CDS/LDS version, each dynamic
+	// resource with the version that last changed it
+	// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/admin/v3/config_dump_shared.proto).
+	cd.VersionInfo = cdsStatus.VersionInfo
+	for _, r := range running.clusters {
+		cd.DynamicActiveClusters = append(cd.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
+			VersionInfo: r.Version, Cluster: r.Any, LastUpdated: timestamppb.New(r.LastUpdated),
+		})
+	}
 	if err := add(cd); err != nil {
 		return nil, err
 	}
@@ -133,17 +158,41 @@ func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
 		}
 		ld.StaticListeners = append(ld.StaticListeners, &adminv3.ListenersConfigDump_StaticListener{Listener: a, LastUpdated: stamp(listenerUpdated[l.GetName()])})
 	}
+	ld.VersionInfo = ldsStatus.VersionInfo
+	for _, r := range running.listeners {
+		ld.DynamicListeners = append(ld.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
+			Name: r.Name,
+			ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{
+				VersionInfo: r.Version, Listener: r.Any, LastUpdated: timestamppb.New(r.LastUpdated),
+			},
+		})
+	}
+	if f := ldsStatus.Failure; f != nil {
+		// A rejected LDS update names its resources in details; Envoy
+		// dumps errors not tied to one listener this way.
+		ld.DynamicListeners = append(ld.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
+			ErrorState: &adminv3.UpdateFailureState{Details: f.Details, VersionInfo: f.VersionInfo, LastUpdateAttempt: timestamppb.New(f.LastUpdateAttempt)},
+		})
+	}
 	if err := add(ld); err != nil {
 		return nil, err
 	}
-	if err := add(&adminv3.RoutesConfigDump{}); err != nil {
+	routes, err := s.rds.routesDump()
+	if err != nil {
+		return nil, err
+	}
+	if err := add(&adminv3.RoutesConfigDump{DynamicRouteConfigs: routes}); err != nil {
 		return nil, err
 	}
 	if err := add(&adminv3.SecretsConfigDump{}); err != nil {
 		return nil, err
 	}
 	if includeEDS {
-		if err := add(&adminv3.EndpointsConfigDump{}); err != nil {
+		ed, err := s.endpointsDump(func(name string) *timestamppb.Timestamp { return stamp(clusterUpdated[name]) })
+		if err != nil {
+			return nil, err
+		}
+		if err := add(ed); err != nil {
 			return nil, err
 		}
 	}
@@ -223,3 +272,36 @@ func (s *Server) ReopenLogs() {
 func (s *Server) AccessLogFiles() *accesslog.FileManager { return s.files }
 
 var _ accesslog.FileSource = (*Server)(nil)
+
+// edsStatus is what an EDS cluster's discovery offers the config dump.
+type edsStatus interface{ Status() xds.Status }
+
+// endpointsDump is /config_dump?include_eds: each EDS cluster's current
+// ClusterLoadAssignment with the version and time it was accepted, and the
+// load_assignment of every other cluster as a static endpoint config, as
+// Envoy's cluster manager dumps them.
+func (s *Server) endpointsDump(updated func(cluster string) *timestamppb.Timestamp) (*adminv3.EndpointsConfigDump, error) {
+	ed := &adminv3.EndpointsConfigDump{}
+	for _, c := range s.clusters.Clusters() {
+		if es, ok := c.Discovery().(edsStatus); ok {
+			for _, r := range es.Status().Resources {
+				ed.DynamicEndpointConfigs = append(ed.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{
+					VersionInfo: r.Version, EndpointConfig: r.Any, LastUpdated: timestamppb.New(r.LastUpdated),
+				})
+			}
+			continue
+		}
+		la := c.Config().GetLoadAssignment()
+		if la == nil {
+			continue
+		}
+		a, err := anypb.New(la)
+		if err != nil {
+			return nil, err
+		}
+		ed.StaticEndpointConfigs = append(ed.StaticEndpointConfigs, &adminv3.EndpointsConfigDump_StaticEndpointConfig{
+			EndpointConfig: a, LastUpdated: updated(c.Name()),
+		})
+	}
+	return ed, nil
+}

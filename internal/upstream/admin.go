@@ -45,7 +45,7 @@ func (m *Manager) WriteClusters(w io.Writer) error {
 			fmt.Fprintf(bw, "%s::%s_priority::max_requests::%d\n", n, prio, t.MaxRequests)
 			fmt.Fprintf(bw, "%s::%s_priority::max_retries::%d\n", n, prio, t.MaxRetries)
 		}
-		fmt.Fprintf(bw, "%s::added_via_api::false\n", n)
+		fmt.Fprintf(bw, "%s::added_via_api::%t\n", n, m.isAddedViaAPI(n))
 		for _, h := range c.hostSet.Load().Hosts {
 			a := h.Address()
 			// Envoy sorts counters and gauges together by name.
@@ -102,7 +102,7 @@ func (m *Manager) ClustersProto() *adminv3.Clusters {
 		cs := &adminv3.ClusterStatus{
 			Name:              c.name,
 			ObservabilityName: c.observabilityName,
-			AddedViaApi:       false,
+			AddedViaApi:       m.isAddedViaAPI(c.name),
 			CircuitBreakers:   &clusterv3.CircuitBreakers{},
 		}
 		if c.od != nil {

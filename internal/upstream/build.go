@@ -22,7 +22,12 @@ import (
 // buildDiscovery finds the cluster type: cluster_type (by typed_config type
 // URL, else by name) or the legacy type enum (default STATIC).
 func buildDiscovery(c *clusterv3.Cluster, path string, env buildEnv) (clustertype.Discovery, error) {
-	bctx := clustertype.BuildContext{Path: path, Resolver: env.resolver, Rand: env.rand}
+	obs := c.GetName()
+	if c.GetAltStatName() != "" {
+		obs = c.GetAltStatName()
+	}
+	bctx := clustertype.BuildContext{Path: path, Resolver: env.resolver, Rand: env.rand, XDS: env.xds,
+		Stats: env.store.Scope("cluster." + obs + ".")}
 	if ct := c.GetClusterType(); ct != nil {
 		p := path + ".cluster_type"
 		var ext *clustertype.Extension

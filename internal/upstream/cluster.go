@@ -21,6 +21,7 @@ import (
 	"github.com/herald-proxy/herald/internal/upstream/healthcheck"
 	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
 	"github.com/herald-proxy/herald/internal/upstream/outlier"
+	"github.com/herald-proxy/herald/internal/xds"
 )
 
 // Defaults from Envoy's cluster.proto.
@@ -130,6 +131,10 @@ func (c *Cluster) Thresholds(high bool) Thresholds {
 	return c.thresholds[0]
 }
 
+// Discovery returns the cluster's discovery (the cluster type built from
+// its config); admin /config_dump?include_eds reads EDS state through it.
+func (c *Cluster) Discovery() clustertype.Discovery { return c.discovery }
+
 // Config returns the cluster's config as given; do not modify it.
 func (c *Cluster) Config() *clusterv3.Cluster { return c.cfg }
 
@@ -141,6 +146,8 @@ type buildEnv struct {
 	now      func() time.Time
 	seed     func() uint64
 	rand     func() uint64
+	// xds is the server's xDS client for EDS clusters; nil without one.
+	xds *xds.Client
 }
 
 // Fields of Cluster that herald interprets; any other field set is an
@@ -155,7 +162,7 @@ var clusterFields = []string{
 	"dns_resolution_config", "typed_dns_resolver_config", "dns_jitter",
 	"wait_for_warm_on_init", "outlier_detection", "common_lb_config", "transport_socket",
 	"metadata", "protocol_selection", "upstream_connection_options",
-	"load_balancing_policy", "round_robin_lb_config",
+	"load_balancing_policy", "round_robin_lb_config", "eds_cluster_config",
 	"least_request_lb_config", "ring_hash_lb_config", "maglev_lb_config",
 }
 
@@ -449,12 +456,20 @@ func (u *updater) Ready() {
 	c.hc.Initialize(markReady)
 }
 
-// Success replaces membership: hosts with a known key are reused (their
-// address and weight updated), new ones created, missing ones dropped and
-// their idle connections closed.
+// Success counts update_success and replaces membership (SetHosts).
 func (u *updater) Success(specs []clustertype.HostSpec) {
+	u.Stats.UpdateSuccess.Inc()
+	u.SetHosts(specs)
+}
+
+var _ clustertype.MembershipSetter = (*updater)(nil)
+
+// SetHosts replaces membership: hosts with a known key are reused (their
+// address, weight and EDS health updated), new ones created, missing ones
+// dropped and their idle connections closed. It implements
+// clustertype.MembershipSetter.
+func (u *updater) SetHosts(specs []clustertype.HostSpec) {
 	c := (*Cluster)(u)
-	c.Stats.UpdateSuccess.Inc()
 	c.mu.Lock()
 	if c.stopped {
 		c.mu.Unlock()
@@ -481,6 +496,9 @@ func (u *updater) Success(specs []clustertype.HostSpec) {
 			}
 			h.setAddr(s.Addr)
 			h.weight.Store(max(s.Weight, 1))
+			if h.setEDSHealth(s.Unhealthy) {
+				changed = true
+			}
 		}
 		if !changed && c.hosts[len(next)] != h {
 			changed = true // same members, new order
@@ -532,6 +550,7 @@ func (c *Cluster) newHost(key string, s clustertype.HostSpec) *Host {
 		// clears it.
 		h.health.Store(uint32(FailedActiveHC))
 	}
+	h.setEDSHealth(s.Unhealthy)
 	h.setAddr(s.Addr)
 	h.weight.Store(max(s.Weight, 1))
 	h.idle.init(c.http.idleTimeout, int(c.thresholds[0].MaxConnections), c.now)

@@ -221,6 +221,24 @@ func (t *hcTarget) SetActiveHealth(hf healthcheck.Flags) {
 	}
 }
 
+// setEDSHealth sets or clears /failed_eds_health, keeping the other flags;
+// it reports whether the flag changed.
+func (h *Host) setEDSHealth(unhealthy bool) bool {
+	for {
+		old := h.health.Load()
+		next := old &^ uint32(FailedEDSHealth)
+		if unhealthy {
+			next |= uint32(FailedEDSHealth)
+		}
+		if old == next {
+			return false
+		}
+		if h.health.CompareAndSwap(old, next) {
+			return true
+		}
+	}
+}
+
 func (h *Host) setAddr(ap netip.AddrPort) {
 	if cur := h.addr.Load(); cur != nil && cur.ap == ap {
 		return

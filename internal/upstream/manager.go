@@ -18,6 +18,7 @@ import (
 	"github.com/herald-proxy/herald/internal/configerr"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/upstream/clustertype"
+	"github.com/herald-proxy/herald/internal/xds"
 )
 
 // Manager is the cluster manager. It outlives config snapshots: clusters
@@ -29,6 +30,8 @@ type Manager struct {
 
 	// Read on the request path without locks: an immutable map.
 	clusters atomic.Pointer[map[string]*Cluster]
+	// addedViaAPI answers admin /clusters' added_via_api.
+	addedViaAPI atomic.Pointer[func(name string) bool]
 
 	// Guarded by mu (Apply, Close, Warnings):
 	mu       sync.Mutex
@@ -60,6 +63,19 @@ func WithClock(now func() time.Time) Option { return func(m *Manager) { m.env.no
 // tests pass a constant to make picks deterministic.
 func WithRand(r func() uint64) Option {
 	return func(m *Manager) { m.env.seed, m.env.rand = r, r }
+}
+
+// WithXDS gives EDS clusters the server's xDS client.
+func WithXDS(c *xds.Client) Option { return func(m *Manager) { m.env.xds = c } }
+
+// SetAddedViaAPI sets how admin /clusters learns whether a cluster came
+// from CDS (added_via_api); nil means none did. f is called from admin
+// requests, concurrently with updates.
+func (m *Manager) SetAddedViaAPI(f func(name string) bool) { m.addedViaAPI.Store(&f) }
+
+func (m *Manager) isAddedViaAPI(name string) bool {
+	f := m.addedViaAPI.Load()
+	return f != nil && *f != nil && (*f)(name)
 }
 
 // NewManager returns a manager with no clusters.

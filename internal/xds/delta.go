@@ -103,6 +103,7 @@ func (m *Mux) deltaSession(ctx context.Context, conn *grpc.ClientConn, bo *jitte
 					}
 				}
 				v.sent = want
+				primeNew(v)
 				if len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) == 0 {
 					continue
 				}

@@ -461,6 +461,35 @@ func mergeDecoded(base, old map[string]*Resource, ds []decoded, version string, 
 	return base
 }
 
+// primeNew hands the cached resources of a type to the watches that joined
+// it after this stream received them and hold a name among them (or are
+// wildcard): the server will not send those resources again, since the
+// request's names did not change (SotW) or the name is already subscribed
+// (delta) — a rebuilt EDS cluster on an ADS stream would otherwise wait for
+// its initial_fetch_timeout. A watch whose names are all new keeps waiting
+// for the server's response. Called on the stream goroutine.
+func primeNew(v tsView) {
+	if len(v.cache) == 0 {
+		return
+	}
+	for _, w := range v.watches {
+		if w.primed() {
+			continue
+		}
+		names := w.interest()
+		has := len(names) == 0
+		for n := range names {
+			if v.cache[n] != nil {
+				has = true
+				break
+			}
+		}
+		if has {
+			_ = w.deliver(v.version, v.cache) // a rejection is recorded by the watch
+		}
+	}
+}
+
 // deliverAll calls every watch; the first Apply error is returned.
 func deliverAll(watches []*watch, version string, cache map[string]*Resource) error {
 	var first error

@@ -180,6 +180,7 @@ func (m *Mux) sotwSession(ctx context.Context, conn *grpc.ClientConn, bo *jitter
 				if err := request(v); err != nil {
 					return err
 				}
+				primeNew(v)
 			}
 		case resp := <-respc:
 			bo.reset()

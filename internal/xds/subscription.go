@@ -238,6 +238,13 @@ func (w *watch) Status() Status {
 	return st
 }
 
+// primed reports whether the watch has had an update accepted or rejected.
+func (w *watch) primed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.updated.IsZero() || w.failure != nil
+}
+
 // interest returns a copy of the names of interest; empty is wildcard.
 func (w *watch) interest() map[string]bool {
 	w.mu.Lock()

@@ -13,7 +13,8 @@
 // LOGICAL_DNS have none), so this package keeps its own index instead of
 // registry.Registry, with the same rules: duplicates panic.
 //
-// It must not import extensions/, internal/upstream nor net/http.
+// It imports internal/xds for the client EDS subscribes with. It must not
+// import extensions/, internal/upstream nor net/http.
 package clustertype
 
 import (
@@ -27,6 +28,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-proxy/herald/internal/registry"
+	"github.com/herald-proxy/herald/internal/stats"
+	"github.com/herald-proxy/herald/internal/xds"
 )
 
 // HostSpec is one member reported by discovery.
@@ -43,6 +46,10 @@ type HostSpec struct {
 	Hostname string
 	// Weight is the endpoint's load_balancing_weight (default 1).
 	Weight uint32
+	// Unhealthy says the control plane reports the endpoint unhealthy (EDS
+	// health_status UNHEALTHY, DRAINING or TIMEOUT): the host carries
+	// /failed_eds_health and takes no traffic outside panic mode.
+	Unhealthy bool
 }
 
 // Updater receives what discovery finds. Its methods are safe to call from
@@ -59,6 +66,14 @@ type Updater interface {
 	// Ready says initial discovery is done (every target tried once), which
 	// ends the cluster's warming. Later calls do nothing.
 	Ready()
+}
+
+// MembershipSetter is implemented by the Updater the cluster manager hands
+// to Start. SetHosts replaces membership as Success does but counts no
+// update_success: for discovery whose xDS subscription counts its own
+// update_* stats under the cluster's scope (EDS, as Envoy's EdsClusterImpl).
+type MembershipSetter interface {
+	SetHosts(hosts []HostSpec)
 }
 
 // Discovery is a built cluster type.
@@ -83,6 +98,12 @@ type BuildContext struct {
 	Resolver Resolver
 	// Rand returns random numbers (DNS jitter); tests make it deterministic.
 	Rand func() uint64
+	// XDS is the server's xDS client, for types that subscribe to their
+	// hosts (EDS); nil when the cluster manager has none.
+	XDS *xds.Client
+	// Stats is the cluster's stats scope ("cluster.<alt_stat_name or
+	// name>."), where an xDS subscription counts its update_* stats.
+	Stats stats.Scope
 }
 
 // Extension is one cluster type.

@@ -5,6 +5,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/herald-proxy/herald/internal/configerr"
 )
@@ -22,6 +23,8 @@ type Endpoint struct {
 	Hostname string
 	// Path is the YAML path of the endpoint's socket_address, for errors.
 	Path string
+	// Unhealthy: EDS health_status UNHEALTHY, DRAINING or TIMEOUT.
+	Unhealthy bool
 }
 
 // Endpoints checks c.load_assignment and returns its endpoints in order.
@@ -35,7 +38,21 @@ func Endpoints(c *clusterv3.Cluster, path string) ([]Endpoint, error) {
 	if la == nil {
 		return nil, nil
 	}
-	lap := path + ".load_assignment"
+	return assignment(la, path+".load_assignment", false)
+}
+
+// AssignmentEndpoints checks a ClusterLoadAssignment delivered by EDS (path
+// names it, e.g. `cluster_load_assignment "backend"`) with the rules of
+// Endpoints, except that health_status may also be UNHEALTHY, DRAINING or
+// TIMEOUT (Envoy treats the three as unhealthy: Endpoint.Unhealthy).
+// DEGRADED is an error: herald has no degraded tier.
+//
+// Envoy: https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/health_check.proto#enum-config-core-v3-healthstatus
+func AssignmentEndpoints(la *endpointv3.ClusterLoadAssignment, path string) ([]Endpoint, error) {
+	return assignment(la, path, true)
+}
+
+func assignment(la *endpointv3.ClusterLoadAssignment, lap string, eds bool) ([]Endpoint, error) {
 	errs := configerr.CheckFields(la, lap, "cluster_name", "endpoints", "policy")
 	if la.GetPolicy() != nil {
 		errs = append(errs, configerr.CheckFields(la.GetPolicy(), lap+".policy", "overprovisioning_factor")...)
@@ -49,12 +66,22 @@ func Endpoints(c *clusterv3.Cluster, path string) ([]Endpoint, error) {
 		if loc.GetPriority() != 0 {
 			errs = append(errs, configerr.At(lp+".priority", "priority %d is %s (only priority 0)", loc.GetPriority(), configerr.NotSupported))
 		}
-		errs = append(errs, configerr.CheckFields(loc, lp, "locality", "lb_endpoints", "priority", "metadata")...)
+		if loc.GetLedsClusterLocalityConfig() != nil {
+			errs = append(errs, configerr.At(lp+".leds_cluster_locality_config", "LEDS is %s (#7)", configerr.NotSupported))
+		}
+		errs = append(errs, configerr.CheckFields(loc, lp, "locality", "lb_endpoints", "priority", "metadata", "leds_cluster_locality_config")...)
 		for j, lbe := range loc.GetLbEndpoints() {
 			ep := fmt.Sprintf("%s.lb_endpoints[%d]", lp, j)
 			errs = append(errs, configerr.CheckFields(lbe, ep, "endpoint", "load_balancing_weight", "health_status", "metadata")...)
+			unhealthy := false
 			switch lbe.GetHealthStatus() {
 			case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY:
+			case corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_DRAINING, corev3.HealthStatus_TIMEOUT:
+				if eds {
+					unhealthy = true
+					break
+				}
+				errs = append(errs, configerr.At(ep+".health_status", "health_status %s is %s", lbe.GetHealthStatus(), configerr.NotSupported))
 			default:
 				errs = append(errs, configerr.At(ep+".health_status", "health_status %s is %s", lbe.GetHealthStatus(), configerr.NotSupported))
 			}
@@ -91,11 +118,12 @@ func Endpoints(c *clusterv3.Cluster, path string) ([]Endpoint, error) {
 				}
 			}
 			out = append(out, Endpoint{
-				Address:  sa.GetAddress(),
-				Port:     uint16(sa.GetPortValue()),
-				Weight:   w,
-				Hostname: e.GetHostname(),
-				Path:     sp,
+				Address:   sa.GetAddress(),
+				Port:      uint16(sa.GetPortValue()),
+				Weight:    w,
+				Hostname:  e.GetHostname(),
+				Path:      sp,
+				Unhealthy: unhealthy,
 			})
 		}
 	}

@@ -332,14 +332,16 @@ func TestBuildInvalid(t *testing.T) {
 		wantErr      string // the field path below hcmPath, then the message
 	}{
 		{
-			name: "rds",
+			// rds is served by internal/server (rds_test.go); a server
+			// without it is an internal error, not a silent empty table.
+			name: "rds without the server's xDS client",
 			config: `
 stat_prefix: s
 rds:
   route_config_name: local
   config_source: { ads: {} }
 ` + router,
-			wantErr: ".rds: rds is not supported by herald yet (#7)",
+			wantErr: ".rds: rds needs the server's xDS client (internal error)",
 		},
 		{
 			name: "scoped_routes",

@@ -43,7 +43,7 @@ const (
 // other field that is set is an error naming it (STYLE.md §5), with the
 // issue that will add it from unsupportedIssues.
 var supported = []string{
-	"codec_type", "stat_prefix", "route_config", "http_filters", "access_log",
+	"codec_type", "stat_prefix", "route_config", "rds", "http_filters", "access_log",
 	"use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "via",
 	"generate_request_id", "preserve_external_request_id", "always_set_request_id_in_response",
 	"server_name", "server_header_transformation", "max_request_headers_kb",
@@ -61,7 +61,6 @@ var (
 )
 
 var unsupportedIssues = map[string]string{
-	"rds":                             "#7",
 	"scoped_routes":                   "#7",
 	"upgrade_configs":                 "#6",
 	"http3_protocol_options":          "#6",
@@ -168,14 +167,14 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		ServerContext: ctx.Server,
 	}
 
-	// Route table.
+	// Route table: inline, or from RDS.
+	stripping := router.StripNoPort
+	if p.GetStripAnyHostPort() {
+		stripping = router.StripAnyPort
+	} else if p.GetStripMatchingHostPort() {
+		stripping = router.StripMatchingPort
+	}
 	if rc := p.GetRouteConfig(); rc != nil {
-		stripping := router.StripNoPort
-		if p.GetStripAnyHostPort() {
-			stripping = router.StripAnyPort
-		} else if p.GetStripMatchingHostPort() {
-			stripping = router.StripMatchingPort
-		}
 		// Routes to missing static clusters are reported by the bootstrap
 		// cross-checks, positioned and once; checking again here would only
 		// repeat them when a cluster failed to build.
@@ -186,7 +185,14 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		} else {
 			cfg.Routes = &resolver{table: table, stripping: stripping}
 		}
-	} else if p.GetRds() == nil && p.GetScopedRoutes() == nil {
+	} else if rds := p.GetRds(); rds != nil {
+		routes, err := buildRDS(rds, cfg.StatPrefix, stripping, fctx, ctx.Server, path+".rds")
+		if err != nil {
+			errs = append(errs, configerr.Collect(err, path+".rds", nil)...)
+		} else {
+			cfg.Routes = routes
+		}
+	} else if p.GetScopedRoutes() == nil {
 		errs = append(errs, configerr.At(path+".route_config", "route_config is required"))
 	}
 

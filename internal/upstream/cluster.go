@@ -543,7 +543,7 @@ func (u *updater) SetHosts(specs []clustertype.HostSpec) {
 }
 
 func (c *Cluster) newHost(key string, s clustertype.HostSpec) *Host {
-	h := &Host{key: key, hostname: s.Hostname, cluster: c}
+	h := &Host{key: key, hostname: s.Hostname, hashKey: s.HashKey, cluster: c}
 	if c.hcConfig != nil {
 		// Envoy: "If we are depending on a health checker, we initialize to
 		// unhealthy" (updateDynamicHostList); the first passing check

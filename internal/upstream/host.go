@@ -73,6 +73,7 @@ type Host struct {
 	// Immutable after creation:
 	key      string
 	hostname string
+	hashKey  string // endpoint metadata envoy.lb hash_key
 	cluster  *Cluster
 
 	// Updated by the cluster's discovery (under Cluster.mu), read anywhere:
@@ -103,6 +104,10 @@ func (h *Host) AddrPort() netip.AddrPort { return h.addr.Load().ap }
 // Hostname returns the DNS name the host came from, or the endpoint's
 // hostname, or "".
 func (h *Host) Hostname() string { return h.hostname }
+
+// LBHashKey is the endpoint metadata's envoy.lb hash_key, or "": hashing
+// load balancers place the host by it when set (lbpolicy.HashKey).
+func (h *Host) LBHashKey() string { return h.hashKey }
 
 // Weight implements lbpolicy.Host: the endpoint's load_balancing_weight.
 func (h *Host) Weight() uint32 { return h.weight.Load() }

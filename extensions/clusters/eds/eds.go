@@ -148,6 +148,7 @@ func Hosts(la *endpointv3.ClusterLoadAssignment) ([]clustertype.HostSpec, error)
 			Hostname:  e.Hostname,
 			Weight:    e.Weight,
 			Unhealthy: e.Unhealthy,
+			HashKey:   e.HashKey,
 		})
 	}
 	if err := errs.Err(); err != nil {

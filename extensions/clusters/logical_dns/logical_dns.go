@@ -81,6 +81,7 @@ func (d *Discovery) Start(ctx context.Context, u clustertype.Updater) {
 			Addr:     netip.AddrPortFrom(addrs[0], d.target.Port),
 			Hostname: d.target.Address,
 			Weight:   d.target.Weight,
+			HashKey:  d.target.HashKey,
 		}})
 		return true
 	})

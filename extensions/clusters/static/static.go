@@ -46,6 +46,7 @@ func Build(c *clusterv3.Cluster, _ proto.Message, ctx clustertype.BuildContext) 
 			Addr:     netip.AddrPortFrom(ip.Unmap(), e.Port),
 			Hostname: e.Hostname,
 			Weight:   e.Weight,
+			HashKey:  e.HashKey,
 		})
 	}
 	if err := errs.Err(); err != nil {

@@ -38,6 +38,11 @@ func TestBuild(t *testing.T) {
 				{Addr: netip.MustParseAddrPort("127.0.0.1:8080"), Weight: 1},
 				{Addr: netip.MustParseAddrPort("[::1]:8081"), Hostname: "b", Weight: 3},
 			}},
+		{name: "envoy.lb hash_key", cluster: `{"name":"a","load_assignment":{"endpoints":[{"lb_endpoints":[
+			{"metadata":{"filter_metadata":{"envoy.lb":{"hash_key":"shard-7"}}},"endpoint":{"address":{"socket_address":{"address":"127.0.0.1","port_value":8080}}}}]}]}}`,
+			want: []clustertype.HostSpec{
+				{Addr: netip.MustParseAddrPort("127.0.0.1:8080"), Weight: 1, HashKey: "shard-7"},
+			}},
 		{name: "no load assignment", cluster: `{"name":"a"}`},
 		{name: "name instead of ip", cluster: `{"name":"a","load_assignment":{"endpoints":[{"lb_endpoints":[{"endpoint":{"address":{"socket_address":{"address":"localhost","port_value":1}}}}]}]}}`,
 			wantErr: `static_resources.clusters[2].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: "localhost" is not an IP address`},

@@ -92,6 +92,7 @@ func (d *Discovery) resolve(ctx context.Context, u clustertype.Updater, i int) b
 				Addr:     netip.AddrPortFrom(a, t.Port),
 				Hostname: t.Address,
 				Weight:   t.Weight,
+				HashKey:  t.HashKey,
 			})
 		}
 		d.results[i] = hosts

@@ -46,6 +46,8 @@ type HostSpec struct {
 	Hostname string
 	// Weight is the endpoint's load_balancing_weight (default 1).
 	Weight uint32
+	// HashKey is the endpoint metadata's envoy.lb hash_key, or "".
+	HashKey string
 	// Unhealthy says the control plane reports the endpoint unhealthy (EDS
 	// health_status UNHEALTHY, DRAINING or TIMEOUT): the host carries
 	// /failed_eds_health and takes no traffic outside panic mode.

@@ -140,6 +140,16 @@ func TestEndpoints(t *testing.T) {
 			wantErr: "socket_address.named_port: not supported by herald yet"},
 		{name: "pipe", cluster: `{"name":"a","load_assignment":{"endpoints":[{"lb_endpoints":[{"endpoint":{"address":{"pipe":{"path":"/x"}}}}]}]}}`,
 			wantErr: "lb_endpoints[0].endpoint.address: only socket_address is supported"},
+		{name: "envoy.lb hash_key", cluster: `{"name":"a","load_assignment":{"endpoints":[{"lb_endpoints":[
+			{"metadata":{"filter_metadata":{"envoy.lb":{"hash_key":"shard-7"},"other":{"x":1}}},"endpoint":{"address":{"socket_address":{"address":"10.0.0.1","port_value":80}}}},
+			{"metadata":{"filter_metadata":{"other":{"hash_key":"ignored"}}},"endpoint":{"address":{"socket_address":{"address":"10.0.0.2","port_value":80}}}}]}]}}`,
+			want: []Endpoint{
+				{Address: "10.0.0.1", Port: 80, Weight: 1, HashKey: "shard-7", Path: "c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address"},
+				{Address: "10.0.0.2", Port: 80, Weight: 1, Path: "c.load_assignment.endpoints[0].lb_endpoints[1].endpoint.address.socket_address"},
+			}},
+		{name: "envoy.lb hash_key not a string", cluster: `{"name":"a","load_assignment":{"endpoints":[{"lb_endpoints":[
+			{"metadata":{"filter_metadata":{"envoy.lb":{"hash_key":7}}},"endpoint":{"address":{"socket_address":{"address":"10.0.0.1","port_value":80}}}}]}]}}`,
+			wantErr: "c.load_assignment.endpoints[0].lb_endpoints[0].metadata.filter_metadata[envoy.lb].hash_key: hash_key must be a string"},
 		{name: "unhealthy", cluster: `{"name":"a","load_assignment":{"endpoints":[{"lb_endpoints":[{"health_status":"UNHEALTHY","endpoint":{"address":{"socket_address":{"address":"x","port_value":1}}}}]}]}}`,
 			wantErr: "lb_endpoints[0].health_status: health_status UNHEALTHY is not supported by herald yet"},
 	}

@@ -6,6 +6,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/herald-proxy/herald/internal/configerr"
 )
@@ -25,6 +26,29 @@ type Endpoint struct {
 	Path string
 	// Unhealthy: EDS health_status UNHEALTHY, DRAINING or TIMEOUT.
 	Unhealthy bool
+	// HashKey is the endpoint metadata's envoy.lb hash_key ("" when unset):
+	// ring_hash and maglev place the host by it instead of its address.
+	HashKey string
+}
+
+// lbMetadataHashKey reads filter_metadata["envoy.lb"].hash_key, Envoy's
+// per-endpoint override of the key hashing load balancers place a host by
+// (Config::MetadataEnvoyLbKeys::HASH_KEY). Envoy ignores a non-string value
+// with a debug log; herald refuses it, so the mistake is seen.
+func lbMetadataHashKey(md *corev3.Metadata, path string) (string, *configerr.FieldError) {
+	lb := md.GetFilterMetadata()["envoy.lb"]
+	if lb == nil {
+		return "", nil
+	}
+	v, ok := lb.GetFields()["hash_key"]
+	if !ok {
+		return "", nil
+	}
+	sv, isString := v.GetKind().(*structpb.Value_StringValue)
+	if !isString {
+		return "", configerr.At(path+".metadata.filter_metadata[envoy.lb].hash_key", "hash_key must be a string")
+	}
+	return sv.StringValue, nil
 }
 
 // Endpoints checks c.load_assignment and returns its endpoints in order.
@@ -117,7 +141,12 @@ func assignment(la *endpointv3.ClusterLoadAssignment, lap string, eds bool) ([]E
 					errs = append(errs, configerr.At(ep+".load_balancing_weight", "weight must be at least 1"))
 				}
 			}
+			hashKey, herr := lbMetadataHashKey(lbe.GetMetadata(), ep)
+			if herr != nil {
+				errs = append(errs, herr)
+			}
 			out = append(out, Endpoint{
+				HashKey:   hashKey,
 				Address:   sa.GetAddress(),
 				Port:      uint16(sa.GetPortValue()),
 				Weight:    w,

@@ -11,12 +11,24 @@ type Addressed interface {
 	Hostname() string
 }
 
-// HashKey is the string Envoy hashes to place a host: its hostname when
-// useHostname (consistent_hashing_lb_config.use_hostname_for_hashing), else
-// its address. Envoy: ThreadAwareLoadBalancerBase::HashingLoadBalancer::hashKey
-// (source/extensions/load_balancing_policies/common/thread_aware_lb_impl.h);
-// the endpoint metadata override envoy.lb/hash_key is not supported.
+// MetadataKeyed is implemented by hosts whose endpoint metadata may carry
+// Envoy's envoy.lb hash_key.
+type MetadataKeyed interface {
+	// LBHashKey is the envoy.lb hash_key, or "".
+	LBHashKey() string
+}
+
+// HashKey is the string Envoy hashes to place a host: the endpoint
+// metadata's envoy.lb hash_key when set, else its hostname when useHostname
+// (consistent_hashing_lb_config.use_hostname_for_hashing), else its address.
+// Envoy: ThreadAwareLoadBalancerBase::HashingLoadBalancer::hashKey
+// (source/extensions/load_balancing_policies/common/thread_aware_lb_impl.h).
 func HashKey(h Host, useHostname bool) string {
+	if m, ok := h.(MetadataKeyed); ok {
+		if k := m.LBHashKey(); k != "" {
+			return k
+		}
+	}
 	a, ok := h.(Addressed)
 	if !ok {
 		return ""

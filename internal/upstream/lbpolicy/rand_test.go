@@ -9,6 +9,14 @@ func (addrHost) ActiveRequests() int64 { return 0 }
 func (h addrHost) Address() string     { return h.addr }
 func (h addrHost) Hostname() string    { return h.name }
 
+// keyedHost carries an endpoint metadata envoy.lb hash_key.
+type keyedHost struct {
+	addrHost
+	key string
+}
+
+func (h keyedHost) LBHashKey() string { return h.key }
+
 type bareHost struct{}
 
 func (bareHost) Weight() uint32        { return 1 }
@@ -24,6 +32,10 @@ func TestHashKey(t *testing.T) {
 		{name: "address", host: addrHost{addr: "[::1]:80", name: "a.example"}, want: "[::1]:80"},
 		{name: "hostname", host: addrHost{addr: "[::1]:80", name: "a.example"}, useHostname: true, want: "a.example"},
 		{name: "no address", host: bareHost{}, want: ""},
+		// Envoy: the envoy.lb hash_key metadata wins over address and hostname;
+		// an empty one falls back to them.
+		{name: "metadata hash_key", host: keyedHost{addrHost{addr: "[::1]:80", name: "a.example"}, "shard-7"}, useHostname: true, want: "shard-7"},
+		{name: "empty metadata hash_key", host: keyedHost{addrHost{addr: "[::1]:80"}, ""}, want: "[::1]:80"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

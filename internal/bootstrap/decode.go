@@ -625,6 +625,13 @@ func (d *decoder) anyMessage(n *yaml.Node, path string, out *bytes.Buffer) {
 		}
 		body.Content = append(body.Content, k, n.Content[i+1])
 	}
+	if typeNode == nil && len(body.Content) == 0 {
+		// An empty Any ({}), which Envoy accepts: e.g. a route's
+		// FilterConfig with "config: {}" enables a filter disabled in
+		// http_filters.
+		out.WriteString("{}")
+		return
+	}
 	if typeNode == nil {
 		d.fail(n, path, `add "@type: type.googleapis.com/<message>"`, "missing \"@type\"")
 		out.WriteString("null")

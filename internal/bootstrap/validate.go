@@ -76,8 +76,8 @@ func (v *validation) nested(m protoreflect.Message, path string) {
 		return
 	}
 	a, ok := m.Interface().(*anypb.Any)
-	if !ok {
-		return
+	if !ok || (a.GetTypeUrl() == "" && len(a.GetValue()) == 0) {
+		return // an empty Any ({}) holds nothing to validate
 	}
 	inner, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
 	if err != nil {

@@ -65,6 +65,10 @@ func TestResolve(t *testing.T) {
 	}{
 		{name: "by type URL", extName: "whatever", tc: good},
 		{name: "by name without typed_config", extName: "x.duration"},
+		// "typed_config: {}" resolves by name with the default config, as Envoy.
+		{name: "by name with an empty typed_config", extName: "x.duration", tc: &anypb.Any{}},
+		{name: "unknown name with an empty typed_config", extName: "x.nope", tc: &anypb.Any{},
+			wantErr: `filters[0].name: test extension "x.nope" is not supported by herald`},
 		{name: "unknown type URL", extName: "x.bool", tc: other,
 			wantErr: `filters[0].typed_config: test extension "x.bool" (type.googleapis.com/google.protobuf.BoolValue) is not supported by herald (supported: x.duration)`},
 		{name: "unknown name", extName: "x.nope",
@@ -82,7 +86,7 @@ func TestResolve(t *testing.T) {
 			if err != nil || e.name != "d" {
 				t.Fatalf("Resolve = %v, %v", e, err)
 			}
-			if tc.tc != nil && cfg.(*durationpb.Duration).AsDuration() != 5 {
+			if tc.tc != nil && tc.tc.GetTypeUrl() != "" && cfg.(*durationpb.Duration).AsDuration() != 5 {
 				t.Fatalf("config not unpacked: %v", cfg)
 			}
 		})

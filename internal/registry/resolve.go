@@ -19,6 +19,11 @@ func Resolve[E any](r *Registry[E], newCfg func(E) proto.Message, name string, t
 	var zero E
 	var e E
 	var ok bool
+	if tc != nil && tc.GetTypeUrl() == "" && len(tc.GetValue()) == 0 {
+		// "typed_config: {}": Envoy finds the factory by name and uses its
+		// default (empty) config.
+		tc = nil
+	}
 	if tc != nil {
 		if e, ok = r.ByTypeURL(tc.GetTypeUrl()); !ok {
 			return zero, nil, configerr.At(path+".typed_config", "%s %q (%s) is not supported by herald", r.Kind(), name, tc.GetTypeUrl()).

@@ -329,3 +329,57 @@ func TestHTTPFilterHealthCheck(t *testing.T) {
 		t.Errorf("health check after /healthcheck/ok: %d, want 200", code)
 	}
 }
+
+// TestHTTPFilterDisabled: http_filters[].disabled keeps a filter off except
+// where typed_per_filter_config enables it (a FilterConfig with an empty
+// config), and FilterConfig.disabled turns an enabled filter off for one
+// route (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route.proto#config-route-v3-filterconfig).
+func TestHTTPFilterDisabled(t *testing.T) {
+	t.Parallel()
+	backend, hits := countingBackend(t)
+	vhosts := `            - name: app
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/enabled" }
+                route: { cluster: app }
+                typed_per_filter_config:
+                  abort_all:
+                    "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+                    config: {}
+                  teapot:
+                    "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+                    disabled: true
+              - match: { prefix: "/" }
+                route: { cluster: app }`
+	// abort_all is disabled by default; teapot is on by default.
+	filters := `          - name: abort_all
+            disabled: true
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+              abort: { http_status: 503, percentage: { numerator: 100 } }
+          - name: teapot
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+              abort: { http_status: 418, percentage: { numerator: 100 } }
+`
+	h := testutil.Start(t, bootstrap([]string{filtersListener("disabled", vhosts, filters)}, staticCluster("app", backend)))
+	base := "http://" + h.ListenerAddr("disabled")
+	c := newClient()
+	tests := []struct {
+		path     string
+		wantCode int
+	}{
+		// Only teapot runs.
+		{path: "/other", wantCode: 418},
+		// abort_all is enabled, teapot disabled: abort_all answers.
+		{path: "/enabled", wantCode: 503},
+	}
+	for _, tc := range tests {
+		if code, _, body, _ := do(t, c, "GET", base+tc.path, nil); code != tc.wantCode {
+			t.Errorf("GET %s = %d %q, want %d", tc.path, code, body, tc.wantCode)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("backend saw %d requests, want 0 (every route has one aborting filter)", n)
+	}
+}

@@ -41,6 +41,9 @@ type FilterFactory struct {
 	// Name is the filter's configured name (used for typed_per_filter_config).
 	Name    string
 	Factory httpfilter.Factory
+	// Disabled is http_filters[].disabled: the filter runs only on routes
+	// whose typed_per_filter_config enables it.
+	Disabled bool
 }
 
 // RouteResolver picks the route for request headers: the router's table.

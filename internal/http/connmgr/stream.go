@@ -149,8 +149,22 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 		as.end()
 		return
 	}
-	// Build the filter chain for this stream.
+	// Build the filter chain for this stream. Filters disabled for the
+	// route are left out, as Envoy's filter chain creation consults the
+	// route resolved from the request headers (FilterConfig.disabled, and
+	// http_filters[].disabled unless the route enables the filter).
+	// The route is resolved here anyway (the router needs it; it is cached).
+	disabler, _ := as.Route().(httpfilter.FilterDisabler)
 	for _, f := range cfg.Filters {
+		off := f.Disabled
+		if disabler != nil {
+			if d, set := disabler.FilterDisabled(f.Name); set {
+				off = d
+			}
+		}
+		if off {
+			continue
+		}
 		flt := f.Factory(as)
 		as.filters = append(as.filters, flt)
 		d, _ := flt.(httpfilter.DecoderFilter)

@@ -67,6 +67,16 @@ type Route interface {
 	PerFilterConfig(name string) any
 }
 
+// FilterDisabler is implemented by routes that can disable or enable a
+// filter through typed_per_filter_config (an envoy.config.route.v3.FilterConfig
+// with disabled, or any config, which enables a filter disabled in
+// http_filters).
+type FilterDisabler interface {
+	// FilterDisabled reports whether the most specific level that mentions
+	// the filter called name disables it; set is false when no level does.
+	FilterDisabled(name string) (disabled, set bool)
+}
+
 // PerFilterConfigLister is implemented by routes that can list every
 // level's typed_per_filter_config for a filter, as Envoy's
 // Http::Utility::getAllPerFilterConfig does for filters that merge levels

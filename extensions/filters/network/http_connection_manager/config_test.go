@@ -415,9 +415,9 @@ scoped_routes:
 			wantErr: `.http_filters[0].name: HTTP filter "envoy.filters.http.not_in_herald" is not supported by herald`,
 		},
 		{
-			name:    "disabled filter",
+			name:    "disabled terminal filter",
 			config:  "stat_prefix: s\n" + routeToBackend + "http_filters:\n- name: envoy.filters.http.router\n  disabled: true\n",
-			wantErr: ".http_filters[0].disabled: disabled filters are not supported by herald yet",
+			wantErr: ".http_filters[0].disabled: the terminal filter envoy.filters.http.router cannot be disabled",
 		},
 		{
 			name: "router rejects its own field",

@@ -203,10 +203,6 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 	}
 	for i, hf := range filters {
 		fpath := fmt.Sprintf("%s.http_filters[%d]", path, i)
-		if hf.GetDisabled() {
-			errs = append(errs, configerr.At(fpath+".disabled", "disabled filters are not supported by herald yet"))
-			continue
-		}
 		entry, fc, ferr := registry.Resolve(httpfilter.Registry, func(e *httpfilter.Entry) proto.Message { return e.NewConfig() },
 			hf.GetName(), hf.GetTypedConfig(), fpath)
 		if ferr != nil {
@@ -232,7 +228,15 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 			errs = append(errs, configerr.Collect(err, fpath+".typed_config", nil)...)
 			continue
 		}
-		cfg.Filters = append(cfg.Filters, connmgr.FilterFactory{Name: hf.GetName(), Factory: factory})
+		if hf.GetDisabled() && entry.Terminal {
+			// Nothing would answer the routes that do not enable it.
+			errs = append(errs, configerr.At(fpath+".disabled", "the terminal filter %s cannot be disabled", entry.Name))
+			continue
+		}
+		// disabled: the filter runs only where a route, virtual host or
+		// route configuration enables it through typed_per_filter_config
+		// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto#envoy-v3-api-field-extensions-filters-network-http-connection-manager-v3-httpfilter-disabled).
+		cfg.Filters = append(cfg.Filters, connmgr.FilterFactory{Name: hf.GetName(), Factory: factory, Disabled: hf.GetDisabled()})
 	}
 
 	// Access logs.

@@ -55,6 +55,15 @@ type HeaderScratch interface {
 	Scratch(n int) []byte
 }
 
+// HeadersDeferrer is implemented by server codecs that can hold the next
+// response headers until the following write (HTTP/2: one write(2) for
+// HEADERS and DATA instead of two). The connection manager calls
+// DeferHeadersFlush just before WriteHeaders when the body is already at
+// hand; the next WriteData, WriteTrailers or reset sends both.
+type HeadersDeferrer interface {
+	DeferHeadersFlush()
+}
+
 // RequestScratchBytes is what a codec implementing HeaderScratch reserves per
 // request: one UUID (36 bytes).
 const RequestScratchBytes = 36

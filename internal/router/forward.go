@@ -454,6 +454,13 @@ func (f *Filter) finish() {
 	if f.attemptResp {
 		f.resp.Set(hdrAttemptCount, attemptString(f.attempts))
 	}
+	if !endStream && f.h1 != nil && f.h1.cc.Buffered() > 0 {
+		// Body bytes came with the headers: an HTTP/2 downstream can send
+		// HEADERS and the first DATA in one write.
+		if d, ok := f.cb.(httpfilter.DataFollows); ok {
+			d.DataFollows()
+		}
+	}
 	if err := f.cb.EncodeHeaders(&f.resp, endStream); err != nil {
 		f.closeUpstream(err)
 		return

@@ -41,6 +41,10 @@ type stream struct {
 	route         httpfilter.Route
 	routeResolved bool
 
+	// dataFollows: the encoding filter holds body bytes it sends right
+	// after the headers (DataFollows).
+	dataFollows bool
+
 	remote netip.AddrPort
 
 	requestComplete  bool
@@ -447,6 +451,12 @@ func (as *stream) writeHeaders(h *hhttp.Headers, endStream bool) error {
 	if as.isHead {
 		endStream = true
 	}
+	if as.dataFollows {
+		as.dataFollows = false
+		if d, ok := as.s.(hhttp.HeadersDeferrer); ok && !endStream {
+			d.DeferHeadersFlush()
+		}
+	}
 	err := as.s.WriteHeaders(h, endStream)
 	if endStream {
 		as.responseComplete = true
@@ -635,6 +645,9 @@ func (as *stream) Route() httpfilter.Route {
 	}
 	return as.route
 }
+
+// DataFollows implements httpfilter.DataFollows.
+func (as *stream) DataFollows() { as.dataFollows = true }
 
 // ClearRouteCache implements httpfilter.Callbacks.
 func (as *stream) ClearRouteCache() { as.routeResolved = false; as.route = nil }

@@ -67,6 +67,15 @@ type Route interface {
 	PerFilterConfig(name string) any
 }
 
+// DataFollows is implemented by Callbacks whose codec can send response
+// headers together with the body: a filter that already holds body bytes it
+// will encode right after EncodeHeaders(h, false) calls DataFollows first
+// (the router does when the upstream body is buffered), saving a write
+// on HTTP/2.
+type DataFollows interface {
+	DataFollows()
+}
+
 // FilterDisabler is implemented by routes that can disable or enable a
 // filter through typed_per_filter_config (an envoy.config.route.v3.FilterConfig
 // with disabled, or any config, which enables a filter disabled in

@@ -99,6 +99,11 @@ func (cc *ClientConn) CloseConn() error {
 	return cc.c.Close()
 }
 
+// Buffered is the number of response bytes read from the connection and
+// not yet consumed: after ReadHeaders, body bytes that arrived with the
+// headers.
+func (cc *ClientConn) Buffered() int { return cc.rd.buffered() }
+
 // Reset prepares cc for the next exchange, keeping its buffers. Close does
 // it for a reusable connection before OnRelease.
 func (cc *ClientConn) Reset() {

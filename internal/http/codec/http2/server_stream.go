@@ -25,6 +25,7 @@ type stream struct {
 	reqHeaders  hhttp.Headers
 	noBody      bool
 	headersSent bool // response headers (final) written; handler only
+	deferFlush  bool // DeferHeadersFlush: the next headers wait for the data; handler only
 
 	// Guarded by sc.mu.
 	inMap         bool // in sc.streams: open or half-closed
@@ -284,9 +285,20 @@ func (st *stream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	if endStream {
 		sc.endLocalLocked(st)
 	}
+	if st.deferFlush && !endStream {
+		// The body follows at once (DeferHeadersFlush): WriteData sends
+		// HEADERS and DATA in one write.
+		st.deferFlush = false
+		return nil
+	}
 	sc.flushLocked()
 	return nil
 }
+
+var _ hhttp.HeadersDeferrer = (*stream)(nil)
+
+// DeferHeadersFlush implements hhttp.HeadersDeferrer.
+func (st *stream) DeferHeadersFlush() { st.deferFlush = true }
 
 // WriteData implements hhttp.ServerStream. It blocks while the client's
 // stream or connection window is exhausted, and fails once the stream is

@@ -6,8 +6,10 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -522,4 +524,68 @@ func TestServerSettings(t *testing.T) {
 			t.Errorf("SETTINGS %s = %d, want %d (all: %v)", k, got[k], v, got)
 		}
 	}
+}
+
+// writeCounter counts the server connection's Write calls.
+type writeCounter struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (w writeCounter) Write(p []byte) (int, error) {
+	w.writes.Add(1)
+	return w.Conn.Write(p)
+}
+
+// TestServerDeferHeadersFlush: after DeferHeadersFlush the response
+// HEADERS wait for the DATA and both leave in one write; without it they
+// are two writes. The response is the same either way.
+func TestServerDeferHeadersFlush(t *testing.T) {
+	for _, deferFlush := range []bool{false, true} {
+		t.Run(fmt.Sprintf("defer=%v", deferFlush), func(t *testing.T) {
+			var writes atomic.Int64
+			var responded atomic.Int64 // writes counted when the handler returned
+			srv, err := NewServer(hhttp.ServerOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := streamFunc(func(s hhttp.ServerStream) {
+				before := writes.Load()
+				if deferFlush {
+					s.(hhttp.HeadersDeferrer).DeferHeadersFlush()
+				}
+				_ = s.WriteHeaders(respHeadersH2(200), false)
+				_ = s.WriteData([]byte("body"), true)
+				responded.Store(writes.Load() - before)
+			})
+			ls := startLoopback(t, func(c net.Conn) { srv.ServeConn(writeCounter{Conn: c, writes: &writes}, h, nil) })
+			c := &nethttp.Client{Transport: h2cTransport(t)}
+			// The first request also carries the connection's SETTINGS
+			// exchange; the second, on the same connection, is measured.
+			for range 2 {
+				resp, err := c.Get("http://" + ls.addr + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != "body" {
+					t.Fatalf("response %d %q, want 200 body", resp.StatusCode, body)
+				}
+			}
+			want := int64(2)
+			if deferFlush {
+				want = 1
+			}
+			if got := responded.Load(); got != want {
+				t.Errorf("response took %d writes, want %d", got, want)
+			}
+		})
+	}
+}
+
+func respHeadersH2(code int) *hhttp.Headers {
+	h := &hhttp.Headers{}
+	h.Add(hhttp.Status, strconv.Itoa(code))
+	return h
 }

@@ -14,6 +14,7 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/filters/http/header_mutation"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/health_check"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/local_ratelimit"
+	_ "github.com/herald-proxy/herald/extensions/filters/http/rbac"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/router"
 	_ "github.com/herald-proxy/herald/extensions/filters/listener/http_inspector"
 	_ "github.com/herald-proxy/herald/extensions/filters/listener/tls_inspector"

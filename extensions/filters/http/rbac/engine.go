@@ -1,0 +1,387 @@
+package rbac
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/herald-proxy/herald/internal/configerr"
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/matcher"
+)
+
+// Action is an RBAC rules action (envoy.config.rbac.v3.RBAC.Action).
+type Action int
+
+const (
+	// Allow lets a request through only when some policy matches.
+	Allow Action = iota
+	// Deny refuses a request when some policy matches.
+	Deny
+	// Log lets every request through; a match only marks it for logging.
+	Log
+)
+
+// request is what matchers look at; one per evaluation, on the stack.
+type request struct {
+	headers *hhttp.Headers
+	remote  netip.AddrPort // downstream remote address (after XFF)
+	direct  netip.AddrPort // downstream direct remote address (socket peer)
+	local   netip.AddrPort // downstream local address
+	sni     string
+}
+
+type ruleKind uint8
+
+const (
+	ruleAny ruleKind = iota + 1
+	ruleAnd
+	ruleOr
+	ruleNot
+	ruleHeader
+	rulePath
+	ruleDestIP
+	ruleDestPort
+	ruleDestPortRange
+	ruleSNI
+	ruleDirectIP
+	ruleRemoteIP
+)
+
+// rule is one compiled Permission or Principal. Immutable.
+type rule struct {
+	kind     ruleKind
+	children []rule // and, or; not has one
+	header   matcher.Header
+	str      matcher.String // url_path, requested_server_name
+	prefix   netip.Prefix
+	lo, hi   uint32 // destination_port (lo == hi) or [lo, hi)
+}
+
+// match is Envoy's Matcher::matches (filters/common/rbac/matchers.cc).
+func (r *rule) match(q *request) bool {
+	switch r.kind {
+	case ruleAny:
+		return true
+	case ruleAnd:
+		for i := range r.children {
+			if !r.children[i].match(q) {
+				return false
+			}
+		}
+		return true
+	case ruleOr:
+		for i := range r.children {
+			if r.children[i].match(q) {
+				return true
+			}
+		}
+		return false
+	case ruleNot:
+		return !r.children[0].match(q)
+	case ruleHeader:
+		return r.header.Matches(q.headers)
+	case rulePath:
+		// PathMatcher: the :path without query and fragment; no path, no match.
+		p := q.headers.Path()
+		if p == "" {
+			return false
+		}
+		if i := strings.IndexAny(p, "?#"); i >= 0 {
+			p = p[:i]
+		}
+		return r.str.Match(p)
+	case ruleDestIP:
+		return ipIn(r.prefix, q.local)
+	case ruleDestPort:
+		return q.local.IsValid() && uint32(q.local.Port()) == r.lo
+	case ruleDestPortRange:
+		p := uint32(q.local.Port())
+		return q.local.IsValid() && p >= r.lo && p < r.hi
+	case ruleSNI:
+		return r.str.Match(q.sni)
+	case ruleDirectIP:
+		return ipIn(r.prefix, q.direct)
+	case ruleRemoteIP:
+		return ipIn(r.prefix, q.remote)
+	}
+	return false
+}
+
+func ipIn(p netip.Prefix, a netip.AddrPort) bool {
+	return a.IsValid() && p.Contains(a.Addr().Unmap())
+}
+
+// policy is one compiled Policy: any permission and any principal.
+type policy struct {
+	name        string
+	details     string // rbac_access_denied_matched_policy[<name>]
+	permissions []rule
+	principals  []rule
+}
+
+func (p *policy) match(q *request) bool {
+	ok := false
+	for i := range p.permissions {
+		if p.permissions[i].match(q) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return false
+	}
+	for i := range p.principals {
+		if p.principals[i].match(q) {
+			return true
+		}
+	}
+	return false
+}
+
+// engine is a compiled envoy.config.rbac.v3.RBAC (Envoy's
+// RoleBasedAccessControlEngineImpl). Immutable.
+type engine struct {
+	action Action
+	// policies sorted by name: Envoy keeps them in a std::map, so the
+	// effective policy is the first matching name.
+	policies []policy
+}
+
+// detailsNone is the response_code_details when no policy matched
+// (Filters::Common::RBAC::responseDetail("none")).
+const detailsNone = "rbac_access_denied_matched_policy[none]"
+
+// handle is Envoy's handleAction: whether the request is allowed, and the
+// response_code_details a denial carries.
+func (e *engine) handle(q *request) (allowed bool, details string) {
+	var matched *policy
+	for i := range e.policies {
+		if e.policies[i].match(q) {
+			matched = &e.policies[i]
+			break
+		}
+	}
+	switch e.action {
+	case Allow:
+		if matched == nil {
+			return false, detailsNone
+		}
+		return true, ""
+	case Deny:
+		if matched != nil {
+			return false, matched.details
+		}
+		return true, ""
+	}
+	return true, "" // Log
+}
+
+// responseDetail is Envoy's Filters::Common::RBAC::responseDetail: spaces
+// in the policy name become '_' (StringUtil::replaceAllEmptySpace).
+func responseDetail(name string) string {
+	return "rbac_access_denied_matched_policy[" + strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\f', '\v', '\n', '\r':
+			return '_'
+		}
+		return r
+	}, name) + "]"
+}
+
+// celIssues: CEL conditions are refused with the issue that tracks them.
+var celIssues = map[string]string{"condition": "#8", "checked_condition": "#8", "cel_config": "#8"}
+
+// supportedPermission and supportedPrincipal are the oneof cases herald
+// implements; any other is refused by name.
+var supportedPermission = []string{
+	"any", "header", "url_path", "destination_ip", "destination_port",
+	"destination_port_range", "and_rules", "or_rules", "not_rule", "requested_server_name",
+}
+
+var supportedPrincipal = []string{
+	"any", "direct_remote_ip", "remote_ip", "source_ip", "header", "url_path",
+	"and_ids", "or_ids", "not_id",
+}
+
+// compileEngine compiles rbac at path; nil rbac means no engine (Envoy's
+// createEngine returns nullptr without rules: every request passes).
+func compileEngine(r *rbacv3.RBAC, path string, errs *configerr.List) *engine {
+	if r == nil {
+		return nil
+	}
+	*errs = append(*errs, configerr.RejectUnlisted(r, path, map[string]string{"audit_logging_options": "#8"}, "action", "policies")...)
+	e := &engine{}
+	switch r.GetAction() {
+	case rbacv3.RBAC_ALLOW:
+		e.action = Allow
+	case rbacv3.RBAC_DENY:
+		e.action = Deny
+	case rbacv3.RBAC_LOG:
+		e.action = Log
+	default:
+		*errs = append(*errs, configerr.At(path+".action", "unknown action %v", r.GetAction()))
+	}
+	names := make([]string, 0, len(r.GetPolicies()))
+	for n := range r.GetPolicies() {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		p := r.GetPolicies()[n]
+		pp := path + ".policies[" + n + "]"
+		*errs = append(*errs, configerr.RejectUnlisted(p, pp, celIssues, "permissions", "principals")...)
+		if len(p.GetPermissions()) == 0 {
+			*errs = append(*errs, configerr.At(pp+".permissions", "a policy needs at least one permission"))
+		}
+		if len(p.GetPrincipals()) == 0 {
+			*errs = append(*errs, configerr.At(pp+".principals", "a policy needs at least one principal"))
+		}
+		c := policy{name: n, details: responseDetail(n)}
+		for i, perm := range p.GetPermissions() {
+			c.permissions = append(c.permissions, compilePermission(perm, pp+".permissions["+itoa(i)+"]", errs))
+		}
+		for i, pr := range p.GetPrincipals() {
+			c.principals = append(c.principals, compilePrincipal(pr, pp+".principals["+itoa(i)+"]", errs))
+		}
+		e.policies = append(e.policies, c)
+	}
+	return e
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// refuseOneof reports the set case of m's oneof when it is not in allowed,
+// by name, and whether one is set at all.
+func refuseOneof(m protoreflect.ProtoMessage, oneof protoreflect.Name, path string, allowed []string, errs *configerr.List) bool {
+	r := m.ProtoReflect()
+	fd := r.WhichOneof(r.Descriptor().Oneofs().ByName(oneof))
+	if fd == nil {
+		*errs = append(*errs, configerr.At(path, "one of %s is required", strings.Join(allowed, ", ")))
+		return false
+	}
+	if !slices.Contains(allowed, string(fd.Name())) {
+		*errs = append(*errs, configerr.At(path+"."+string(fd.Name()), "%s is %s (#8)", fd.Name(), configerr.NotSupported))
+		return false
+	}
+	return true
+}
+
+func compilePermission(p *rbacv3.Permission, path string, errs *configerr.List) rule {
+	if !refuseOneof(p, "rule", path, supportedPermission, errs) {
+		return rule{}
+	}
+	switch r := p.GetRule().(type) {
+	case *rbacv3.Permission_Any:
+		return anyRule(r.Any, path+".any", errs)
+	case *rbacv3.Permission_AndRules:
+		return setRule(ruleAnd, r.AndRules.GetRules(), path+".and_rules.rules", errs, compilePermission)
+	case *rbacv3.Permission_OrRules:
+		return setRule(ruleOr, r.OrRules.GetRules(), path+".or_rules.rules", errs, compilePermission)
+	case *rbacv3.Permission_NotRule:
+		return rule{kind: ruleNot, children: []rule{compilePermission(r.NotRule, path+".not_rule", errs)}}
+	case *rbacv3.Permission_Header:
+		h, _ := matcher.NewHeader(r.Header, path+".header", errs)
+		return rule{kind: ruleHeader, header: h}
+	case *rbacv3.Permission_UrlPath:
+		return pathRule(r.UrlPath, path+".url_path", errs)
+	case *rbacv3.Permission_DestinationIp:
+		return rule{kind: ruleDestIP, prefix: cidr(r.DestinationIp, path+".destination_ip", errs)}
+	case *rbacv3.Permission_DestinationPort:
+		if r.DestinationPort > 65535 {
+			*errs = append(*errs, configerr.At(path+".destination_port", "value must be less than or equal to 65535"))
+		}
+		return rule{kind: ruleDestPort, lo: r.DestinationPort}
+	case *rbacv3.Permission_DestinationPortRange:
+		rg := r.DestinationPortRange
+		return rule{kind: ruleDestPortRange, lo: uint32(max(rg.GetStart(), 0)), hi: uint32(max(rg.GetEnd(), 0))}
+	case *rbacv3.Permission_RequestedServerName:
+		s, _ := matcher.NewString(r.RequestedServerName, path+".requested_server_name", errs)
+		return rule{kind: ruleSNI, str: s}
+	}
+	return rule{}
+}
+
+func compilePrincipal(p *rbacv3.Principal, path string, errs *configerr.List) rule {
+	if !refuseOneof(p, "identifier", path, supportedPrincipal, errs) {
+		return rule{}
+	}
+	switch r := p.GetIdentifier().(type) {
+	case *rbacv3.Principal_Any:
+		return anyRule(r.Any, path+".any", errs)
+	case *rbacv3.Principal_AndIds:
+		return setRule(ruleAnd, r.AndIds.GetIds(), path+".and_ids.ids", errs, compilePrincipal)
+	case *rbacv3.Principal_OrIds:
+		return setRule(ruleOr, r.OrIds.GetIds(), path+".or_ids.ids", errs, compilePrincipal)
+	case *rbacv3.Principal_NotId:
+		return rule{kind: ruleNot, children: []rule{compilePrincipal(r.NotId, path+".not_id", errs)}}
+	case *rbacv3.Principal_Header:
+		h, _ := matcher.NewHeader(r.Header, path+".header", errs)
+		return rule{kind: ruleHeader, header: h}
+	case *rbacv3.Principal_UrlPath:
+		return pathRule(r.UrlPath, path+".url_path", errs)
+	case *rbacv3.Principal_SourceIp:
+		// Deprecated: the connection's remote address, i.e. the direct peer.
+		return rule{kind: ruleDirectIP, prefix: cidr(r.SourceIp, path+".source_ip", errs)}
+	case *rbacv3.Principal_DirectRemoteIp:
+		return rule{kind: ruleDirectIP, prefix: cidr(r.DirectRemoteIp, path+".direct_remote_ip", errs)}
+	case *rbacv3.Principal_RemoteIp:
+		return rule{kind: ruleRemoteIP, prefix: cidr(r.RemoteIp, path+".remote_ip", errs)}
+	}
+	return rule{}
+}
+
+// anyRule checks Envoy's validation "any: const true".
+func anyRule(v bool, path string, errs *configerr.List) rule {
+	if !v {
+		*errs = append(*errs, configerr.At(path, "value must equal true"))
+	}
+	return rule{kind: ruleAny}
+}
+
+func setRule[M any](kind ruleKind, ms []M, path string, errs *configerr.List, compile func(M, string, *configerr.List) rule) rule {
+	if len(ms) == 0 {
+		*errs = append(*errs, configerr.At(path, "value must contain at least 1 item(s)"))
+	}
+	r := rule{kind: kind, children: make([]rule, 0, len(ms))}
+	for i, m := range ms {
+		r.children = append(r.children, compile(m, path+"["+itoa(i)+"]", errs))
+	}
+	return r
+}
+
+func pathRule(pm *matcherv3.PathMatcher, path string, errs *configerr.List) rule {
+	sm := pm.GetPath()
+	if sm == nil {
+		*errs = append(*errs, configerr.At(path+".path", "path is required"))
+		return rule{}
+	}
+	s, _ := matcher.NewString(sm, path+".path", errs)
+	return rule{kind: rulePath, str: s}
+}
+
+// cidr compiles a CidrRange (Envoy's Network::Address::CidrRange).
+func cidr(c *corev3.CidrRange, path string, errs *configerr.List) netip.Prefix {
+	a, err := netip.ParseAddr(c.GetAddressPrefix())
+	if err != nil {
+		*errs = append(*errs, configerr.At(path+".address_prefix", "malformed IP address: %q", c.GetAddressPrefix()))
+		return netip.Prefix{}
+	}
+	a = a.Unmap()
+	bits := int(c.GetPrefixLen().GetValue())
+	if bits > a.BitLen() {
+		*errs = append(*errs, configerr.At(path+".prefix_len", "prefix length %d is longer than the %d bits of %s", bits, a.BitLen(), a))
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(a, bits).Masked()
+}

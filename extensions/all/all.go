@@ -17,6 +17,7 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/filters/http/rbac"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/router"
 	_ "github.com/herald-proxy/herald/extensions/filters/listener/http_inspector"
+	_ "github.com/herald-proxy/herald/extensions/filters/listener/proxy_protocol"
 	_ "github.com/herald-proxy/herald/extensions/filters/listener/tls_inspector"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/http_connection_manager"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/tcp_proxy"

@@ -34,8 +34,21 @@ func (l *Listener) runListenerFilters(cfg *Config, nc *network.Conn) bool {
 filters:
 	for _, f := range cfg.ListenerFilters {
 		max := f.MaxReadBytes()
+		consumer, consumes := f.(listenerfilter.Consumer)
 		for {
-			switch f.OnData(nc, buf) {
+			var st listenerfilter.Status
+			if consumes {
+				var n int
+				st, n = consumer.OnDataConsume(nc, buf)
+				if st == listenerfilter.Continue && n > 0 {
+					// Drop the consumed prefix (proxy_protocol's header):
+					// later filters and the transport never see it.
+					buf = buf[min(n, len(buf)):]
+				}
+			} else {
+				st = f.OnData(nc, buf)
+			}
+			switch st {
 			case listenerfilter.Continue:
 				continue filters
 			case listenerfilter.Close:

@@ -84,8 +84,7 @@ func cidrs(rs []*corev3.CidrRange, path string, errs *configerr.List) []netip.Pr
 // knownListenerFilterIssues are Envoy listener filters herald will build
 // with issue #5.
 var knownListenerFilterIssues = map[string]string{
-	"envoy.filters.listener.original_dst":   "#5",
-	"envoy.filters.listener.proxy_protocol": "#5",
+	"envoy.filters.listener.original_dst": "#5",
 }
 
 func buildListenerFilters(l *listenerv3.Listener, path string, deps Deps) ([]listenerfilter.Filter, configerr.List) {

@@ -4,7 +4,8 @@
 // first bytes the client sent (without consuming them: they are replayed to
 // the transport socket afterwards) and records what it learnt on the
 // connection (transport protocol, SNI, ALPN), which filter_chain_match
-// then reads.
+// then reads. A Consumer filter (proxy_protocol) instead consumes the
+// prefix it parsed, which is not replayed.
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/listener_filters/listener_filters
 //

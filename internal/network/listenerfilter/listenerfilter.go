@@ -38,6 +38,16 @@ type Filter interface {
 	OnData(c *network.Conn, data []byte) Status
 }
 
+// Consumer is a Filter that consumes the bytes it parsed, as
+// proxy_protocol drains its header (Envoy's ListenerFilterBuffer::drain):
+// the listener calls OnDataConsume instead of OnData, and when it returns
+// Continue the first n bytes of data are dropped, so later filters, the
+// transport socket and the network filters never see them.
+type Consumer interface {
+	Filter
+	OnDataConsume(c *network.Conn, data []byte) (s Status, n int)
+}
+
 // BuildContext is what a listener filter may use when built, once per
 // snapshot.
 type BuildContext struct {

@@ -15,6 +15,7 @@ import (
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/codec/http2"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/streaminfo"
 	"github.com/herald-proxy/herald/internal/upstream"
@@ -475,8 +476,8 @@ func (f *Filter) finish() {
 	if f.perTryIdle > 0 {
 		f.armDeadline()
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := network.GetCopyBuffer()
+	defer network.PutCopyBuffer(bp)
 	buf := *bp
 	for {
 		n, err := f.up.ReadBody(buf)
@@ -525,8 +526,6 @@ func (f *Filter) finish() {
 }
 
 var errDownstream = errors.New("router: downstream went away")
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // complete releases the upstream stream after a full exchange.
 func (f *Filter) complete(code int) {

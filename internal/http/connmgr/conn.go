@@ -44,8 +44,6 @@ type conn struct {
 	filterState sync.Map
 }
 
-var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
 // ServeConn serves one downstream connection until it closes; it closes it.
 // It implements the terminal network filter's ServeConn.
 func (cfg *Config) ServeConn(nc *network.Conn) {

@@ -11,6 +11,7 @@ import (
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/streaminfo"
 )
 
@@ -226,9 +227,9 @@ func (as *stream) checkRequest(h *hhttp.Headers) bool {
 func (as *stream) readBody() {
 	// Taken per request body, not per connection: an idle keep-alive
 	// connection holds no body buffer.
-	own := bodyBufPool.Get().(*[]byte)
+	own := network.GetCopyBuffer()
 	buf := *own
-	defer bodyBufPool.Put(own)
+	defer network.PutCopyBuffer(own)
 	for !as.responseComplete {
 		n, err := as.s.ReadBody(buf)
 		if n > 0 {

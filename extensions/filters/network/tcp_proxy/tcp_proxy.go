@@ -233,8 +233,8 @@ type closeWriter interface{ CloseWrite() error }
 // dst (Envoy forwards half-close by default). A read or write error closes
 // both sides.
 func (p *pipe) copy(dst, src net.Conn, counter *stats.Counter) (uint64, error) {
-	bufp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bufp)
+	bufp := network.GetCopyBuffer()
+	defer network.PutCopyBuffer(bufp)
 	buf := *bufp
 	var total uint64
 	for {
@@ -264,5 +264,3 @@ func (p *pipe) copy(dst, src net.Conn, counter *stats.Counter) (uint64, error) {
 		}
 	}
 }
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -162,6 +162,14 @@ func (cfg *Config) h2Server(tls bool) *http2.Server {
 // onDrain runs once when the listener drains: HTTP/2 gets GOAWAY; an idle
 // HTTP/1.1 connection is closed now, a busy one after its response (which
 // carries connection: close).
+//
+// Envoy differs for the idle case: it keeps an idle HTTP/1.1 connection
+// open and answers its next request with connection: close, closing what
+// is left when the drain time (--drain-time-s, default 600 s) ends. herald
+// closes idle ones at once so that a reload or shutdown does not hold every
+// idle keep-alive connection for the whole drain time; the cost is that a
+// client sending on that connection at the same instant sees the close
+// (HTTP clients resend idempotent requests on a fresh connection).
 func (c *conn) onDrain() {
 	c.draining.Store(true)
 	c.once.Do(func() { close(c.drainCh) })

@@ -139,6 +139,23 @@ func (m *Mux) handleDelta(resp *discoveryv3.DeltaDiscoveryResponse) *discoveryv3
 	names, wildcard := v.interest()
 	var ds []decoded
 	var errs []string
+	// Envoy NACKs a name given twice, among the resources or in both the
+	// resources and removed_resources (delta_subscription_state.cc,
+	// handleGoodResponse).
+	seen := make(map[string]bool, len(resp.GetResources())+len(resp.GetRemovedResources()))
+	for _, r := range resp.GetResources() {
+		if seen[r.GetName()] {
+			errs = append(errs, fmt.Sprintf("duplicate name %s found among added/updated resources", r.GetName()))
+			continue
+		}
+		seen[r.GetName()] = true
+	}
+	for _, n := range resp.GetRemovedResources() {
+		if seen[n] {
+			errs = append(errs, fmt.Sprintf("duplicate name %s found in the union of added+removed resources", n))
+		}
+		seen[n] = true
+	}
 	for _, r := range resp.GetResources() {
 		if r.GetResource() == nil {
 			// A TTL heartbeat: the resource is unchanged (xds_protocol#ttl).
@@ -180,6 +197,6 @@ func (m *Mux) handleDelta(resp *discoveryv3.DeltaDiscoveryResponse) *discoveryv3
 		ack.ErrorDetail = errorDetail(err)
 		return ack
 	}
-	v.cache = next
+	v.cache, v.version = next, version
 	return ack
 }

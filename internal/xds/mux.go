@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,7 +95,7 @@ type typeState struct {
 	watches []*watch
 	dirty   bool
 
-	version string               // SotW: last ACKed version_info
+	version string               // last accepted version_info (SotW sends it back in requests)
 	nonce   string               // last nonce received on this stream
 	cache   map[string]*Resource // last accepted resources
 	sent    map[string]bool      // delta: names subscribed on this stream ("*" for wildcard)
@@ -367,7 +368,8 @@ type tsView struct {
 }
 
 // snapshot returns the types in Envoy's request order (CDS, EDS, LDS, RDS,
-// ...) and clears their dirty flags.
+// ...). It does not clear their dirty flags: callers take those with
+// dirtyTypes first.
 func (m *Mux) snapshot() []tsView {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -441,6 +443,10 @@ func errorDetail(err error) *statuspb.Status {
 	if len(msg) > maxErrorDetail {
 		msg = msg[:maxErrorDetail]
 	}
+	// google.rpc.Status.message is a proto3 string: a cut inside a
+	// multi-byte character would make the NACK fail to encode and tear the
+	// stream down.
+	msg = strings.ToValidUTF8(msg, "")
 	return &statuspb.Status{Code: int32(codes.Internal), Message: msg}
 }
 

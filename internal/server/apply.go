@@ -327,9 +327,9 @@ var errShuttingDown = errors.New("server: shutting down, configuration not appli
 // everything is validated and built first (a bad resource rejects the whole
 // update and nothing changes); new and changed clusters warm before they
 // serve, for up to warm; then the listener set is swapped (see
-// commitListeners). It returns what changed. It is what a reload calls, and
-// what the xDS client calls with the listeners and clusters of LDS and CDS.
-// Concurrent calls are serialised.
+// commitListeners). It returns what changed. Reloads and the xDS applier go
+// through the same steps (applyLocked) under applyMu; Apply is the entry
+// for callers that hold no lock. Concurrent calls are serialised.
 func (s *Server) Apply(ctx context.Context, r Resources, warm time.Duration) (Changes, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()

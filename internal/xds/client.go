@@ -77,9 +77,6 @@ func NewClient(ads *corev3.ApiConfigSource, opts Options) (*Client, error) {
 	return c, nil
 }
 
-// ADS returns the ADS mux; nil without ads_config.
-func (c *Client) ADS() *Mux { return c.ads }
-
 // Start connects the ADS stream (if any); subscriptions start on their own.
 func (c *Client) Start(ctx context.Context) {
 	if c.ads != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -107,8 +108,8 @@ func (m *Mux) deltaSession(ctx context.Context, conn *grpc.ClientConn, bo *jitte
 				if len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) == 0 {
 					continue
 				}
-				sortStrings(req.ResourceNamesSubscribe)
-				sortStrings(req.ResourceNamesUnsubscribe)
+				slices.Sort(req.ResourceNamesSubscribe)
+				slices.Sort(req.ResourceNamesUnsubscribe)
 				if err := send(req); err != nil {
 					return err
 				}

@@ -2,7 +2,6 @@ package xds
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
 
@@ -254,10 +253,4 @@ func (m *Mux) handleSotw(resp *discoveryv3.DiscoveryResponse) *discoveryv3.Disco
 	}
 	v.cache, v.version = next, version
 	return &discoveryv3.DiscoveryRequest{TypeUrl: url, VersionInfo: version, ResponseNonce: v.nonce}
-}
-
-// sortStrings sorts in place and returns s.
-func sortStrings(s []string) []string {
-	sort.Strings(s)
-	return s
 }

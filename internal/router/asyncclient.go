@@ -181,14 +181,14 @@ func (s *asyncStream) abort() {
 	}
 }
 
-func (s *asyncStream) Context() context.Context        { return s.ctx }
-func (s *asyncStream) StreamInfo() *streaminfo.Info    { return &s.info }
-func (s *asyncStream) Route() httpfilter.Route         { return s.client.route }
-func (s *asyncStream) ClearRouteCache()                {}
-func (s *asyncStream) ResponseStarted() bool           { return s.started }
-func (s *asyncStream) BufferLimit() int                { return 1 << 20 }
-func (s *asyncStream) SetIdleTimeout(time.Duration)    {}
-func (s *asyncStream) StreamID() uint64                { return asyncStreamIDs.Add(1) }
+func (s *asyncStream) Context() context.Context     { return s.ctx }
+func (s *asyncStream) StreamInfo() *streaminfo.Info { return &s.info }
+func (s *asyncStream) Route() httpfilter.Route      { return s.client.route }
+func (s *asyncStream) ClearRouteCache()             {}
+func (s *asyncStream) ResponseStarted() bool        { return s.started }
+func (s *asyncStream) BufferLimit() int             { return 1 << 20 }
+func (s *asyncStream) SetIdleTimeout(time.Duration) {}
+func (s *asyncStream) StreamID() uint64             { return asyncStreamIDs.Add(1) }
 func (s *asyncStream) DownstreamRemoteAddress() netip.AddrPort {
 	return netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	nethttp "net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -265,7 +267,9 @@ func (h *Herald) Stat(name string) int64 {
 			Value json.RawMessage `json:"value"`
 		} `json:"stats"`
 	}
-	h.AdminJSON("/stats?format=json", &out)
+	// Filtered by herald (Envoy's filter= regex), so that polling a stat
+	// costs little even when herald has many.
+	h.AdminJSON("/stats?format=json&filter="+url.QueryEscape("^"+regexp.QuoteMeta(name)+"$"), &out)
 	for _, s := range out.Stats {
 		if s.Name == name {
 			var v int64

@@ -40,7 +40,7 @@ func directVhost(body string) string {
 }
 
 // rewrite replaces herald's config file in place.
-func rewrite(t *testing.T, h *testutil.Herald, cfg string) {
+func rewrite(t testing.TB, h *testutil.Herald, cfg string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(h.Dir, "envoy.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func rewrite(t *testing.T, h *testutil.Herald, cfg string) {
 
 // sighup sends SIGHUP and waits until the reload it triggers has finished
 // (applied or rejected); it returns /reload_status.
-func sighup(t *testing.T, h *testutil.Herald) reloadStatus {
+func sighup(t testing.TB, h *testutil.Herald) reloadStatus {
 	t.Helper()
 	var before reloadStatus
 	h.AdminJSON("/reload_status", &before)
@@ -58,7 +58,7 @@ func sighup(t *testing.T, h *testutil.Herald) reloadStatus {
 }
 
 // waitReload polls /reload_status until n reloads have finished.
-func waitReload(t *testing.T, h *testutil.Herald, n uint64) reloadStatus {
+func waitReload(t testing.TB, h *testutil.Herald, n uint64) reloadStatus {
 	t.Helper()
 	var st reloadStatus
 	testutil.Eventually(t, 10*time.Second, func() error {

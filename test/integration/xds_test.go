@@ -46,7 +46,7 @@ type managementServer struct {
 	nacks []*discoveryv3.DiscoveryRequest
 }
 
-func startManagementServer(t *testing.T) *managementServer {
+func startManagementServer(t testing.TB) *managementServer {
 	t.Helper()
 	ms := &managementServer{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
 	cb := serverv3.CallbackFuncs{
@@ -83,7 +83,7 @@ func startManagementServer(t *testing.T) *managementServer {
 // push sets the snapshot herald's node gets; every type gets version
 // unless pinned gives the type its own (a control plane that versions
 // types separately, so an unchanged type is not resent).
-func (ms *managementServer) push(t *testing.T, version string, res map[resourcev3.Type][]types.Resource, pinned ...map[resourcev3.Type]string) {
+func (ms *managementServer) push(t testing.TB, version string, res map[resourcev3.Type][]types.Resource, pinned ...map[resourcev3.Type]string) {
 	t.Helper()
 	snap, err := cachev3.NewSnapshot(version, res)
 	if err != nil {
@@ -113,7 +113,7 @@ func (ms *managementServer) nacked(typeURL string) []*discoveryv3.DiscoveryReque
 }
 
 // fromYAML parses an xDS resource written as YAML (with @type in Anys).
-func fromYAML[M proto.Message](t *testing.T, m M, y string) M {
+func fromYAML[M proto.Message](t testing.TB, m M, y string) M {
 	t.Helper()
 	if _, err := heraldbootstrap.Unmarshal("resource.yaml", []byte(y), m); err != nil {
 		t.Fatalf("bad test resource: %v\n%s", err, y)
@@ -140,7 +140,7 @@ func filterChains(routes, extra string) string {
 
 // xdsListener is an LDS listener on 127.0.0.1:0 whose routes come from
 // RDS (route configuration "routes", over ADS).
-func xdsListener(t *testing.T, name, extraHCM string) *listenerv3.Listener {
+func xdsListener(t testing.TB, name, extraHCM string) *listenerv3.Listener {
 	return fromYAML(t, &listenerv3.Listener{}, `
 name: `+name+`
 address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
@@ -151,7 +151,7 @@ address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
 
 // routesTo is route configuration "routes": / to cluster, /direct answered
 // with body.
-func routesTo(t *testing.T, cluster, body string) *routev3.RouteConfiguration {
+func routesTo(t testing.TB, cluster, body string) *routev3.RouteConfiguration {
 	return fromYAML(t, &routev3.RouteConfiguration{}, fmt.Sprintf(`
 name: routes
 virtual_hosts:
@@ -166,12 +166,12 @@ virtual_hosts:
 }
 
 // edsCluster is an EDS cluster over ADS.
-func edsCluster(t *testing.T, name string) *clusterv3.Cluster {
+func edsCluster(t testing.TB, name string) *clusterv3.Cluster {
 	return edsClusterTimeout(t, name, "1s")
 }
 
 // edsClusterTimeout is edsCluster with another connect_timeout.
-func edsClusterTimeout(t *testing.T, name, timeout string) *clusterv3.Cluster {
+func edsClusterTimeout(t testing.TB, name, timeout string) *clusterv3.Cluster {
 	return fromYAML(t, &clusterv3.Cluster{}, `
 name: `+name+`
 type: EDS
@@ -182,7 +182,7 @@ eds_cluster_config:
 }
 
 // assignment is a ClusterLoadAssignment of cluster with one endpoint.
-func assignment(t *testing.T, cluster, addr string) *endpointv3.ClusterLoadAssignment {
+func assignment(t testing.TB, cluster, addr string) *endpointv3.ClusterLoadAssignment {
 	host, port, _ := net.SplitHostPort(addr)
 	return fromYAML(t, &endpointv3.ClusterLoadAssignment{}, fmt.Sprintf(`
 cluster_name: %s

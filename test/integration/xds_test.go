@@ -41,6 +41,11 @@ const xdsNode = "herald-xds-test"
 type managementServer struct {
 	cache cachev3.SnapshotCache
 	addr  string
+	cb    serverv3.CallbackFuncs
+
+	srvMu sync.Mutex
+	gs    *grpc.Server
+	stop  context.CancelFunc
 
 	mu    sync.Mutex
 	nacks []*discoveryv3.DiscoveryRequest
@@ -49,7 +54,7 @@ type managementServer struct {
 func startManagementServer(t testing.TB) *managementServer {
 	t.Helper()
 	ms := &managementServer{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
-	cb := serverv3.CallbackFuncs{
+	ms.cb = serverv3.CallbackFuncs{
 		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
 			if r.GetErrorDetail() != nil {
 				ms.mu.Lock()
@@ -59,25 +64,44 @@ func startManagementServer(t testing.TB) *managementServer {
 			return nil
 		},
 	}
+	ms.serve(t, "127.0.0.1:0")
+	t.Cleanup(ms.shutdown)
+	return ms
+}
+
+// serve starts the gRPC server on addr (127.0.0.1:0 the first time, the
+// same address on a restart).
+func (ms *managementServer) serve(t testing.TB, addr string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	xs := serverv3.NewServer(ctx, ms.cache, cb)
+	xs := serverv3.NewServer(ctx, ms.cache, ms.cb)
 	gs := grpc.NewServer()
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xs)
 	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xs)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, xs)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, xs)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	ms.addr = lis.Addr().String()
+	ms.srvMu.Lock()
+	ms.addr, ms.gs, ms.stop = lis.Addr().String(), gs, cancel
+	ms.srvMu.Unlock()
 	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(func() {
+}
+
+// shutdown stops the gRPC server, closing every stream.
+func (ms *managementServer) shutdown() {
+	ms.srvMu.Lock()
+	gs, stop := ms.gs, ms.stop
+	ms.gs, ms.stop = nil, nil
+	ms.srvMu.Unlock()
+	if gs != nil {
 		gs.Stop()
-		cancel()
-	})
-	return ms
+		stop()
+	}
 }
 
 // push sets the snapshot herald's node gets; every type gets version
@@ -523,5 +547,63 @@ address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
 	})
 	if got := h.Stat("cluster.backend.update_success"); got < 2 {
 		t.Errorf("cluster.backend.update_success = %d, want >= 2 (the EDS subscription's)", got)
+	}
+}
+
+// TestXDSControlPlaneRestart: the management server goes away; herald
+// keeps serving its last accepted config, reconnects (with backoff) when
+// the server is back on the same address, and applies the snapshot it
+// holds then.
+func TestXDSControlPlaneRestart(t *testing.T) {
+	t.Parallel()
+	ms := startManagementServer(t)
+	backendA := testutil.NamedBackend(t, "A")
+	backendB := testutil.NamedBackend(t, "B")
+	push := func(version, endpoint string) {
+		ms.push(t, version, map[resourcev3.Type][]types.Resource{
+			resourcev3.ListenerType: {xdsListener(t, "web", "")},
+			resourcev3.RouteType:    {routesTo(t, "backend", "direct")},
+			resourcev3.ClusterType:  {edsCluster(t, "backend")},
+			resourcev3.EndpointType: {assignment(t, "backend", endpoint)},
+		})
+	}
+	push("v1", backendA)
+	h := testutil.Start(t, adsBootstrap(ms.addr))
+	addr := h.ListenerAddr("web")
+	if body, err := getBody(addr, "/"); err != nil || body != "A" {
+		t.Fatalf("v1: GET / = %q, %v; want A", body, err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if v := h.Stat("control_plane.connected_state"); v != 1 {
+			return fmt.Errorf("control_plane.connected_state = %d, want 1", v)
+		}
+		return nil
+	})
+
+	// The control plane goes down: herald notices, and keeps serving.
+	ms.shutdown()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if v := h.Stat("control_plane.connected_state"); v != 0 {
+			return fmt.Errorf("control_plane.connected_state = %d, want 0 after the server stopped", v)
+		}
+		return nil
+	})
+	for i := 0; i < 20; i++ {
+		if body, err := getBody(addr, "/"); err != nil || body != "A" {
+			t.Fatalf("while the control plane is down: GET / = %q, %v; want A (last good config)", body, err)
+		}
+	}
+
+	// It comes back on the same address with a newer snapshot.
+	push("v2", backendB)
+	ms.serve(t, ms.addr)
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if body, err := getBody(addr, "/"); err != nil || body != "B" {
+			return fmt.Errorf("after the restart: GET / = %q, %v; want B", body, err)
+		}
+		return nil
+	})
+	if v := h.Stat("control_plane.connected_state"); v != 1 {
+		t.Errorf("control_plane.connected_state = %d after reconnecting, want 1", v)
 	}
 }

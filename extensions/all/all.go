@@ -13,6 +13,7 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/filters/http/fault"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/header_mutation"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/health_check"
+	_ "github.com/herald-proxy/herald/extensions/filters/http/jwt_authn"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/local_ratelimit"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/rbac"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/router"

@@ -282,6 +282,7 @@ var operators = map[string]operatorDef{
 	"CONNECTION_ID":                                 {opConnectionID, commandOnly},
 	"HOSTNAME":                                      {opConstant, commandOnly},
 	"ENVIRONMENT":                                   {opConstant, paramsRequired | lengthAllowed},
+	"DYNAMIC_METADATA":                              {opDynamicMetadata, paramsRequired | lengthAllowed},
 }
 
 // compileOperator checks the operator's syntax as Envoy's
@@ -307,6 +308,8 @@ func compileOperator(name, sub string, hasSub bool, maxLen int) (op, error) {
 			return op{}, err
 		}
 		o.header, o.altHeader = main, alt
+	case opDynamicMetadata:
+		o.metadata = parseMetadataPath(sub)
 	case opStartTime:
 		if sub != "" {
 			tf, err := compileTimeFormat(sub)

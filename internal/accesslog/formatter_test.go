@@ -208,7 +208,7 @@ func TestFormatErrors(t *testing.T) {
 		wantText string
 	}{
 		{name: "unknown operator", format: "abc %NO_SUCH_THING% def", wantOp: "NO_SUCH_THING", wantPos: 4, wantText: "not supported by herald yet"},
-		{name: "dynamic metadata not supported yet", format: "%DYNAMIC_METADATA(ns:key)%", wantOp: "DYNAMIC_METADATA", wantText: "not supported by herald yet"},
+		{name: "filter state not supported yet", format: "%FILTER_STATE(key)%", wantOp: "FILTER_STATE", wantText: "not supported by herald yet"},
 		{name: "unterminated", format: "%PROTOCOL", wantOp: "PROTOCOL", wantText: "not a valid command operator"},
 		{name: "lone percent", format: "50% off", wantPos: 2, wantText: "not a valid command operator"},
 		{name: "lowercase command", format: "%protocol%", wantText: "not a valid command operator"},

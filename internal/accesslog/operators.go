@@ -57,6 +57,7 @@ const (
 	opRequestedServerName
 	opStreamID
 	opConnectionID
+	opDynamicMetadata
 )
 
 // valueKind is what an operator produced: nothing (Envoy's nullopt, printed
@@ -82,6 +83,8 @@ type op struct {
 	maxLen int
 	// time is %START_TIME(...)%'s compiled format; nil for the default.
 	time *timeFormat
+	// metadata is %DYNAMIC_METADATA(NAMESPACE:KEY...)%'s namespace and key path.
+	metadata *metadataPath
 }
 
 // appendValue appends the operator's raw value (not escaped) to dst. When it
@@ -198,6 +201,8 @@ func (o *op) appendValue(dst []byte, info *streaminfo.Info) ([]byte, valueKind) 
 		return appendString(dst, info.RequestID)
 	case opConnectionID:
 		return strconv.AppendUint(dst, info.ConnectionID, 10), valueNumber
+	case opDynamicMetadata:
+		return o.appendDynamicMetadata(dst, info)
 	}
 	return dst, valueUnset
 }

@@ -5,13 +5,16 @@
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage
 //
-// It imports nothing of herald's but internal/http (for headers).
+// It imports nothing of herald's but internal/http (for headers); dynamic
+// metadata uses protobuf's well-known Struct, as Envoy's does.
 package streaminfo
 
 import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 )
@@ -185,6 +188,45 @@ type Info struct {
 	// HealthCheck is set by the health_check filter when the request is a
 	// health check (read by the access log not_health_check_filter).
 	HealthCheck bool
+
+	// DynamicMetadata is Envoy's per-stream dynamic metadata
+	// (StreamInfo::dynamicMetadata().filter_metadata): one Struct per
+	// namespace, the namespace being by convention the writing filter's
+	// name ("envoy.filters.http.jwt_authn"). Nil until a filter sets some;
+	// write it through SetDynamicMetadata and read it through
+	// DynamicMetadataFor. Later filters of the stream (ext_authz, rbac
+	// metadata matchers, header_to_metadata) and the access log
+	// (%DYNAMIC_METADATA(NAMESPACE:KEY)%) read it; it is owned by the
+	// stream goroutine like the rest of Info.
+	// Envoy: https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/data_sharing_between_filters
+	DynamicMetadata map[string]*structpb.Struct
+}
+
+// SetDynamicMetadata merges fields into the namespace ns of the dynamic
+// metadata, as Envoy's setDynamicMetadata does (Struct.MergeFrom: a key
+// already present is replaced by the new value). The stream keeps fields:
+// the caller must not change it afterwards.
+func (i *Info) SetDynamicMetadata(ns string, fields *structpb.Struct) {
+	if i.DynamicMetadata == nil {
+		i.DynamicMetadata = make(map[string]*structpb.Struct, 1)
+	}
+	cur := i.DynamicMetadata[ns]
+	if cur == nil {
+		i.DynamicMetadata[ns] = fields
+		return
+	}
+	if cur.Fields == nil {
+		cur.Fields = make(map[string]*structpb.Value, len(fields.GetFields()))
+	}
+	for k, v := range fields.GetFields() {
+		cur.Fields[k] = v
+	}
+}
+
+// DynamicMetadataFor returns the namespace ns of the dynamic metadata, or
+// nil when no filter set it. Callers must not modify it.
+func (i *Info) DynamicMetadataFor(ns string) *structpb.Struct {
+	return i.DynamicMetadata[ns]
 }
 
 // SetFlag records f.

@@ -57,11 +57,12 @@ func (m *Manager) WriteClusters(w io.Writer) error {
 			fmt.Fprintf(bw, "%s::%s::hostname::%s\n", n, a, h.hostname)
 			fmt.Fprintf(bw, "%s::%s::health_flags::%s\n", n, a, h.HealthFlags())
 			fmt.Fprintf(bw, "%s::%s::weight::%d\n", n, a, h.Weight())
-			fmt.Fprintf(bw, "%s::%s::region::\n", n, a)
-			fmt.Fprintf(bw, "%s::%s::zone::\n", n, a)
-			fmt.Fprintf(bw, "%s::%s::sub_zone::\n", n, a)
+			pl := h.Placement()
+			fmt.Fprintf(bw, "%s::%s::region::%s\n", n, a, pl.Locality.Region)
+			fmt.Fprintf(bw, "%s::%s::zone::%s\n", n, a, pl.Locality.Zone)
+			fmt.Fprintf(bw, "%s::%s::sub_zone::%s\n", n, a, pl.Locality.SubZone)
 			fmt.Fprintf(bw, "%s::%s::canary::false\n", n, a)
-			fmt.Fprintf(bw, "%s::%s::priority::0\n", n, a)
+			fmt.Fprintf(bw, "%s::%s::priority::%d\n", n, a, pl.Priority)
 			ext, local := h.successRates()
 			fmt.Fprintf(bw, "%s::%s::success_rate::%s\n", n, a, formatShortest(ext))
 			fmt.Fprintf(bw, "%s::%s::local_origin_success_rate::%s\n", n, a, formatShortest(local))
@@ -134,8 +135,10 @@ func (m *Manager) ClustersProto() *adminv3.Clusters {
 				HealthStatus: hostHealthStatus(h.HealthFlags()),
 				Weight:       h.Weight(),
 				Hostname:     h.hostname,
-				Locality:     &corev3.Locality{},
 			}
+			pl := h.Placement()
+			hs.Locality = &corev3.Locality{Region: pl.Locality.Region, Zone: pl.Locality.Zone, SubZone: pl.Locality.SubZone}
+			hs.Priority = pl.Priority
 			// Envoy sets the success rates when not negative.
 			ext, local := h.successRates()
 			if ext >= 0 {

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"fmt"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/common/v3"
@@ -81,7 +82,7 @@ const lbPolicyIssue = "issue #4"
 // than lb_policy's is ignored, as in Envoy. With load_balancing_policy, the
 // first policy herald knows is used, as Envoy does
 // (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto#envoy-v3-api-msg-config-cluster-v3-loadbalancingpolicy).
-func buildPolicy(c *clusterv3.Cluster, path string, seed uint64) (lbpolicy.Policy, error) {
+func buildPolicy(c *clusterv3.Cluster, path string, seed uint64, now func() time.Time) (lbpolicy.Policy, error) {
 	if lbp := c.GetLoadBalancingPolicy(); lbp != nil {
 		p := path + ".load_balancing_policy"
 		var names []string
@@ -97,7 +98,7 @@ func buildPolicy(c *clusterv3.Cluster, path string, seed uint64) (lbpolicy.Polic
 			if err := anypb.UnmarshalTo(tec.GetTypedConfig(), cfg, protoUnmarshal); err != nil {
 				return nil, configerr.At(pp, "%v", err)
 			}
-			return e.Build(cfg, lbpolicy.BuildContext{Path: pp, Seed: seed})
+			return e.Build(cfg, lbpolicy.BuildContext{Path: pp, Seed: seed, Now: now})
 		}
 		return nil, configerr.At(p+".policies", "none of the policies %q is supported by herald yet (%s)", names, lbPolicyIssue).
 			WithHint("supported: %v", lbpolicy.Registry.Names())
@@ -114,7 +115,7 @@ func buildPolicy(c *clusterv3.Cluster, path string, seed uint64) (lbpolicy.Polic
 	if !ok {
 		return nil, configerr.At(path+".lb_policy", "load balancing policy %q is not linked into this binary", url)
 	}
-	return e.Build(cfg, lbpolicy.BuildContext{Path: cfgPath, Seed: seed})
+	return e.Build(cfg, lbpolicy.BuildContext{Path: cfgPath, Seed: seed, Now: now})
 }
 
 // legacyPolicy converts lb_policy and its legacy config to the typed
@@ -123,18 +124,20 @@ func buildPolicy(c *clusterv3.Cluster, path string, seed uint64) (lbpolicy.Polic
 func legacyPolicy(c *clusterv3.Cluster, path string) (cfg proto.Message, cfgPath string, errs configerr.List) {
 	switch c.GetLbPolicy() {
 	case clusterv3.Cluster_ROUND_ROBIN:
-		// The legacy round_robin_lb_config only has slow_start_config, which
-		// round_robin does not support yet.
+		// The legacy round_robin_lb_config only has slow_start_config;
+		// common_lb_config.locality_weighted_lb_config is applied by the
+		// cluster (parseLocalityLB) for every policy.
 		cfgPath = path + ".round_robin_lb_config"
-		errs = configerr.CheckFields(c.GetRoundRobinLbConfig(), cfgPath)
-		return &roundrobinv3.RoundRobin{}, cfgPath, errs
+		errs = configerr.CheckFields(c.GetRoundRobinLbConfig(), cfgPath, "slow_start_config")
+		return &roundrobinv3.RoundRobin{SlowStartConfig: legacySlowStart(c.GetRoundRobinLbConfig().GetSlowStartConfig())}, cfgPath, errs
 	case clusterv3.Cluster_LEAST_REQUEST:
 		lc := c.GetLeastRequestLbConfig()
 		cfgPath = path + ".least_request_lb_config"
-		errs = configerr.CheckFields(lc, cfgPath, "choice_count", "active_request_bias")
+		errs = configerr.CheckFields(lc, cfgPath, "choice_count", "active_request_bias", "slow_start_config")
 		return &leastrequestv3.LeastRequest{
 			ChoiceCount:       lc.GetChoiceCount(),
 			ActiveRequestBias: lc.GetActiveRequestBias(),
+			SlowStartConfig:   legacySlowStart(lc.GetSlowStartConfig()),
 		}, cfgPath, errs
 	case clusterv3.Cluster_RANDOM:
 		return &randomv3.Random{}, path + ".lb_policy", nil
@@ -162,6 +165,19 @@ func legacyPolicy(c *clusterv3.Cluster, path string) (cfg proto.Message, cfgPath
 		}, cfgPath, cherrs
 	}
 	return nil, "", nil
+}
+
+// legacySlowStart converts the cluster's legacy SlowStartConfig to the
+// typed one (the same fields).
+func legacySlowStart(s *clusterv3.Cluster_SlowStartConfig) *commonv3.SlowStartConfig {
+	if s == nil {
+		return nil
+	}
+	return &commonv3.SlowStartConfig{
+		SlowStartWindow:  s.GetSlowStartWindow(),
+		Aggression:       s.GetAggression(),
+		MinWeightPercent: s.GetMinWeightPercent(),
+	}
 }
 
 // legacyConsistentHashing converts common_lb_config.consistent_hashing_lb_config

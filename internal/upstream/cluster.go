@@ -66,6 +66,7 @@ type Cluster struct {
 	panicThreshold    float64
 	discovery         clustertype.Discovery
 	policy            lbpolicy.Policy
+	lb                lbOptions // priorities and localities (locality.go)
 	dial              DialFunc
 	transport         transportsocket.Upstream // nil: plaintext (raw_buffer)
 	now               func() time.Time
@@ -218,9 +219,10 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 	d, derr := buildDiscovery(cfg, path, env)
 	errs = append(errs, configerr.Collect(derr, path, nil)...)
 	c.discovery = d
-	p, perr := buildPolicy(cfg, path, env.seed())
+	p, perr := buildPolicy(cfg, path, env.seed(), env.now)
 	errs = append(errs, configerr.Collect(perr, path, nil)...)
 	c.policy = p
+	errs = append(errs, c.parseLocalityLB(cfg, path, env.seed())...)
 
 	if len(errs) > 0 {
 		return nil, errs, warns
@@ -232,7 +234,7 @@ func buildCluster(cfg *clusterv3.Cluster, path string, env buildEnv) (*Cluster, 
 		c.hcStats = healthcheck.NewStats(env.store.Scope("cluster." + c.observabilityName + ".health_check."))
 	}
 	c.buildOutlierDetector(env.store)
-	c.hostSet.Store(newHostSet(nil, c.policy, c.panicThreshold))
+	c.hostSet.Store(c.newHostSet(nil))
 	return c, nil, warns
 }
 
@@ -312,7 +314,10 @@ func (c *Cluster) parseCommonLB(cfg *clusterv3.Cluster, path string) configerr.L
 	// changes nothing herald does.
 	// consistent_hashing_lb_config is read by buildPolicy for RING_HASH and
 	// MAGLEV (and has no effect on other policies, as in Envoy).
-	errs := configerr.CheckFields(cl, path+".common_lb_config", "healthy_panic_threshold", "update_merge_window", "consistent_hashing_lb_config")
+	// locality_weighted_lb_config and zone_aware_lb_config are read by
+	// parseLocalityLB.
+	errs := configerr.CheckFields(cl, path+".common_lb_config", "healthy_panic_threshold", "update_merge_window", "consistent_hashing_lb_config",
+		"locality_weighted_lb_config", "zone_aware_lb_config")
 	if t := cl.GetHealthyPanicThreshold(); t != nil {
 		c.panicThreshold = t.GetValue()
 	}
@@ -402,7 +407,7 @@ func (c *Cluster) rebuildHostSet() {
 		c.mu.Unlock()
 		return
 	}
-	hs := newHostSet(slices.Clip(c.hosts), c.policy, c.panicThreshold)
+	hs := c.newHostSet(slices.Clip(c.hosts))
 	c.hostSet.Store(hs)
 	c.Stats.MembershipHealthy.Set(int64(hs.Healthy))
 	c.mu.Unlock()
@@ -499,6 +504,9 @@ func (u *updater) SetHosts(specs []clustertype.HostSpec) {
 			if h.setEDSHealth(s.Unhealthy) {
 				changed = true
 			}
+			if h.setPlacement(s.Placement) {
+				changed = true // priority or locality moved (EDS)
+			}
 		}
 		if !changed && c.hosts[len(next)] != h {
 			changed = true // same members, new order
@@ -518,7 +526,7 @@ func (u *updater) SetHosts(specs []clustertype.HostSpec) {
 		return
 	}
 	c.hosts, c.byKey = next, nextByKey
-	hs := newHostSet(slices.Clip(next), c.policy, c.panicThreshold)
+	hs := c.newHostSet(slices.Clip(next))
 	c.hostSet.Store(hs)
 	if c.hc != nil {
 		// Envoy's onClusterMemberUpdate: added hosts get a checker, removed
@@ -551,6 +559,7 @@ func (c *Cluster) newHost(key string, s clustertype.HostSpec) *Host {
 		h.health.Store(uint32(FailedActiveHC))
 	}
 	h.setEDSHealth(s.Unhealthy)
+	h.setPlacement(s.Placement)
 	h.setAddr(s.Addr)
 	h.weight.Store(max(s.Weight, 1))
 	h.idle.init(c.http.idleTimeout, int(c.thresholds[0].MaxConnections), c.now)

@@ -91,7 +91,7 @@ func init() {
 				if err != nil {
 					return nil, configerr.At(e.Path+".address", "not an IP")
 				}
-				d.hosts = append(d.hosts, clustertype.HostSpec{Addr: netip.AddrPortFrom(ip, e.Port), Hostname: e.Hostname, Weight: e.Weight})
+				d.hosts = append(d.hosts, clustertype.HostSpec{Addr: netip.AddrPortFrom(ip, e.Port), Hostname: e.Hostname, Weight: e.Weight, Placement: e.Placement})
 			}
 			return d, nil
 		},

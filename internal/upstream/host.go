@@ -3,7 +3,9 @@ package upstream
 import (
 	"net/netip"
 	"sync/atomic"
+	"time"
 
+	"github.com/herald-proxy/herald/internal/upstream/clustertype"
 	"github.com/herald-proxy/herald/internal/upstream/healthcheck"
 	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
 	"github.com/herald-proxy/herald/internal/upstream/outlier"
@@ -89,6 +91,15 @@ type Host struct {
 	// od is the host's outlier detection monitor; nil without
 	// outlier_detection. Immutable after creation.
 	od *outlier.Monitor
+
+	// Priority, locality and slow start state (priority.go): placement is
+	// updated by discovery under Cluster.mu and read anywhere;
+	// healthySince is stamped by host set builds (under Cluster.mu) and
+	// read by pickers; lbFlags (the flags the last build saw) is owned
+	// by Cluster.mu.
+	placement    atomic.Pointer[clustertype.Placement]
+	healthySince atomic.Pointer[time.Time]
+	lbFlags      HealthFlags
 }
 
 var _ lbpolicy.Host = (*Host)(nil)

@@ -154,14 +154,14 @@ func TestApplyErrorChangesNothing(t *testing.T) {
 - name: c
   load_assignment:
     endpoints:
-    - priority: 1
+    - priority: 1000
       lb_endpoints: []
 `
 	err := m.Apply(context.Background(), parseClusters(t, bad), prefix)
 	if err == nil {
 		t.Fatal("Apply accepted a bad cluster")
 	}
-	if want := "static_resources.clusters[2].load_assignment.endpoints[0].priority: priority 1 is not supported by herald yet"; !strings.Contains(err.Error(), want) {
+	if want := "static_resources.clusters[2].load_assignment.endpoints[0].priority: priority 1000 is above herald's limit 127"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error = %v, want %q", err, want)
 	}
 	if m.Cluster("a") != a || m.Cluster("b") != nil {

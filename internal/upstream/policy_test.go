@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/common/v3"
@@ -12,9 +13,11 @@ import (
 	maglevv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/maglev/v3"
 	randomv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/random/v3"
 	ringhashv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/ring_hash/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/herald-proxy/herald/internal/configerr"
@@ -105,6 +108,12 @@ func TestLegacyLBPolicy(t *testing.T) {
 			wantPath: c0 + ".least_request_lb_config",
 			want: &leastrequestv3.LeastRequest{ChoiceCount: wrapperspb.UInt32(3),
 				ActiveRequestBias: &corev3.RuntimeDouble{DefaultValue: 1.5, RuntimeKey: "k"}}},
+		// The legacy slow_start_config carries over to the typed one.
+		{name: "least request slow start", yaml: `- {name: a, lb_policy: LEAST_REQUEST, least_request_lb_config: {slow_start_config: {slow_start_window: 2s, aggression: {default_value: 2, runtime_key: k}, min_weight_percent: {value: 20}}}}`,
+			wantPath: c0 + ".least_request_lb_config",
+			want: &leastrequestv3.LeastRequest{SlowStartConfig: &commonv3.SlowStartConfig{
+				SlowStartWindow: durationpb.New(2 * time.Second), Aggression: &corev3.RuntimeDouble{DefaultValue: 2, RuntimeKey: "k"},
+				MinWeightPercent: &typev3.Percent{Value: 20}}}},
 		{name: "random", yaml: `- {name: a, lb_policy: RANDOM}`, wantPath: c0 + ".lb_policy", want: &randomv3.Random{}},
 		{name: "ring hash", yaml: `- {name: a, lb_policy: RING_HASH}`, wantPath: c0 + ".ring_hash_lb_config", want: &ringhashv3.RingHash{}},
 		{name: "ring hash config", yaml: `
@@ -160,8 +169,10 @@ func TestLegacyLBPolicyErrors(t *testing.T) {
 		yaml    string
 		wantErr string
 	}{
-		{name: "least request slow start", yaml: `- {name: a, lb_policy: LEAST_REQUEST, least_request_lb_config: {slow_start_config: {slow_start_window: 1s}}}`,
-			wantErr: "static_resources.clusters[0].least_request_lb_config.slow_start_config: not supported by herald yet"},
+		{name: "zone aware", yaml: `- {name: a, common_lb_config: {zone_aware_lb_config: {min_cluster_size: 3}}}`,
+			wantErr: "static_resources.clusters[0].common_lb_config.zone_aware_lb_config: zone aware routing is not supported by herald yet (it needs cluster_manager.local_cluster_name)"},
+		{name: "locality weighted ring hash", yaml: `- {name: a, lb_policy: RING_HASH, common_lb_config: {locality_weighted_lb_config: {}}}`,
+			wantErr: "static_resources.clusters[0].common_lb_config.locality_weighted_lb_config: locality weighted load balancing with RING_HASH is not supported by herald yet"},
 		// The typed Build's errors point at the legacy config.
 		{name: "ring hash murmur", yaml: `- {name: a, lb_policy: RING_HASH, ring_hash_lb_config: {hash_function: MURMUR_HASH_2}}`,
 			wantErr: "static_resources.clusters[0].ring_hash_lb_config.hash_function: MURMUR_HASH_2 is not supported by herald yet"},

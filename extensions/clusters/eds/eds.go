@@ -149,6 +149,9 @@ func Hosts(la *endpointv3.ClusterLoadAssignment) ([]clustertype.HostSpec, error)
 			Weight:    e.Weight,
 			Unhealthy: e.Unhealthy,
 			HashKey:   e.HashKey,
+			// Priority, locality and the assignment policy, refreshed by
+			// every assignment.
+			Placement: e.Placement,
 		})
 	}
 	if err := errs.Err(); err != nil {

@@ -75,9 +75,17 @@ func TestHosts(t *testing.T) {
 			wantErr: `cluster_load_assignment "b".endpoints[0].leds_cluster_locality_config: LEDS is not supported by herald yet (#7)`,
 		},
 		{
-			name:    "priority 1 is not supported",
-			in:      `{"cluster_name":"b","endpoints":[{"priority":1,"lb_endpoints":[` + ep("10.0.0.1:80", "") + `]}]}`,
-			wantErr: `cluster_load_assignment "b".endpoints[0].priority: priority 1 is not supported by herald yet`,
+			// Priority, locality and the policy reach every host.
+			name: "priority and locality",
+			in: `{"cluster_name":"b","policy":{"overprovisioning_factor":100},"endpoints":[{"priority":1,"locality":{"zone":"z1"},"load_balancing_weight":3,"lb_endpoints":[` +
+				ep("10.0.0.1:80", "") + `]}]}`,
+			want: []clustertype.HostSpec{{Addr: netip.MustParseAddrPort("10.0.0.1:80"), Weight: 1,
+				Placement: clustertype.Placement{Priority: 1, Locality: clustertype.Locality{Zone: "z1"}, LocalityWeight: 3, OverprovisioningFactor: 100}}},
+		},
+		{
+			name:    "priority above the limit",
+			in:      `{"cluster_name":"b","endpoints":[{"priority":500,"lb_endpoints":[` + ep("10.0.0.1:80", "") + `]}]}`,
+			wantErr: `cluster_load_assignment "b".endpoints[0].priority: priority 500 is above herald's limit 127`,
 		},
 	}
 	for _, tc := range tests {
@@ -162,8 +170,8 @@ func TestApply(t *testing.T) {
 		t.Fatalf("after a good update: %d membership updates, %d Success calls; want 1 through SetHosts (the subscription counts update_success)", len(u.hosts), u.success)
 	}
 	// A bad update is returned (NACK) and the hosts stay.
-	if err := d.apply(res(`{"cluster_name":"b","endpoints":[{"priority":2,"lb_endpoints":[]}]}`)); err == nil {
-		t.Fatal("a priority 2 assignment was accepted")
+	if err := d.apply(res(`{"cluster_name":"b","endpoints":[{"priority":200,"lb_endpoints":[]}]}`)); err == nil {
+		t.Fatal("a priority 200 assignment was accepted")
 	}
 	// An update without the cluster's assignment keeps the hosts.
 	if err := d.apply(xds.Update{}); err != nil {

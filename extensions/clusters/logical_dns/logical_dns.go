@@ -82,6 +82,8 @@ func (d *Discovery) Start(ctx context.Context, u clustertype.Updater) {
 			Hostname: d.target.Address,
 			Weight:   d.target.Weight,
 			HashKey:  d.target.HashKey,
+			// The one locality's priority and locality.
+			Placement: d.target.Placement,
 		}})
 		return true
 	})

@@ -47,6 +47,8 @@ func Build(c *clusterv3.Cluster, _ proto.Message, ctx clustertype.BuildContext) 
 			Hostname: e.Hostname,
 			Weight:   e.Weight,
 			HashKey:  e.HashKey,
+			// Priority, locality and the assignment policy.
+			Placement: e.Placement,
 		})
 	}
 	if err := errs.Err(); err != nil {

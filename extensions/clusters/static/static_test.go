@@ -46,8 +46,13 @@ func TestBuild(t *testing.T) {
 		{name: "no load assignment", cluster: `{"name":"a"}`},
 		{name: "name instead of ip", cluster: `{"name":"a","load_assignment":{"endpoints":[{"lb_endpoints":[{"endpoint":{"address":{"socket_address":{"address":"localhost","port_value":1}}}}]}]}}`,
 			wantErr: `static_resources.clusters[2].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: "localhost" is not an IP address`},
-		{name: "priority", cluster: `{"name":"a","load_assignment":{"endpoints":[{"priority":2,"lb_endpoints":[]}]}}`,
-			wantErr: `static_resources.clusters[2].load_assignment.endpoints[0].priority: priority 2 is not supported by herald yet`},
+		{name: "priority and locality", cluster: `{"name":"a","load_assignment":{"endpoints":[{"priority":2,"locality":{"region":"r"},"lb_endpoints":[
+			{"endpoint":{"address":{"socket_address":{"address":"127.0.0.1","port_value":8080}}}}]}]}}`,
+			want: []clustertype.HostSpec{
+				{Addr: netip.MustParseAddrPort("127.0.0.1:8080"), Weight: 1, Placement: clustertype.Placement{Priority: 2, Locality: clustertype.Locality{Region: "r"}}},
+			}},
+		{name: "priority above the limit", cluster: `{"name":"a","load_assignment":{"endpoints":[{"priority":128,"lb_endpoints":[]}]}}`,
+			wantErr: `static_resources.clusters[2].load_assignment.endpoints[0].priority: priority 128 is above herald's limit 127`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

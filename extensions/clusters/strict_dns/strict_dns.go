@@ -93,6 +93,9 @@ func (d *Discovery) resolve(ctx context.Context, u clustertype.Updater, i int) b
 				Hostname: t.Address,
 				Weight:   t.Weight,
 				HashKey:  t.HashKey,
+				// The target's priority and locality (Envoy's ResolveTarget
+				// keeps its LocalityLbEndpoints).
+				Placement: t.Placement,
 			})
 		}
 		d.results[i] = hosts

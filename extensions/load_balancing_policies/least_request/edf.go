@@ -23,11 +23,12 @@ import (
 type edf struct {
 	hosts     []lbpolicy.Host
 	bias      float64
-	deadlines []atomic.Uint64 // math.Float64bits of each host's deadline
+	slowStart *lbpolicy.SlowStart // nil: no slow start
+	deadlines []atomic.Uint64     // math.Float64bits of each host's deadline
 }
 
-func newEDF(hosts []lbpolicy.Host, bias float64, seed uint64) *edf {
-	e := &edf{hosts: hosts, bias: bias, deadlines: make([]atomic.Uint64, len(hosts))}
+func newEDF(hosts []lbpolicy.Host, bias float64, seed uint64, ss *lbpolicy.SlowStart) *edf {
+	e := &edf{hosts: hosts, bias: bias, slowStart: ss, deadlines: make([]atomic.Uint64, len(hosts))}
 	for i, h := range hosts {
 		e.deadlines[i].Store(math.Float64bits(1 / e.weight(h)))
 	}
@@ -43,16 +44,23 @@ func newEDF(hosts []lbpolicy.Host, bias float64, seed uint64) *edf {
 // weight is Envoy's LeastRequestLoadBalancer::hostWeight:
 // load_balancing_weight / (active_requests + 1)^active_request_bias, with
 // the bias 1.0 and 0.0 cases computed without pow.
+//
+// With slow start the result is multiplied by the host's slow start
+// factor (applySlowStartFactor); the clock is read only then.
 func (e *edf) weight(h lbpolicy.Host) float64 {
 	w := float64(max(h.Weight(), 1))
 	active := float64(max(h.ActiveRequests(), 0)) + 1
 	switch e.bias {
 	case 1:
-		return w / active
+		w /= active
 	case 0:
-		return w
+	default:
+		w /= math.Pow(active, e.bias)
 	}
-	return w / math.Pow(active, e.bias)
+	if e.slowStart != nil {
+		w *= e.slowStart.Factor(h, e.slowStart.Now())
+	}
+	return w
 }
 
 // Pick implements lbpolicy.Picker.

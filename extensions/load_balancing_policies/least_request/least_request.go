@@ -27,19 +27,28 @@ func init() {
 	})
 }
 
-// Build checks cfg. slow_start_config and locality_lb_config are not
-// implemented and rejected by name. enable_full_scan is accepted without
+// Build checks cfg. slow_start_config ramps new and recovered hosts up
+// (lbpolicy.SlowStart); locality_lb_config.locality_weighted_lb_config
+// turns on locality weighted load balancing (the cluster picks the
+// locality); zone_aware_lb_config is refused by name. enable_full_scan is accepted without
 // effect: Envoy documents it as unused, replaced by selection_method.
 // active_request_bias is a RuntimeDouble; herald has no runtime, so its
 // default_value is the bias.
 func Build(cfg *leastrequestv3.LeastRequest, ctx lbpolicy.BuildContext) (lbpolicy.Policy, error) {
 	errs := configerr.CheckFields(cfg, ctx.Path,
-		"choice_count", "active_request_bias", "enable_full_scan", "selection_method")
+		"choice_count", "active_request_bias", "enable_full_scan", "selection_method",
+		"slow_start_config", "locality_lb_config")
+	ss, serrs := lbpolicy.ParseSlowStart(cfg.GetSlowStartConfig(), ctx.Path+".slow_start_config", ctx.Now)
+	errs = append(errs, serrs...)
+	lw, lerrs := lbpolicy.ParseLocalityLB(cfg.GetLocalityLbConfig(), ctx.Path+".locality_lb_config")
+	errs = append(errs, lerrs...)
 	p := &Policy{
-		seed:        ctx.Seed,
-		choiceCount: DefaultChoiceCount,
-		bias:        DefaultActiveRequestBias,
-		fullScan:    cfg.GetSelectionMethod() == leastrequestv3.LeastRequest_FULL_SCAN,
+		seed:             ctx.Seed,
+		choiceCount:      DefaultChoiceCount,
+		bias:             DefaultActiveRequestBias,
+		fullScan:         cfg.GetSelectionMethod() == leastrequestv3.LeastRequest_FULL_SCAN,
+		slowStart:        ss,
+		localityWeighted: lw,
 	}
 	if c := cfg.GetChoiceCount(); c != nil {
 		// The proto requires >= 2; the loader validated it.
@@ -66,19 +75,26 @@ func Build(cfg *leastrequestv3.LeastRequest, ctx lbpolicy.BuildContext) (lbpolic
 
 // Policy is a built least request policy. Immutable after Build.
 type Policy struct {
-	seed           uint64
-	choiceCount    uint32
-	bias           float64
-	alwaysWeighted bool
-	fullScan       bool
+	seed             uint64
+	choiceCount      uint32
+	bias             float64
+	alwaysWeighted   bool
+	fullScan         bool
+	slowStart        *lbpolicy.SlowStart // nil: no slow start
+	localityWeighted bool
 }
 
-var _ lbpolicy.Policy = (*Policy)(nil)
+var _ lbpolicy.LocalityWeighted = (*Policy)(nil)
+
+// LocalityWeighted implements lbpolicy.LocalityWeighted.
+func (p *Policy) LocalityWeighted() bool { return p.localityWeighted }
 
 // NewPicker implements lbpolicy.Policy. As Envoy's EdfLoadBalancerBase::refresh,
 // the EDF schedule is used when the hosts' weights differ (or the bias was
-// configured) and there are at least two hosts; otherwise the unweighted
-// pick.
+// configured, or some host is in its slow start window now) and there are
+// at least two hosts; otherwise the unweighted pick. With slow start the
+// EDF multiplies each host's weight by its slow start factor when it is
+// re-inserted (LeastRequestLoadBalancer::hostWeight), read live on pick.
 func (p *Policy) NewPicker(hosts []lbpolicy.Host) lbpolicy.Picker {
 	rnd := lbpolicy.NewRand(p.seed)
 	equal := true
@@ -88,13 +104,27 @@ func (p *Policy) NewPicker(hosts []lbpolicy.Host) lbpolicy.Picker {
 			break
 		}
 	}
+	if p.slowStart != nil && len(hosts) > 1 && p.slowStart.AnyInWindow(hosts, p.slowStart.Now()) {
+		// Until the last window ends; then the picker without slow start.
+		return &lbpolicy.SlowStartPicker{
+			During: newEDF(hosts, p.bias, p.seed, p.slowStart),
+			After:  p.newPicker(hosts, equal, rnd),
+			End:    p.slowStart.WindowsEnd(hosts),
+			Now:    p.slowStart.Now,
+		}
+	}
+	return p.newPicker(hosts, equal, rnd)
+}
+
+// newPicker is the picker without slow start.
+func (p *Policy) newPicker(hosts []lbpolicy.Host, equal bool, rnd *lbpolicy.Rand) lbpolicy.Picker {
 	if (equal && !p.alwaysWeighted) || len(hosts) <= 1 {
 		if p.fullScan {
 			return &fullScan{hosts: hosts, rand: rnd}
 		}
 		return &nChoices{hosts: hosts, n: uint64(len(hosts)), choices: p.choiceCount, rand: rnd}
 	}
-	return newEDF(hosts, p.bias, p.seed)
+	return newEDF(hosts, p.bias, p.seed, nil)
 }
 
 // nChoices is Envoy's unweightedHostPickNChoices: choice_count random hosts

@@ -7,10 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/common/v3"
 	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/herald-proxy/herald/internal/registry"
@@ -166,8 +168,12 @@ func TestBuild(t *testing.T) {
 		{name: "empty", cfg: &leastrequestv3.LeastRequest{}},
 		{name: "all supported", cfg: &leastrequestv3.LeastRequest{ChoiceCount: wrapperspb.UInt32(4), ActiveRequestBias: bias(1.5),
 			SelectionMethod: leastrequestv3.LeastRequest_FULL_SCAN, EnableFullScan: wrapperspb.Bool(true)}},
-		{name: "slow start", cfg: &leastrequestv3.LeastRequest{SlowStartConfig: &commonv3.SlowStartConfig{}}, wantErr: "p.slow_start_config: not supported by herald yet"},
-		{name: "locality", cfg: &leastrequestv3.LeastRequest{LocalityLbConfig: &commonv3.LocalityLbConfig{}}, wantErr: "p.locality_lb_config: not supported by herald yet"},
+		{name: "slow start aggression", cfg: &leastrequestv3.LeastRequest{SlowStartConfig: &commonv3.SlowStartConfig{
+			SlowStartWindow: durationpb.New(time.Second), Aggression: &corev3.RuntimeDouble{DefaultValue: -1, RuntimeKey: "k"}}},
+			wantErr: "p.slow_start_config.aggression.default_value: must be greater than 0.0, got -1"},
+		{name: "zone aware", cfg: &leastrequestv3.LeastRequest{LocalityLbConfig: &commonv3.LocalityLbConfig{
+			LocalityConfigSpecifier: &commonv3.LocalityLbConfig_ZoneAwareLbConfig_{ZoneAwareLbConfig: &commonv3.LocalityLbConfig_ZoneAwareLbConfig{}}}},
+			wantErr: "p.locality_lb_config.zone_aware_lb_config: zone aware routing is not supported by herald yet"},
 		{name: "negative bias", cfg: &leastrequestv3.LeastRequest{ActiveRequestBias: bias(-1)}, wantErr: "p.active_request_bias.default_value: must be greater than or equal to 0.0"},
 		{name: "NaN bias", cfg: &leastrequestv3.LeastRequest{ActiveRequestBias: bias(math.NaN())}, wantErr: "p.active_request_bias.default_value"},
 	}

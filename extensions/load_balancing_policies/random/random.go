@@ -18,21 +18,29 @@ func init() {
 	})
 }
 
-// Build checks cfg. locality_lb_config is not implemented and rejected by
-// name.
+// Build checks cfg. locality_lb_config.locality_weighted_lb_config turns
+// on locality weighted load balancing (the cluster picks the locality);
+// zone_aware_lb_config is refused by name.
 func Build(cfg *randomv3.Random, ctx lbpolicy.BuildContext) (lbpolicy.Policy, error) {
-	if errs := configerr.CheckFields(cfg, ctx.Path); len(errs) > 0 {
+	errs := configerr.CheckFields(cfg, ctx.Path, "locality_lb_config")
+	lw, lerrs := lbpolicy.ParseLocalityLB(cfg.GetLocalityLbConfig(), ctx.Path+".locality_lb_config")
+	errs = append(errs, lerrs...)
+	if len(errs) > 0 {
 		return nil, errs
 	}
-	return &Policy{seed: ctx.Seed}, nil
+	return &Policy{seed: ctx.Seed, localityWeighted: lw}, nil
 }
 
 // Policy is a built random policy.
 type Policy struct {
-	seed uint64
+	seed             uint64
+	localityWeighted bool
 }
 
-var _ lbpolicy.Policy = (*Policy)(nil)
+var _ lbpolicy.LocalityWeighted = (*Policy)(nil)
+
+// LocalityWeighted implements lbpolicy.LocalityWeighted.
+func (p *Policy) LocalityWeighted() bool { return p.localityWeighted }
 
 // NewPicker implements lbpolicy.Policy.
 func (p *Policy) NewPicker(hosts []lbpolicy.Host) lbpolicy.Picker {

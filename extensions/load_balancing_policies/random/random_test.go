@@ -124,7 +124,9 @@ func TestBuild(t *testing.T) {
 		wantErr string
 	}{
 		{name: "empty", cfg: &randomv3.Random{}},
-		{name: "locality", cfg: &randomv3.Random{LocalityLbConfig: &commonv3.LocalityLbConfig{}}, wantErr: "p.locality_lb_config: not supported by herald yet"},
+		{name: "zone aware", cfg: &randomv3.Random{LocalityLbConfig: &commonv3.LocalityLbConfig{
+			LocalityConfigSpecifier: &commonv3.LocalityLbConfig_ZoneAwareLbConfig_{ZoneAwareLbConfig: &commonv3.LocalityLbConfig_ZoneAwareLbConfig{}}}},
+			wantErr: "p.locality_lb_config.zone_aware_lb_config: zone aware routing is not supported by herald yet"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,28 +23,34 @@ func init() {
 	})
 }
 
-// Build checks cfg. slow_start_config and locality_lb_config are not
-// implemented and rejected by name.
+// Build checks cfg. slow_start_config ramps new and recovered hosts up
+// (lbpolicy.SlowStart); locality_lb_config.locality_weighted_lb_config
+// turns on locality weighted load balancing, which the cluster applies
+// before this policy picks within the locality; zone_aware_lb_config is
+// refused by name.
 func Build(cfg *roundrobinv3.RoundRobin, ctx lbpolicy.BuildContext) (lbpolicy.Policy, error) {
-	var errs configerr.List
-	if cfg.GetSlowStartConfig() != nil {
-		errs = append(errs, configerr.At(ctx.Path+".slow_start_config", "not supported by herald yet"))
-	}
-	if cfg.GetLocalityLbConfig() != nil {
-		errs = append(errs, configerr.At(ctx.Path+".locality_lb_config", "not supported by herald yet"))
-	}
+	errs := configerr.CheckFields(cfg, ctx.Path, "slow_start_config", "locality_lb_config")
+	ss, serrs := lbpolicy.ParseSlowStart(cfg.GetSlowStartConfig(), ctx.Path+".slow_start_config", ctx.Now)
+	errs = append(errs, serrs...)
+	lw, lerrs := lbpolicy.ParseLocalityLB(cfg.GetLocalityLbConfig(), ctx.Path+".locality_lb_config")
+	errs = append(errs, lerrs...)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	return &Policy{seed: ctx.Seed}, nil
+	return &Policy{seed: ctx.Seed, slowStart: ss, localityWeighted: lw}, nil
 }
 
-// Policy is a built round robin policy.
+// Policy is a built round robin policy. Immutable after Build.
 type Policy struct {
-	seed uint64
+	seed             uint64
+	slowStart        *lbpolicy.SlowStart // nil: no slow start
+	localityWeighted bool
 }
 
-var _ lbpolicy.Policy = (*Policy)(nil)
+var _ lbpolicy.LocalityWeighted = (*Policy)(nil)
+
+// LocalityWeighted implements lbpolicy.LocalityWeighted.
+func (p *Policy) LocalityWeighted() bool { return p.localityWeighted }
 
 // maxTable bounds the precomputed weighted schedule: with a total weight
 // (after dividing by the weights' GCD) up to this, one whole EDF period is
@@ -58,7 +64,26 @@ const maxTable = 1 << 16
 // Envoy's EDF scheduler: each host's k-th pick has deadline k/weight, the
 // earliest deadline goes first, ties in insertion order; the schedule starts
 // seed % total-weight picks in, as Envoy's createWithPicks does.
+//
+// With slow start, when some host is in its window at this moment (Envoy's
+// !noHostsAreInSlowStart), the picker is slowStartEDF: Envoy's EDF with
+// each host's weight recomputed, slow start factor included, each time it
+// is picked and re-inserted; once the last window has ended it hands over
+// to the plain picker (lbpolicy.SlowStartPicker).
 func (p *Policy) NewPicker(hosts []lbpolicy.Host) lbpolicy.Picker {
+	if p.slowStart != nil && len(hosts) > 1 && p.slowStart.AnyInWindow(hosts, p.slowStart.Now()) {
+		return &lbpolicy.SlowStartPicker{
+			During: newSlowStartEDF(hosts, p.slowStart, p.seed),
+			After:  p.newPicker(hosts),
+			End:    p.slowStart.WindowsEnd(hosts),
+			Now:    p.slowStart.Now,
+		}
+	}
+	return p.newPicker(hosts)
+}
+
+// newPicker is the picker without slow start.
+func (p *Policy) newPicker(hosts []lbpolicy.Host) lbpolicy.Picker {
 	weights := make([]uint64, len(hosts))
 	equal := true
 	for i, h := range hosts {

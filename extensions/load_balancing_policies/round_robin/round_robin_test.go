@@ -5,10 +5,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/common/v3"
 	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/herald-proxy/herald/internal/registry"
 	"github.com/herald-proxy/herald/internal/upstream/lbpolicy"
@@ -142,8 +145,12 @@ func TestBuild(t *testing.T) {
 		wantErr string
 	}{
 		{name: "empty", cfg: &roundrobinv3.RoundRobin{}},
-		{name: "slow start", cfg: &roundrobinv3.RoundRobin{SlowStartConfig: &commonv3.SlowStartConfig{}}, wantErr: "p.slow_start_config: not supported by herald yet"},
-		{name: "locality", cfg: &roundrobinv3.RoundRobin{LocalityLbConfig: &commonv3.LocalityLbConfig{}}, wantErr: "p.locality_lb_config: not supported by herald yet"},
+		{name: "slow start aggression", cfg: &roundrobinv3.RoundRobin{SlowStartConfig: &commonv3.SlowStartConfig{
+			SlowStartWindow: durationpb.New(time.Second), Aggression: &corev3.RuntimeDouble{DefaultValue: 0, RuntimeKey: "k"}}},
+			wantErr: "p.slow_start_config.aggression.default_value: must be greater than 0.0, got 0"},
+		{name: "zone aware", cfg: &roundrobinv3.RoundRobin{LocalityLbConfig: &commonv3.LocalityLbConfig{
+			LocalityConfigSpecifier: &commonv3.LocalityLbConfig_ZoneAwareLbConfig_{ZoneAwareLbConfig: &commonv3.LocalityLbConfig_ZoneAwareLbConfig{}}}},
+			wantErr: "p.locality_lb_config.zone_aware_lb_config: zone aware routing is not supported by herald yet"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -52,6 +52,38 @@ type HostSpec struct {
 	// health_status UNHEALTHY, DRAINING or TIMEOUT): the host carries
 	// /failed_eds_health and takes no traffic outside panic mode.
 	Unhealthy bool
+	// Placement is where the endpoint's LocalityLbEndpoints put it:
+	// priority, locality and the assignment's policy.
+	Placement
+}
+
+// Locality is core.v3.Locality: where a host runs.
+type Locality struct {
+	Region, Zone, SubZone string
+}
+
+// Placement is what a host inherits from its LocalityLbEndpoints and the
+// ClusterLoadAssignment's policy. The zero value is priority 0, the empty
+// locality, no locality weight and the default overprovisioning factor.
+//
+// Envoy: https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/endpoint/v3/endpoint_components.proto#config-endpoint-v3-localitylbendpoints
+type Placement struct {
+	// Priority is LocalityLbEndpoints.priority (0 is the highest).
+	Priority uint32
+	// Locality is LocalityLbEndpoints.locality.
+	Locality Locality
+	// LocalityWeight is LocalityLbEndpoints.load_balancing_weight; 0 when
+	// unset. It counts only with locality weighted load balancing, where
+	// a locality of weight 0 takes no traffic.
+	LocalityWeight uint32
+	// OverprovisioningFactor is the assignment's
+	// policy.overprovisioning_factor in percent; 0 means Envoy's default
+	// 140. The same on every host of one assignment.
+	OverprovisioningFactor uint32
+	// WeightedPriorityHealth is the assignment's
+	// policy.weighted_priority_health: a priority's health counts host
+	// weights instead of hosts.
+	WeightedPriorityHealth bool
 }
 
 // Updater receives what discovery finds. Its methods are safe to call from

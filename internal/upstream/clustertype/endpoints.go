@@ -29,6 +29,8 @@ type Endpoint struct {
 	// HashKey is the endpoint metadata's envoy.lb hash_key ("" when unset):
 	// ring_hash and maglev place the host by it instead of its address.
 	HashKey string
+	// Placement is the endpoint's priority, locality and assignment policy.
+	Placement Placement
 }
 
 // lbMetadataHashKey reads filter_metadata["envoy.lb"].hash_key, Envoy's
@@ -51,10 +53,38 @@ func lbMetadataHashKey(md *corev3.Metadata, path string) (string, *configerr.Fie
 	return sv.StringValue, nil
 }
 
+// MaxPriority bounds LocalityLbEndpoints.priority. Envoy has no limit
+// (it keeps a host set per priority up to the highest); herald keeps the
+// same bound a config can reasonably need so a typo cannot make it build
+// millions of empty levels.
+const MaxPriority = 127
+
+// zeroOverprovisioning stands for an explicit overprovisioning_factor of
+// 0 in Placement, whose zero value means the default.
+const zeroOverprovisioning = ^uint32(0)
+
+// Overprovisioning returns the factor in percent: Envoy's default 140
+// when unset, 0 when set to 0.
+func (p Placement) Overprovisioning() uint32 {
+	switch p.OverprovisioningFactor {
+	case 0:
+		return DefaultOverprovisioningFactor
+	case zeroOverprovisioning:
+		return 0
+	}
+	return p.OverprovisioningFactor
+}
+
+// DefaultOverprovisioningFactor is Envoy's ClusterLoadAssignment.Policy
+// overprovisioning_factor default: 140, i.e. 1.4
+// (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/overprovisioning).
+const DefaultOverprovisioningFactor = 140
+
 // Endpoints checks c.load_assignment and returns its endpoints in order.
-// herald supports priority 0 only and no locality weights for now; other
-// priorities, locality weights, non-TCP addresses, named ports and endpoint
-// health statuses other than UNKNOWN/HEALTHY are errors naming the field.
+// Each endpoint carries its LocalityLbEndpoints' priority, locality and
+// locality weight (Placement). Non-TCP addresses, named ports, LEDS and
+// endpoint health statuses other than UNKNOWN/HEALTHY are errors naming
+// the field.
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/endpoint/v3/endpoint.proto
 func Endpoints(c *clusterv3.Cluster, path string) ([]Endpoint, error) {
@@ -78,22 +108,39 @@ func AssignmentEndpoints(la *endpointv3.ClusterLoadAssignment, path string) ([]E
 
 func assignment(la *endpointv3.ClusterLoadAssignment, lap string, eds bool) ([]Endpoint, error) {
 	errs := configerr.CheckFields(la, lap, "cluster_name", "endpoints", "policy")
-	if la.GetPolicy() != nil {
-		errs = append(errs, configerr.CheckFields(la.GetPolicy(), lap+".policy", "overprovisioning_factor")...)
+	var base Placement
+	if pol := la.GetPolicy(); pol != nil {
+		errs = append(errs, configerr.CheckFields(pol, lap+".policy", "overprovisioning_factor", "weighted_priority_health")...)
+		if f := pol.GetOverprovisioningFactor(); f != nil {
+			// Envoy: "Default value is 140 (1.4)"; 0 is a legal value that
+			// gives every priority zero health (all traffic in panic).
+			base.OverprovisioningFactor = f.GetValue()
+			if f.GetValue() == 0 {
+				base.OverprovisioningFactor = zeroOverprovisioning
+			}
+		}
+		base.WeightedPriorityHealth = pol.GetWeightedPriorityHealth()
 	}
 	var out []Endpoint
 	for i, loc := range la.GetEndpoints() {
 		lp := fmt.Sprintf("%s.endpoints[%d]", lap, i)
-		// Priorities and locality weights shape which hosts a request may
-		// reach; accepting them without honouring them would send traffic
-		// where the config says it must not go.
-		if loc.GetPriority() != 0 {
-			errs = append(errs, configerr.At(lp+".priority", "priority %d is %s (only priority 0)", loc.GetPriority(), configerr.NotSupported))
+		pl := base
+		pl.Priority = loc.GetPriority()
+		pl.Locality = Locality{Region: loc.GetLocality().GetRegion(), Zone: loc.GetLocality().GetZone(), SubZone: loc.GetLocality().GetSubZone()}
+		if w := loc.GetLoadBalancingWeight(); w != nil {
+			pl.LocalityWeight = w.GetValue()
+		}
+		if loc.GetPriority() > MaxPriority {
+			errs = append(errs, configerr.At(lp+".priority", "priority %d is above herald's limit %d", loc.GetPriority(), MaxPriority))
+		}
+		if loc.GetLoadBalancingWeight() != nil && loc.GetLoadBalancingWeight().GetValue() == 0 {
+			errs = append(errs, configerr.At(lp+".load_balancing_weight", "weight must be at least 1"))
 		}
 		if loc.GetLedsClusterLocalityConfig() != nil {
 			errs = append(errs, configerr.At(lp+".leds_cluster_locality_config", "LEDS is %s (#7)", configerr.NotSupported))
 		}
-		errs = append(errs, configerr.CheckFields(loc, lp, "locality", "lb_endpoints", "priority", "metadata", "leds_cluster_locality_config")...)
+		errs = append(errs, configerr.CheckFields(loc, lp, "locality", "lb_endpoints", "priority", "load_balancing_weight", "metadata", "leds_cluster_locality_config")...)
+		errs = append(errs, configerr.CheckFields(loc.GetLocality(), lp+".locality", "region", "zone", "sub_zone")...)
 		for j, lbe := range loc.GetLbEndpoints() {
 			ep := fmt.Sprintf("%s.lb_endpoints[%d]", lp, j)
 			errs = append(errs, configerr.CheckFields(lbe, ep, "endpoint", "load_balancing_weight", "health_status", "metadata")...)
@@ -153,6 +200,7 @@ func assignment(la *endpointv3.ClusterLoadAssignment, lap string, eds bool) ([]E
 				Hostname:  e.GetHostname(),
 				Path:      sp,
 				Unhealthy: unhealthy,
+				Placement: pl,
 			})
 		}
 	}

@@ -15,6 +15,7 @@ package lbpolicy
 
 import (
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -64,6 +65,9 @@ type BuildContext struct {
 	// balancer from its random generator). Tests set it to make picks
 	// deterministic.
 	Seed uint64
+	// Now is the clock slow start measures with; nil is time.Now. It must
+	// be the clock the cluster stamps SlowStartHost.HealthySince with.
+	Now func() time.Time
 }
 
 // Extension is one load balancing policy kind.

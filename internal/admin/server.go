@@ -75,10 +75,23 @@ func (a *Admin) serveRuntime(w nethttp.ResponseWriter, _ *nethttp.Request) {
 	}})
 }
 
-// serveCerts is Envoy's handlerCerts. TODO(admin): list TLS contexts once
-// internal/tlsx exposes them; until then no certificate is reported.
+// CertificatesSource is implemented by a Source that can list its
+// certificates for /certs.
+type CertificatesSource interface {
+	// Certificates returns Envoy's admin.v3.Certificates: the certificate
+	// chains and trusted CAs in use, each with its path, serial number,
+	// subject alternative names and validity.
+	Certificates() *adminv3.Certificates
+}
+
+// serveCerts is Envoy's handlerCerts. A Source without CertificatesSource
+// reports none.
 func (a *Admin) serveCerts(w nethttp.ResponseWriter, _ *nethttp.Request) {
-	a.writeProto(w, jsonAll, &adminv3.Certificates{})
+	certs := &adminv3.Certificates{}
+	if cs, ok := a.src.(CertificatesSource); ok {
+		certs = cs.Certificates()
+	}
+	a.writeProto(w, jsonAll, certs)
 }
 
 // serveQuit is Envoy's handlerQuitQuitQuit: "OK\n" is flushed before the

@@ -338,12 +338,14 @@ func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
 	start := time.Now()
 	l.stats.cxTotal.Inc()
 	l.stats.cxActive.Inc()
+	nc := network.NewConn(ctx, c, g.drain)
 	defer func() {
 		if r := recover(); r != nil {
 			// Peer input must never take the process down (STYLE §5).
 			slog.Error("connection panic", "listener", cfg.Name, "panic", r)
 		}
 		c.Close()
+		nc.Closed()
 		l.stats.cxActive.Dec()
 		l.stats.cxDestroy.Inc()
 		l.stats.cxLength.Record(uint64(time.Since(start).Milliseconds()))
@@ -356,7 +358,6 @@ func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
 		l.mu.Unlock()
 		l.wg.Done()
 	}()
-	nc := network.NewConn(ctx, c, g.drain)
 	nc.ListenerName = cfg.Name
 	nc.StatPrefix = l.statPrefix
 	if cfg.BufferLimit > 0 {

@@ -40,12 +40,69 @@ type Conn struct {
 	// its order (tls_inspector's ALPN, http_inspector's "h2c" or
 	// "http/1.1"), for filter_chain_match.application_protocols.
 	RequestedALPN []string
+	// JA3Hash is the client's JA3 fingerprint (MD5, lowercase hex) when
+	// tls_inspector computed it (enable_ja3_fingerprinting), else "".
+	JA3Hash string
 	// Accepted is when the listener accepted the connection.
 	Accepted time.Time
 	// BufferLimit is per_connection_buffer_limit_bytes (Envoy default 1 MiB).
 	BufferLimit int
 
 	drain *Drain
+	// Owned by the conn goroutine: what network filters asked to run at
+	// close, and the filter state they set.
+	onClose     []func()
+	filterState []filterStateEntry
+}
+
+// filterStateEntry is one key of a connection's filter state.
+type filterStateEntry struct {
+	key   string
+	value any
+}
+
+// FilterStateTCPProxyCluster is the filter state key whose string value
+// overrides tcp_proxy's cluster for the connection (Envoy's
+// TcpProxy::PerConnectionCluster, set by envoy.filters.network.sni_cluster).
+const FilterStateTCPProxyCluster = "envoy.tcp_proxy.cluster"
+
+// SetFilterState sets key to v on the connection, replacing an earlier
+// value (Envoy's connection-lifetime filter state, for the small set of
+// well-known keys herald's filters exchange). Owned by the conn goroutine.
+func (c *Conn) SetFilterState(key string, v any) {
+	for i := range c.filterState {
+		if c.filterState[i].key == key {
+			c.filterState[i].value = v
+			return
+		}
+	}
+	c.filterState = append(c.filterState, filterStateEntry{key: key, value: v})
+}
+
+// FilterState is the value a filter set for key, nil when none did.
+func (c *Conn) FilterState(key string) any {
+	for i := range c.filterState {
+		if c.filterState[i].key == key {
+			return c.filterState[i].value
+		}
+	}
+	return nil
+}
+
+// OnClose registers fn to run once the connection is done (its terminal
+// filter returned, or a filter refused it, and the socket is closed):
+// Envoy's ConnectionEvent::LocalClose/RemoteClose for filters that keep
+// per-connection accounting (connection_limit). Callbacks run in reverse
+// order of registration. Owned by the conn goroutine.
+func (c *Conn) OnClose(fn func()) { c.onClose = append(c.onClose, fn) }
+
+// Closed runs the OnClose callbacks; the listener calls it once, after
+// closing the socket.
+func (c *Conn) Closed() {
+	for i := len(c.onClose) - 1; i >= 0; i-- {
+		c.onClose[i]()
+	}
+	c.onClose = nil
 }
 
 // NewConn wraps c for drain signal d (may be nil).

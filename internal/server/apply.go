@@ -132,7 +132,7 @@ func (s *Server) prepare(ctx context.Context, r Resources) (*plan, error) {
 	}
 	s.mu.Unlock()
 
-	deps := snapshot.Deps{Stats: s.store, Clusters: s.clusters, Server: s}
+	deps := snapshot.Deps{Stats: s.store, Clusters: s.clusters, Server: s, Secrets: s.secrets}
 	seen := map[string]string{}
 	matched := map[*runningListener]bool{}
 	for i, lp := range r.Listeners {

@@ -148,9 +148,17 @@ func (s *Server) reloadOnce(ctx context.Context) (Changes, []string, error) {
 	// the xDS applier cannot interleave an older bootstrap.
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	restore, changed, err := s.swapStaticSecrets(cfg)
+	if err != nil {
+		return Changes{}, nil, err
+	}
+	if changed {
+		warnings = append(warnings, staticSecretsWarning)
+	}
 	m := mergeResources(staticResources(cfg), s.dyn.accepted())
 	changes, err := s.applyLocked(ctx, m.res, reloadWarmTimeout)
 	if err != nil {
+		restore()
 		return Changes{}, nil, err
 	}
 	s.cfg.Store(&bootstrap.Config{Bootstrap: keepRestartOnly(old.Bootstrap, cfg.Bootstrap), Index: cfg.Index})

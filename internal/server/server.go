@@ -23,6 +23,7 @@ import (
 	"github.com/herald-proxy/herald/internal/bootstrap"
 	"github.com/herald-proxy/herald/internal/configerr"
 	"github.com/herald-proxy/herald/internal/listener"
+	"github.com/herald-proxy/herald/internal/secret"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
@@ -42,6 +43,9 @@ type Server struct {
 	dyn *dynamic
 	// rds shares RDS subscriptions among connection managers.
 	rds rdsProviders
+	// secrets holds static secrets and SDS providers (xds_sds.go); nil in
+	// unit tests.
+	secrets *secret.Manager
 
 	// ctx lives as long as the server; listeners and their connections
 	// run under it.
@@ -128,7 +132,14 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 		return 1
 	}
 	s.dyn = dyn
-	s.clusters = upstream.NewManager(s.store, upstream.WithXDS(dyn.client))
+	if err := s.newSecrets(ctx, cfg); err != nil {
+		s.closeSecrets()
+		s.files.Close()
+		printConfigError(stderr, err)
+		return 1
+	}
+	defer s.closeSecrets()
+	s.clusters = upstream.NewManager(s.store, upstream.WithXDS(dyn.client), upstream.WithSecrets(s.secrets))
 	s.clusters.SetAddedViaAPI(dyn.addedViaAPI)
 	res := staticResources(cfg)
 	p, err := s.prepare(ctx, res)
@@ -175,6 +186,7 @@ func Run(opts Options, stdout, stderr io.Writer) int {
 	// Static listeners with rds wait for their routes (each subscription's
 	// initial_fetch_timeout bounds it).
 	s.rds.waitReady(ctx)
+	s.waitSecrets(ctx)
 	if err := s.startAdmin(); err != nil {
 		p.discard()
 		fmt.Fprintf(stderr, "herald: admin: %v\n", err)

@@ -184,7 +184,11 @@ func (s *Server) ConfigDump(includeEDS bool) (*adminv3.ConfigDump, error) {
 	if err := add(&adminv3.RoutesConfigDump{DynamicRouteConfigs: routes}); err != nil {
 		return nil, err
 	}
-	if err := add(&adminv3.SecretsConfigDump{}); err != nil {
+	sd, err := s.secretsDump()
+	if err != nil {
+		return nil, err
+	}
+	if err := add(sd); err != nil {
 		return nil, err
 	}
 	if includeEDS {

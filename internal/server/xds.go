@@ -234,6 +234,7 @@ func (s *Server) runApplier(ctx context.Context) {
 		// Listener warming: routes of new listeners arrive first (every
 		// RDS subscription the update created is started by validation).
 		s.rds.waitReady(ctx)
+		s.waitSecrets(ctx)
 		s.applyMu.Lock()
 		m := mergeResources(staticResources(s.cfg.Load()), d.accepted())
 		changes, err := s.applyLocked(ctx, m.res, xdsWarmTimeout)
@@ -305,8 +306,10 @@ func (s *Server) startDynamic(ctx context.Context) {
 		}
 		d.waitApplied(ctx)
 	}
-	// Listeners the first updates brought may wait for their routes.
+	// Listeners the first updates brought may wait for their routes and
+	// secrets.
 	s.rds.waitReady(ctx)
+	s.waitSecrets(ctx)
 }
 
 // stopDynamic stops the subscriptions and the client.

@@ -81,11 +81,9 @@ func cidrs(rs []*corev3.CidrRange, path string, errs *configerr.List) []netip.Pr
 	return out
 }
 
-// knownListenerFilterIssues are Envoy listener filters herald will build
-// with issue #5.
-var knownListenerFilterIssues = map[string]string{
-	"envoy.filters.listener.original_dst": "#5",
-}
+// knownListenerFilterIssues are Envoy listener filters herald does not
+// build yet, each with the issue that tracks it (none at the moment).
+var knownListenerFilterIssues = map[string]string{}
 
 func buildListenerFilters(l *listenerv3.Listener, path string, deps Deps) ([]listenerfilter.Filter, configerr.List) {
 	var out []listenerfilter.Filter
@@ -125,7 +123,7 @@ func buildDownstreamTransport(ts *corev3.TransportSocket, path string, deps Deps
 	if ferr != nil {
 		return nil, configerr.List{ferr}
 	}
-	d, err := entry.Build(cfg, transportsocket.BuildContext{Path: path + ".typed_config", Stats: deps.Stats})
+	d, err := entry.Build(cfg, transportsocket.BuildContext{Path: path + ".typed_config", Stats: deps.Stats, Secrets: deps.Secrets})
 	if err != nil {
 		return nil, configerr.Collect(err, path+".typed_config", nil)
 	}

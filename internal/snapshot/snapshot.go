@@ -16,6 +16,7 @@ import (
 	"github.com/herald-proxy/herald/internal/listener"
 	"github.com/herald-proxy/herald/internal/network/netfilter"
 	"github.com/herald-proxy/herald/internal/registry"
+	"github.com/herald-proxy/herald/internal/secret"
 	"github.com/herald-proxy/herald/internal/stats"
 )
 
@@ -30,6 +31,9 @@ type Deps struct {
 	Stats    *stats.Store
 	Clusters any
 	Server   any
+	// Secrets resolves transport sockets' SDS secret references; nil
+	// refuses them.
+	Secrets *secret.Manager
 }
 
 // Build builds every static listener of b. Errors carry field paths; the

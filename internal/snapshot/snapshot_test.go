@@ -91,9 +91,9 @@ func TestBuildListeners(t *testing.T) {
 		{name: "filter_chain_matcher refused with its issue", yaml: listener("    filter_chain_matcher: { on_no_match: { action: { name: a, typed_config: { \"@type\": type.googleapis.com/google.protobuf.StringValue, value: x } } } }\n",
 			"    filter_chains:\n    - name: x\n      filters:"+tcp+"\n"),
 			wantErr: "static_resources.listeners[0].filter_chain_matcher: filter_chain_matcher is not supported by herald yet (#5)"},
-		{name: "original_dst refused with its issue", yaml: listener("    listener_filters:\n    - name: envoy.filters.listener.original_dst\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst }\n",
+		{name: "use_original_dst refused with its issue", yaml: listener("    use_original_dst: true\n    listener_filters:\n    - name: envoy.filters.listener.original_dst\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst }\n",
 			"    filter_chains:\n    - filters:"+tcp+"\n"),
-			wantErr: "static_resources.listeners[0].listener_filters[0]: listener filter envoy.filters.listener.original_dst is not supported by herald yet (#5)"},
+			wantErr: "static_resources.listeners[0].use_original_dst: use_original_dst is not supported by herald yet (#5)"},
 		{name: "unknown network filter named", yaml: listener("", "    filter_chains:\n    - filters:\n      - name: envoy.filters.network.redis_proxy\n        typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy, stat_prefix: r, settings: { op_timeout: 1s } }\n"),
 			wantErr: `static_resources.listeners[0].filter_chains[0].filters[0].typed_config: network filter "envoy.filters.network.redis_proxy"`},
 		{name: "TLS transport socket", yaml: listener(tlsInspector, "    filter_chains:\n    - filter_chain_match: { transport_protocol: tls }\n      transport_socket_connect_timeout: 2s\n      transport_socket:\n        name: envoy.transport_sockets.tls\n"+

@@ -46,7 +46,7 @@ func TestClientHandshake(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cl, err := BuildClient(parse(t, &tlsv3.UpstreamTlsContext{}, tc.yaml), "ctx", tc.defaultALPN)
+			cl, err := BuildClient(parse(t, &tlsv3.UpstreamTlsContext{}, tc.yaml), "ctx", tc.defaultALPN, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

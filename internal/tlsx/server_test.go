@@ -164,7 +164,7 @@ func TestServerHandshake(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dc := parse(t, &tlsv3.DownstreamTlsContext{}, serverYAML(p, tc.extra))
-			srv, err := BuildServer(dc, "ctx")
+			srv, err := BuildServer(dc, "ctx", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +204,7 @@ func TestCertificateSelection(t *testing.T) {
 	y := serverYAML(p, `  - certificate_chain: { inline_string: `+fmt.Sprintf("%q", p.rsaServer.certPEM)+` }
     private_key: { inline_string: `+fmt.Sprintf("%q", p.rsaServer.keyPEM)+` }
 `)
-	srv, err := BuildServer(parse(t, &tlsv3.DownstreamTlsContext{}, y), "ctx")
+	srv, err := BuildServer(parse(t, &tlsv3.DownstreamTlsContext{}, y), "ctx", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestSessionResumption(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, err := BuildServer(parse(t, &tlsv3.DownstreamTlsContext{}, serverYAML(p, tc.extra)), "ctx")
+			srv, err := BuildServer(parse(t, &tlsv3.DownstreamTlsContext{}, serverYAML(p, tc.extra)), "ctx", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -289,15 +289,15 @@ common_tls_context:
 			wantErr: "tls_minimum_protocol_version TLSv1.3 is above tls_maximum_protocol_version TLSv1.2"},
 		{name: "CRL refused with its issue", yaml: serverYAML(p, "  validation_context: { crl: { inline_string: x } }\n"),
 			wantErr: "ctx.common_tls_context.validation_context.crl: crl is not supported by herald yet (#5)"},
-		{name: "SDS refused with its issue", yaml: "common_tls_context: { tls_certificate_sds_secret_configs: [ { name: s } ] }\n",
-			wantErr: "tls_certificate_sds_secret_configs is not supported by herald yet (#5)"},
+		{name: "unknown static secret", yaml: "common_tls_context: { tls_certificate_sds_secret_configs: [ { name: s } ] }\n",
+			wantErr: "ctx.common_tls_context.tls_certificate_sds_secret_configs[0].name: unknown static secret: s"},
 		{name: "key does not match", yaml: "common_tls_context: { tls_certificates: [ { certificate_chain: { inline_string: " + fmt.Sprintf("%q", p.server.certPEM) +
 			" }, private_key: { inline_string: " + fmt.Sprintf("%q", p.client.keyPEM) + " } } ] }\n",
 			wantErr: "failed to load certificate chain and private key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := BuildServer(parse(t, &tlsv3.DownstreamTlsContext{}, tc.yaml), "ctx")
+			_, err := BuildServer(parse(t, &tlsv3.DownstreamTlsContext{}, tc.yaml), "ctx", newSecrets(t, nil))
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)

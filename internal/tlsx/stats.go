@@ -22,6 +22,17 @@ type Stats struct {
 	FailVerifySAN      *stats.Counter
 	FailVerifyCertHash *stats.Counter
 
+	// The socket factory's SDS stats (nil from NewStats): Envoy's
+	// <scope>.server_ssl_socket_factory.* for a listener and
+	// <scope>.client_ssl_socket_factory.* for a cluster
+	// (https://www.envoyproxy.io/docs/envoy/latest/configuration/security/secret#statistics).
+	// ContextUpdateBySDS is ssl_context_update_by_sds; SecretsNotReady is
+	// downstream_context_secrets_not_ready or
+	// upstream_context_secrets_not_ready (a connection refused because its
+	// context has no secret yet).
+	ContextUpdateBySDS *stats.Counter
+	SecretsNotReady    *stats.Counter
+
 	// ssl.ciphers.<name>, ssl.versions.<name>, ssl.curves.<name>: created
 	// on first use, as Envoy does, so unused names do not show up.
 	ciphers  map[uint16]*lazyCounter
@@ -69,6 +80,24 @@ func NewStats(scope stats.Scope) *Stats {
 		s.curves[id] = &lazyCounter{scope: sc, name: "curves." + CurveName(id)}
 	}
 	s.unknown = &lazyCounter{scope: sc, name: "ciphers.unknown_ssl_cipher"}
+	return s
+}
+
+// NewServerStats is NewStats plus a listener's server_ssl_socket_factory.*.
+func NewServerStats(scope stats.Scope) *Stats {
+	s := NewStats(scope)
+	f := scope.Scope("server_ssl_socket_factory.")
+	s.ContextUpdateBySDS = f.Counter("ssl_context_update_by_sds")
+	s.SecretsNotReady = f.Counter("downstream_context_secrets_not_ready")
+	return s
+}
+
+// NewClientStats is NewStats plus a cluster's client_ssl_socket_factory.*.
+func NewClientStats(scope stats.Scope) *Stats {
+	s := NewStats(scope)
+	f := scope.Scope("client_ssl_socket_factory.")
+	s.ContextUpdateBySDS = f.Counter("ssl_context_update_by_sds")
+	s.SecretsNotReady = f.Counter("upstream_context_secrets_not_ready")
 	return s
 }
 

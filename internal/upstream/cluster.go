@@ -16,6 +16,7 @@ import (
 
 	"github.com/herald-proxy/herald/internal/configerr"
 	"github.com/herald-proxy/herald/internal/network/transportsocket"
+	"github.com/herald-proxy/herald/internal/secret"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/upstream/clustertype"
 	"github.com/herald-proxy/herald/internal/upstream/healthcheck"
@@ -149,6 +150,8 @@ type buildEnv struct {
 	rand     func() uint64
 	// xds is the server's xDS client for EDS clusters; nil without one.
 	xds *xds.Client
+	// secrets resolves transport sockets' SDS references; nil refuses them.
+	secrets *secret.Manager
 }
 
 // Fields of Cluster that herald interprets; any other field set is an

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/secret"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/upstream/clustertype"
 	"github.com/herald-proxy/herald/internal/xds"
@@ -67,6 +68,10 @@ func WithRand(r func() uint64) Option {
 
 // WithXDS gives EDS clusters the server's xDS client.
 func WithXDS(c *xds.Client) Option { return func(m *Manager) { m.env.xds = c } }
+
+// WithSecrets gives transport sockets the server's secret manager (static
+// secrets and SDS).
+func WithSecrets(s *secret.Manager) Option { return func(m *Manager) { m.env.secrets = s } }
 
 // SetAddedViaAPI sets how admin /clusters learns whether a cluster came
 // from CDS (added_via_api); nil means none did. f is called from admin

@@ -42,6 +42,7 @@ func (c *Cluster) parseTransportSocket(cfg *clusterv3.Cluster, path string, env 
 		Stats:       env.store,
 		Scope:       env.store.Scope("cluster." + c.observabilityName + "."),
 		DefaultALPN: alpn,
+		Secrets:     env.secrets,
 	})
 	if err != nil {
 		return configerr.Collect(err, p+".typed_config", nil)

@@ -29,7 +29,7 @@ func init() {
 }
 
 func buildDownstream(cfg *tlsv3.DownstreamTlsContext, ctx transportsocket.BuildContext) (transportsocket.Downstream, error) {
-	srv, err := tlsx.BuildServer(cfg, ctx.Path)
+	srv, err := tlsx.BuildServer(cfg, ctx.Path, ctx.Secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -42,9 +42,11 @@ type downstream struct{ srv *tlsx.Server }
 var _ transportsocket.Downstream = (*downstream)(nil)
 
 // ForListener implements transportsocket.Downstream: the listener's
-// listener.<address>.ssl.* stats.
+// listener.<address>.ssl.* and server_ssl_socket_factory.* stats.
 func (d *downstream) ForListener(scope stats.Scope) transportsocket.DownstreamSocket {
-	return &listenerSocket{srv: d.srv, stats: tlsx.NewStats(scope)}
+	st := tlsx.NewServerStats(scope)
+	d.srv.Track(st)
+	return &listenerSocket{srv: d.srv, stats: st}
 }
 
 // listenerSocket is the socket of one listener. Immutable.
@@ -66,19 +68,20 @@ func (s *listenerSocket) Handshake(c net.Conn, deadline time.Time) (net.Conn, tr
 }
 
 func buildUpstream(cfg *tlsv3.UpstreamTlsContext, ctx transportsocket.BuildContext) (transportsocket.Upstream, error) {
-	cl, err := tlsx.BuildClient(cfg, ctx.Path, ctx.DefaultALPN)
+	cl, err := tlsx.BuildClient(cfg, ctx.Path, ctx.DefaultALPN, ctx.Secrets)
 	if err != nil {
 		return nil, err
 	}
 	u := &upstream{client: cl}
 	if ctx.Stats != nil {
-		u.stats = tlsx.NewStats(ctx.Scope)
+		u.stats = tlsx.NewClientStats(ctx.Scope)
+		cl.Track(u.stats)
 	}
 	return u, nil
 }
 
 // upstream is a built UpstreamTlsContext with the cluster's
-// cluster.<name>.ssl.* stats. Immutable.
+// cluster.<name>.ssl.* and client_ssl_socket_factory.* stats. Immutable.
 type upstream struct {
 	client *tlsx.Client
 	stats  *tlsx.Stats

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-proxy/herald/internal/registry"
+	"github.com/herald-proxy/herald/internal/secret"
 	"github.com/herald-proxy/herald/internal/stats"
 )
 
@@ -62,6 +63,9 @@ type BuildContext struct {
 	// DefaultALPN is what an upstream socket offers when alpn_protocols is
 	// empty: the cluster's protocol ("h2" or "http/1.1"), or nil.
 	DefaultALPN []string
+	// Secrets is the server's secret manager (static secrets and SDS
+	// providers); nil refuses SDS secret references.
+	Secrets *secret.Manager
 }
 
 // DownstreamExtension is one downstream transport socket kind.

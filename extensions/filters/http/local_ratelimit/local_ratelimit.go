@@ -15,6 +15,7 @@ import (
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/streaminfo"
+	"github.com/herald-proxy/herald/internal/tokenbucket"
 )
 
 func init() {
@@ -71,7 +72,7 @@ type Config struct {
 	status int
 	// bucket is the shared bucket; nil without token_bucket (then nothing
 	// is limited, as in Envoy).
-	bucket        *tokenBucket
+	bucket        *tokenbucket.Bucket
 	maxTokens     uint32
 	tokensPerFill uint32
 	fillInterval  time.Duration
@@ -148,10 +149,10 @@ func build(cfg *lrlv3.LocalRateLimit, ctx httpfilter.BuildContext, perRoute bool
 		c.limitValue = strconv.FormatUint(uint64(c.maxTokens), 10)
 		if c.perConnection {
 			c.newConnBucket = func() any {
-				return newTokenBucket(c.maxTokens, c.tokensPerFill, c.fillInterval, monoNow())
+				return tokenbucket.New(c.maxTokens, c.tokensPerFill, c.fillInterval, tokenbucket.Now())
 			}
 		} else {
-			c.bucket = newTokenBucket(c.maxTokens, c.tokensPerFill, c.fillInterval, monoNow())
+			c.bucket = tokenbucket.New(c.maxTokens, c.tokensPerFill, c.fillInterval, tokenbucket.Now())
 		}
 	}
 	c.responseHeaders = headeroption.CompileList(cfg.GetResponseHeadersToAdd(), path+".response_headers_to_add", &errs)
@@ -185,8 +186,8 @@ func (c *Config) newFilter(cb httpfilter.Callbacks) httpfilter.Filter {
 type Filter struct {
 	cfg    *Config
 	cb     httpfilter.Callbacks
-	used   *Config      // the filter's or the route's config
-	bucket *tokenBucket // the bucket consulted, for x-ratelimit-*; nil when none
+	used   *Config             // the filter's or the route's config
+	bucket *tokenbucket.Bucket // the bucket consulted, for x-ratelimit-*; nil when none
 	modify func(*hhttp.Headers)
 }
 
@@ -213,9 +214,9 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 	b := used.bucket
 	if used.perConnection && used.newConnBucket != nil {
 		if cs, ok := f.cb.(httpfilter.ConnectionState); ok {
-			b = cs.ConnectionValue(used, used.newConnBucket).(*tokenBucket)
+			b = cs.ConnectionValue(used, used.newConnBucket).(*tokenbucket.Bucket)
 		} else {
-			b = used.newConnBucket().(*tokenBucket)
+			b = used.newConnBucket().(*tokenbucket.Bucket)
 		}
 	}
 	if b == nil {
@@ -225,7 +226,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 		return httpfilter.Continue
 	}
 	f.bucket = b
-	if b.consume(monoNow()) {
+	if b.Consume(tokenbucket.Now()) {
 		used.okC.Inc()
 		return httpfilter.Continue
 	}
@@ -251,7 +252,7 @@ func (f *Filter) modifyReply(h *hhttp.Headers) {
 	if used.retryAfter && used.status == 429 && f.bucket != nil && !h.Has(headerRetry) {
 		// "the number of seconds until the next token is available in the
 		// bucket that rejected the request, clamped to at least 1".
-		d := f.bucket.untilNext(monoNow())
+		d := f.bucket.UntilNext(tokenbucket.Now())
 		secs := int64((d + time.Second - 1) / time.Second)
 		if secs < 1 {
 			secs = 1
@@ -273,10 +274,10 @@ func (f *Filter) EncodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 	if f.bucket == nil || !f.used.xRateLimitHeaders {
 		return httpfilter.Continue
 	}
-	now := monoNow()
+	now := tokenbucket.Now()
 	h.Add(headerLimit, f.used.limitValue)
-	h.Add(headerRemaining, strconv.FormatUint(f.bucket.remaining(now), 10))
-	h.Add(headerReset, strconv.FormatUint(f.bucket.resetSeconds(now), 10))
+	h.Add(headerRemaining, strconv.FormatUint(f.bucket.Remaining(now), 10))
+	h.Add(headerReset, strconv.FormatUint(f.bucket.ResetSeconds(now), 10))
 	return httpfilter.Continue
 }
 

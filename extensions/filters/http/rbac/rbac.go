@@ -9,6 +9,7 @@ import (
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/rbac"
 	"github.com/herald-proxy/herald/internal/stats"
 )
 
@@ -55,7 +56,7 @@ type Config struct {
 // or a route's RBACPerRoute); a nil engine is absent: it allows everything
 // (enforced) or counts nothing (shadow). Immutable.
 type Engines struct {
-	enforced, shadow *engine
+	enforced, shadow *rbac.Engine
 }
 
 // Build interprets the filter's RBAC once per snapshot.
@@ -98,8 +99,8 @@ func compileRBAC(cfg *rbachttpv3.RBAC, path string, errs *configerr.List) Engine
 	}
 	*errs = append(*errs, configerr.RejectUnlisted(cfg, path, unsupportedIssues, supported...)...)
 	return Engines{
-		enforced: compileEngine(cfg.GetRules(), path+".rules", errs),
-		shadow:   compileEngine(cfg.GetShadowRules(), path+".shadow_rules", errs),
+		enforced: rbac.Compile(cfg.GetRules(), path+".rules", rbac.HTTPKinds, errs),
+		shadow:   rbac.Compile(cfg.GetShadowRules(), path+".shadow_rules", rbac.HTTPKinds, errs),
 	}
 }
 
@@ -135,15 +136,15 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 		return httpfilter.Continue
 	}
 	info := f.cb.StreamInfo()
-	q := request{
-		headers: h,
-		remote:  f.cb.DownstreamRemoteAddress(),
-		direct:  f.cb.DownstreamDirectRemoteAddress(),
-		local:   info.DownstreamLocalAddress,
-		sni:     info.RequestedServerName,
+	q := rbac.Request{
+		Headers: h,
+		Remote:  f.cb.DownstreamRemoteAddress(),
+		Direct:  f.cb.DownstreamDirectRemoteAddress(),
+		Local:   info.DownstreamLocalAddress,
+		SNI:     info.RequestedServerName,
 	}
 	if eng.shadow != nil {
-		if ok, _ := eng.shadow.handle(&q); ok {
+		if ok, _ := eng.shadow.Handle(&q); ok {
 			c.shadowAllowed.Inc()
 		} else {
 			c.shadowDenied.Inc()
@@ -152,7 +153,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 	if eng.enforced == nil {
 		return httpfilter.Continue
 	}
-	ok, details := eng.enforced.handle(&q)
+	ok, details := eng.enforced.Handle(&q)
 	if ok {
 		c.allowed.Inc()
 		return httpfilter.Continue

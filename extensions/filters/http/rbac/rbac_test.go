@@ -6,7 +6,6 @@ import (
 
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 
-	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/http/httpfilter/httpfiltertest"
@@ -258,40 +257,6 @@ func addr(t *testing.T, s string) netip.AddrPort {
 		t.Fatal(err)
 	}
 	return a
-}
-
-func TestActions(t *testing.T) {
-	tests := []struct {
-		action      string
-		match       bool
-		wantAllowed bool
-		wantDetails string
-	}{
-		{action: "ALLOW", match: true, wantAllowed: true},
-		{action: "ALLOW", match: false, wantDetails: "rbac_access_denied_matched_policy[none]"},
-		{action: "DENY", match: true, wantDetails: "rbac_access_denied_matched_policy[a_b]"},
-		{action: "DENY", match: false, wantAllowed: true},
-		{action: "LOG", match: true, wantAllowed: true},
-		{action: "LOG", match: false, wantAllowed: true},
-	}
-	for _, tc := range tests {
-		name := tc.action + "/nomatch"
-		if tc.match {
-			name = tc.action + "/match"
-		}
-		t.Run(name, func(t *testing.T) {
-			cfg := httpfiltertest.Parse(t, "rules: {action: "+tc.action+", policies: {'a b': {permissions: [{header: {name: x-m, present_match: true}}], principals: [{any: true}]}}}", &rbachttpv3.RBAC{})
-			eng := compileRBAC(cfg, "f", new(configerr.List))
-			h := httpfiltertest.Request()
-			if tc.match {
-				h.Add("x-m", "1")
-			}
-			ok, details := eng.enforced.handle(&request{headers: h})
-			if ok != tc.wantAllowed || details != tc.wantDetails {
-				t.Errorf("handle = %v %q, want %v %q", ok, details, tc.wantAllowed, tc.wantDetails)
-			}
-		})
-	}
 }
 
 // TestNoAllocs: deciding a request allocates nothing.

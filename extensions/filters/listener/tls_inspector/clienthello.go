@@ -21,6 +21,9 @@ var (
 type hello struct {
 	serverName string
 	alpn       []string
+	// body is the ClientHello body (after the handshake header), valid
+	// only as long as the data it was parsed from, for ja3.
+	body []byte
 }
 
 // parseClientHello parses the ClientHello at the start of data. It returns
@@ -67,6 +70,7 @@ func parseClientHello(data []byte) (h hello, complete bool, err error) {
 			}
 			if want := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])); len(msg) >= want {
 				h, err = parseHelloBody(msg[4:want])
+				h.body = msg[4:want]
 				return h, err == nil, err
 			}
 		}

@@ -31,7 +31,10 @@ func init() {
 type Filter struct {
 	max        int
 	closeOnErr bool
-	stats      filterStats
+	// ja3: enable_ja3_fingerprinting (default false) records the client's
+	// JA3 fingerprint on the connection.
+	ja3   bool
+	stats filterStats
 }
 
 var _ listenerfilter.Filter = (*Filter)(nil)
@@ -48,13 +51,14 @@ type filterStats struct {
 func build(cfg *tlsinspectorv3.TlsInspector, ctx listenerfilter.BuildContext) (listenerfilter.Filter, error) {
 	errs := configerr.CheckFields(cfg, ctx.Path, "initial_read_buffer_size", "close_connection_on_client_hello_parsing_errors", "max_client_hello_size",
 		"enable_ja3_fingerprinting", "enable_ja4_fingerprinting")
-	if cfg.GetEnableJa3Fingerprinting().GetValue() {
-		errs = append(errs, configerr.At(ctx.Path+".enable_ja3_fingerprinting", "%s (#5)", configerr.NotSupported))
-	}
 	if cfg.GetEnableJa4Fingerprinting().GetValue() {
 		errs = append(errs, configerr.At(ctx.Path+".enable_ja4_fingerprinting", "%s", configerr.NotSupported))
 	}
-	f := &Filter{max: defaultMaxClientHello, closeOnErr: cfg.GetCloseConnectionOnClientHelloParsingErrors()}
+	f := &Filter{
+		max:        defaultMaxClientHello,
+		closeOnErr: cfg.GetCloseConnectionOnClientHelloParsingErrors(),
+		ja3:        cfg.GetEnableJa3Fingerprinting().GetValue(),
+	}
 	if v := cfg.GetMaxClientHelloSize(); v != nil {
 		f.max = int(v.GetValue())
 	}
@@ -115,6 +119,11 @@ func (f *Filter) OnData(c *network.Conn, data []byte) listenerfilter.Status {
 		c.RequestedALPN = h.alpn
 	} else {
 		f.stats.alpnNotFound.Inc()
+	}
+	if f.ja3 {
+		if hash, ok := ja3(h.body); ok {
+			c.JA3Hash = hash
+		}
 	}
 	return listenerfilter.Continue
 }

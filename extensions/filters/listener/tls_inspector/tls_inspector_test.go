@@ -2,10 +2,12 @@ package tlsinspector
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,10 +118,40 @@ func TestOnData(t *testing.T) {
 	}
 }
 
-func TestBuildRefusesJA3(t *testing.T) {
-	_, err := build(&tlsinspectorv3.TlsInspector{EnableJa3Fingerprinting: wrapperspb.Bool(true)}, listenerfilter.BuildContext{Path: "f", Stats: stats.NewStore()})
-	if err == nil || err.Error() != "f.enable_ja3_fingerprinting: not supported by herald yet (#5)" {
+func TestBuildRefusesJA4(t *testing.T) {
+	_, err := build(&tlsinspectorv3.TlsInspector{EnableJa4Fingerprinting: wrapperspb.Bool(true)}, listenerfilter.BuildContext{Path: "f", Stats: stats.NewStore()})
+	if err == nil || err.Error() != "f.enable_ja4_fingerprinting: not supported by herald yet" {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestOnDataJA3: enable_ja3_fingerprinting records the fingerprint on the
+// connection: the same for a fragmented ClientHello, different for a
+// client with other cipher suites, absent when disabled.
+func TestOnDataJA3(t *testing.T) {
+	modern := clientHello(t, &tls.Config{ServerName: "a.example.com"})
+	legacy := clientHello(t, &tls.Config{ServerName: "a.example.com", MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}})
+	run := func(enabled bool, hello []byte) string {
+		f, _ := newFilter(t, &tlsinspectorv3.TlsInspector{EnableJa3Fingerprinting: wrapperspb.Bool(enabled)})
+		c := network.NewConn(context.Background(), &recorder{}, nil)
+		if st := f.OnData(c, hello); st != listenerfilter.Continue {
+			t.Fatalf("OnData = %v, want Continue", st)
+		}
+		return c.JA3Hash
+	}
+	got := run(true, modern)
+	if len(got) != 32 || strings.Trim(got, "0123456789abcdef") != "" {
+		t.Fatalf("JA3Hash = %q, want 32 lowercase hex digits", got)
+	}
+	if again := run(true, fragment(modern)); again != got {
+		t.Errorf("fragmented ClientHello: JA3Hash = %s, want %s", again, got)
+	}
+	if other := run(true, legacy); other == got {
+		t.Errorf("a client with other cipher suites has the same JA3Hash %s", got)
+	}
+	if off := run(false, modern); off != "" {
+		t.Errorf("disabled: JA3Hash = %q, want none", off)
 	}
 }
 
@@ -129,5 +161,6 @@ func FuzzParseClientHello(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parseClientHello(data)
+		ja3(data)
 	})
 }

@@ -84,6 +84,7 @@ type builtConfig struct {
 	IdleTimeout time.Duration
 	MaxAttempts int
 	AccessLogs  int
+	HashSource  bool
 }
 
 func TestBuildValidConfig(t *testing.T) {
@@ -126,6 +127,11 @@ weighted_clusters:
 			want:   builtConfig{Single: "backend", IdleTimeout: 90 * time.Second, MaxAttempts: 3},
 		},
 		{
+			name:   "hash_policy source_ip",
+			config: "stat_prefix: db\ncluster: backend\nhash_policy: [{ source_ip: {} }]\n",
+			want:   builtConfig{Single: "backend", IdleTimeout: time.Hour, MaxAttempts: 1, HashSource: true},
+		},
+		{
 			name: "access log",
 			config: `
 stat_prefix: db
@@ -152,6 +158,7 @@ access_log:
 			got := builtConfig{
 				Single: f.single, Weighted: f.weighted, TotalWeight: f.totalWeight,
 				IdleTimeout: f.idleTimeout, MaxAttempts: f.maxAttempts, AccessLogs: len(f.accessLogs),
+				HashSource: f.hashSourceIP,
 			}
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(weightedCluster{})); diff != "" {
 				t.Errorf("built config mismatch (-want +got):\n%s", diff)
@@ -207,9 +214,9 @@ func TestBuildInvalidConfig(t *testing.T) {
 			wantErr: ".tunneling_config: tunneling_config is not supported by herald yet",
 		},
 		{
-			name:    "hash_policy",
-			config:  "stat_prefix: db\ncluster: backend\nhash_policy: [{ source_ip: {} }]\n",
-			wantErr: ".hash_policy: hash_policy is not supported by herald yet",
+			name:    "hash_policy filter_state",
+			config:  "stat_prefix: db\ncluster: backend\nhash_policy: [{ filter_state: { key: k } }]\n",
+			wantErr: ".hash_policy[0].filter_state: filter_state is not supported by herald yet",
 		},
 		{
 			name:    "max_downstream_connection_duration",

@@ -6,10 +6,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
 	"github.com/herald-proxy/herald/internal/accesslog"
@@ -49,6 +51,9 @@ type Filter struct {
 	maxAttempts int
 	accessLogs  []accesslog.Logger
 	stats       *tcpStats
+	// hashSourceIP: hash_policy source_ip, the connection's hash for
+	// ring_hash and maglev clusters.
+	hashSourceIP bool
 }
 
 var _ netfilter.Terminal = (*Filter)(nil)
@@ -64,7 +69,7 @@ type tcpStats struct {
 
 // supported are the TcpProxy fields herald interprets; any other field
 // that is set is an error naming it (STYLE.md §5).
-var supported = []string{"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log", "max_connect_attempts"}
+var supported = []string{"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log", "max_connect_attempts", "hash_policy"}
 
 var unsupportedIssues = map[string]string{"tunneling_config": "#6"}
 
@@ -97,6 +102,7 @@ func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, e
 	default:
 		errs = append(errs, configerr.At(ctx.Path, "one of cluster or weighted_clusters is required"))
 	}
+	errs = append(errs, f.buildHashPolicy(cfg, ctx.Path)...)
 	logs, lerrs := accesslog.BuildAll(cfg.GetAccessLog(), ctx.Path, ctx.Server)
 	f.accessLogs = logs
 	errs = append(errs, lerrs...)
@@ -114,8 +120,47 @@ func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, e
 	return f, nil
 }
 
-// pickCluster chooses the cluster name for one connection.
-func (f *Filter) pickCluster() string {
+// buildHashPolicy interprets hash_policy: Envoy allows at most one
+// (validate.rules max_items 1), of which herald supports source_ip.
+func (f *Filter) buildHashPolicy(cfg *tcpv3.TcpProxy, path string) configerr.List {
+	var errs configerr.List
+	for i, hp := range cfg.GetHashPolicy() {
+		hpath := fmt.Sprintf("%s.hash_policy[%d]", path, i)
+		if i > 0 {
+			errs = append(errs, configerr.At(hpath, "at most one hash_policy is allowed"))
+			continue
+		}
+		switch {
+		case hp.GetSourceIp() != nil:
+			f.hashSourceIP = true
+		case hp.GetFilterState() != nil:
+			errs = append(errs, configerr.At(hpath+".filter_state", "filter_state is %s", configerr.NotSupported))
+		default:
+			errs = append(errs, configerr.At(hpath, "one of source_ip or filter_state is required"))
+		}
+	}
+	return errs
+}
+
+// lbContext is the load balancer context of one connection: with
+// hash_policy source_ip, Envoy's SourceIpHashMethod, the xxHash64 of the
+// remote IP address's text (source/common/network/hash_policy.cc); without
+// it hashing policies pick at random, as Envoy documents.
+func (f *Filter) lbContext(remote netip.AddrPort) upstream.LBContext {
+	if !f.hashSourceIP || !remote.IsValid() {
+		return upstream.LBContext{}
+	}
+	var buf [64]byte
+	return upstream.LBContext{Hash: xxhash.Sum64(remote.Addr().AppendTo(buf[:0])), HasHash: true}
+}
+
+// pickCluster chooses the cluster name for one connection: the
+// per-connection cluster a filter set (envoy.tcp_proxy.cluster, e.g. by
+// sni_cluster), else cluster or weighted_clusters.
+func (f *Filter) pickCluster(c *network.Conn) string {
+	if v, ok := c.FilterState(network.FilterStateTCPProxyCluster).(string); ok && v != "" {
+		return v
+	}
 	if f.single != "" {
 		return f.single
 	}
@@ -145,7 +190,7 @@ func (f *Filter) ServeConn(c *network.Conn) {
 		}
 	}()
 	f.stats.cxTotal.Inc()
-	name := f.pickCluster()
+	name := f.pickCluster(c)
 	info.UpstreamCluster = name
 	cl := f.clusters.Cluster(name)
 	if cl == nil {
@@ -155,8 +200,9 @@ func (f *Filter) ServeConn(c *network.Conn) {
 	}
 	var up net.Conn
 	var err error
+	lbctx := f.lbContext(c.Remote)
 	for attempt := 0; attempt < f.maxAttempts; attempt++ {
-		h := cl.Pick(&upstream.LBContext{})
+		h := cl.Pick(&lbctx)
 		if h == nil {
 			info.SetFlag(streaminfo.NoHealthyUpstream)
 			return

@@ -1,4 +1,4 @@
-package localratelimit
+package tokenbucket
 
 import (
 	"math"
@@ -6,28 +6,30 @@ import (
 	"time"
 )
 
-// epoch anchors monoNow; time.Since reads the monotonic clock.
+// epoch anchors Now; time.Since reads the monotonic clock.
 var epoch = time.Now()
 
-// monoNow is nanoseconds on the monotonic clock since the process started.
-func monoNow() int64 { return int64(time.Since(epoch)) }
+// Now is nanoseconds on the monotonic clock since the process started.
+func Now() int64 { return int64(time.Since(epoch)) }
 
-// tokenBucket is Envoy's AtomicTokenBucketImpl semantics (continuous refill
+// Bucket is Envoy's AtomicTokenBucketImpl semantics (continuous refill
 // at tokens_per_fill per fill_interval up to max_tokens, starting full),
 // kept in one atomic word: empty is the instant at which the bucket held
 // (or would hold) no token, so that at now it holds
 // min(max_tokens, (now-empty)/cost) tokens. Taking a token moves empty one
 // cost later with a compare-and-swap; nothing refills it but time.
 //
-// Immutable after newTokenBucket except empty; safe for concurrent use.
-type tokenBucket struct {
+// Immutable after New except empty; safe for concurrent use.
+type Bucket struct {
 	maxTokens uint64
 	cost      int64 // nanoseconds per token: fill_interval / tokens_per_fill
 	window    int64 // maxTokens * cost: the time a full refill takes
 	empty     atomic.Int64
 }
 
-func newTokenBucket(maxTokens, tokensPerFill uint32, fillInterval time.Duration, now int64) *tokenBucket {
+// New returns a full bucket of maxTokens refilled by tokensPerFill every
+// fillInterval (continuously), created at now (a Now reading).
+func New(maxTokens, tokensPerFill uint32, fillInterval time.Duration, now int64) *Bucket {
 	if tokensPerFill == 0 {
 		tokensPerFill = 1
 	}
@@ -39,13 +41,13 @@ func newTokenBucket(maxTokens, tokensPerFill uint32, fillInterval time.Duration,
 	if int64(maxTokens) < window/cost {
 		window = int64(maxTokens) * cost
 	}
-	b := &tokenBucket{maxTokens: uint64(maxTokens), cost: cost, window: window}
+	b := &Bucket{maxTokens: uint64(maxTokens), cost: cost, window: window}
 	b.empty.Store(now - window)
 	return b
 }
 
-// consume takes one token at now and reports whether there was one.
-func (b *tokenBucket) consume(now int64) bool {
+// Consume takes one token at now and reports whether there was one.
+func (b *Bucket) Consume(now int64) bool {
 	for {
 		e := b.empty.Load()
 		base := e
@@ -61,8 +63,8 @@ func (b *tokenBucket) consume(now int64) bool {
 	}
 }
 
-// remaining is the number of whole tokens at now.
-func (b *tokenBucket) remaining(now int64) uint64 {
+// Remaining is the number of whole tokens at now.
+func (b *Bucket) Remaining(now int64) uint64 {
 	d := now - b.empty.Load()
 	if d <= 0 {
 		return 0
@@ -73,9 +75,9 @@ func (b *tokenBucket) remaining(now int64) uint64 {
 	return uint64(d / b.cost)
 }
 
-// untilNext is how long until the next whole token is available (0 when
+// UntilNext is how long until the next whole token is available (0 when
 // one is).
-func (b *tokenBucket) untilNext(now int64) time.Duration {
+func (b *Bucket) UntilNext(now int64) time.Duration {
 	d := now - b.empty.Load()
 	if d >= b.cost {
 		return 0
@@ -83,12 +85,12 @@ func (b *tokenBucket) untilNext(now int64) time.Duration {
 	return time.Duration(b.cost - d)
 }
 
-// resetSeconds is Envoy's RateLimitTokenBucket::resetSeconds for the
+// ResetSeconds is Envoy's RateLimitTokenBucket::resetSeconds for the
 // x-ratelimit-reset header: 0 while a token is available, else the time one
 // token takes to refill, ceil'd to milliseconds and then divided by 1000 in
 // integers (Envoy's std::ceil(ms / 1000) over integers truncates).
-func (b *tokenBucket) resetSeconds(now int64) uint64 {
-	if b.remaining(now) >= 1 {
+func (b *Bucket) ResetSeconds(now int64) uint64 {
+	if b.Remaining(now) >= 1 {
 		return 0
 	}
 	ms := (b.cost + int64(time.Millisecond) - 1) / int64(time.Millisecond)

@@ -1,6 +1,7 @@
 package rbac
 
 import (
+	"crypto/x509"
 	"net/netip"
 	"slices"
 	"strings"
@@ -27,13 +28,24 @@ const (
 	Log
 )
 
-// request is what matchers look at; one per evaluation, on the stack.
-type request struct {
-	headers *hhttp.Headers
-	remote  netip.AddrPort // downstream remote address (after XFF)
-	direct  netip.AddrPort // downstream direct remote address (socket peer)
-	local   netip.AddrPort // downstream local address
-	sni     string
+// Request is what matchers look at: a request's headers (nil for the
+// network filter) and its connection's properties. One per evaluation,
+// on the caller's stack.
+type Request struct {
+	// Headers are the request headers; nil when there is no request (the
+	// network filter): header and url_path rules then never match.
+	Headers *hhttp.Headers
+	// Remote is the downstream remote address (after XFF or
+	// proxy_protocol); Direct is the socket peer; Local is the
+	// downstream local address.
+	Remote, Direct, Local netip.AddrPort
+	// SNI is the requested server name, "" when none.
+	SNI string
+	// TLS is true when the downstream connection is TLS (Envoy's
+	// connection.ssl() is set); PeerCert is the client's certificate, nil
+	// when it sent none.
+	TLS      bool
+	PeerCert *x509.Certificate
 }
 
 type ruleKind uint8
@@ -51,6 +63,7 @@ const (
 	ruleSNI
 	ruleDirectIP
 	ruleRemoteIP
+	ruleAuthenticated
 )
 
 // rule is one compiled Permission or Principal. Immutable.
@@ -58,13 +71,14 @@ type rule struct {
 	kind     ruleKind
 	children []rule // and, or; not has one
 	header   matcher.Header
-	str      matcher.String // url_path, requested_server_name
+	str      matcher.String // url_path, requested_server_name, authenticated.principal_name
+	hasStr   bool           // authenticated: principal_name is set
 	prefix   netip.Prefix
 	lo, hi   uint32 // destination_port (lo == hi) or [lo, hi)
 }
 
 // match is Envoy's Matcher::matches (filters/common/rbac/matchers.cc).
-func (r *rule) match(q *request) bool {
+func (r *rule) match(q *Request) bool {
 	switch r.kind {
 	case ruleAny:
 		return true
@@ -85,10 +99,13 @@ func (r *rule) match(q *request) bool {
 	case ruleNot:
 		return !r.children[0].match(q)
 	case ruleHeader:
-		return r.header.Matches(q.headers)
+		return q.Headers != nil && r.header.Matches(q.Headers)
 	case rulePath:
 		// PathMatcher: the :path without query and fragment; no path, no match.
-		p := q.headers.Path()
+		if q.Headers == nil {
+			return false
+		}
+		p := q.Headers.Path()
 		if p == "" {
 			return false
 		}
@@ -97,20 +114,51 @@ func (r *rule) match(q *request) bool {
 		}
 		return r.str.Match(p)
 	case ruleDestIP:
-		return ipIn(r.prefix, q.local)
+		return ipIn(r.prefix, q.Local)
 	case ruleDestPort:
-		return q.local.IsValid() && uint32(q.local.Port()) == r.lo
+		return q.Local.IsValid() && uint32(q.Local.Port()) == r.lo
 	case ruleDestPortRange:
-		p := uint32(q.local.Port())
-		return q.local.IsValid() && p >= r.lo && p < r.hi
+		p := uint32(q.Local.Port())
+		return q.Local.IsValid() && p >= r.lo && p < r.hi
 	case ruleSNI:
-		return r.str.Match(q.sni)
+		return r.str.Match(q.SNI)
 	case ruleDirectIP:
-		return ipIn(r.prefix, q.direct)
+		return ipIn(r.prefix, q.Direct)
 	case ruleRemoteIP:
-		return ipIn(r.prefix, q.remote)
+		return ipIn(r.prefix, q.Remote)
+	case ruleAuthenticated:
+		return r.matchAuthenticated(q)
 	}
 	return false
+}
+
+// matchAuthenticated is Envoy's AuthenticatedMatcher::matches
+// (source/extensions/filters/common/rbac/matchers.cc): no TLS, no match;
+// without principal_name any TLS connection matches; else the peer
+// certificate's URI SANs, then DNS SANs, then its subject (RFC 2253) are
+// tried in that order.
+func (r *rule) matchAuthenticated(q *Request) bool {
+	if !q.TLS {
+		return false
+	}
+	if !r.hasStr {
+		return true
+	}
+	c := q.PeerCert
+	if c == nil {
+		return r.str.Match("")
+	}
+	for _, u := range c.URIs {
+		if r.str.Match(u.String()) {
+			return true
+		}
+	}
+	for _, d := range c.DNSNames {
+		if r.str.Match(d) {
+			return true
+		}
+	}
+	return r.str.Match(c.Subject.String())
 }
 
 func ipIn(p netip.Prefix, a netip.AddrPort) bool {
@@ -125,7 +173,7 @@ type policy struct {
 	principals  []rule
 }
 
-func (p *policy) match(q *request) bool {
+func (p *policy) match(q *Request) bool {
 	ok := false
 	for i := range p.permissions {
 		if p.permissions[i].match(q) {
@@ -144,22 +192,24 @@ func (p *policy) match(q *request) bool {
 	return false
 }
 
-// engine is a compiled envoy.config.rbac.v3.RBAC (Envoy's
-// RoleBasedAccessControlEngineImpl). Immutable.
-type engine struct {
+// Engine is a compiled envoy.config.rbac.v3.RBAC (Envoy's
+// RoleBasedAccessControlEngineImpl). Immutable; safe for concurrent use.
+type Engine struct {
 	action Action
 	// policies sorted by name: Envoy keeps them in a std::map, so the
 	// effective policy is the first matching name.
 	policies []policy
 }
 
-// detailsNone is the response_code_details when no policy matched
+// DetailsNone is the response_code_details (HTTP) or
+// connection_termination_details (network) when no policy matched
 // (Filters::Common::RBAC::responseDetail("none")).
-const detailsNone = "rbac_access_denied_matched_policy[none]"
+const DetailsNone = "rbac_access_denied_matched_policy[none]"
 
-// handle is Envoy's handleAction: whether the request is allowed, and the
-// response_code_details a denial carries.
-func (e *engine) handle(q *request) (allowed bool, details string) {
+// Handle is Envoy's handleAction: whether the request is allowed, and the
+// details a denial carries (rbac_access_denied_matched_policy[<name>|none]).
+// It allocates nothing.
+func (e *Engine) Handle(q *Request) (allowed bool, details string) {
 	var matched *policy
 	for i := range e.policies {
 		if e.policies[i].match(q) {
@@ -170,7 +220,7 @@ func (e *engine) handle(q *request) (allowed bool, details string) {
 	switch e.action {
 	case Allow:
 		if matched == nil {
-			return false, detailsNone
+			return false, DetailsNone
 		}
 		return true, ""
 	case Deny:
@@ -182,9 +232,9 @@ func (e *engine) handle(q *request) (allowed bool, details string) {
 	return true, "" // Log
 }
 
-// responseDetail is Envoy's Filters::Common::RBAC::responseDetail: spaces
+// ResponseDetail is Envoy's Filters::Common::RBAC::responseDetail: spaces
 // in the policy name become '_' (StringUtil::replaceAllEmptySpace).
-func responseDetail(name string) string {
+func ResponseDetail(name string) string {
 	return "rbac_access_denied_matched_policy[" + strings.Map(func(r rune) rune {
 		switch r {
 		case ' ', '\t', '\f', '\v', '\n', '\r':
@@ -197,26 +247,36 @@ func responseDetail(name string) string {
 // celIssues: CEL conditions are refused with the issue that tracks them.
 var celIssues = map[string]string{"condition": "#8", "checked_condition": "#8", "cel_config": "#8"}
 
-// supportedPermission and supportedPrincipal are the oneof cases herald
-// implements; any other is refused by name.
-var supportedPermission = []string{
-	"any", "header", "url_path", "destination_ip", "destination_port",
-	"destination_port_range", "and_rules", "or_rules", "not_rule", "requested_server_name",
+// Kinds are the Permission and Principal oneof cases a filter accepts
+// (their proto field names); any other set case is refused by name.
+type Kinds struct {
+	Permissions, Principals []string
+	// Refused maps a case that is refused with its own message (not "not
+	// supported by herald yet") to that message.
+	Refused map[string]string
 }
 
-var supportedPrincipal = []string{
-	"any", "direct_remote_ip", "remote_ip", "source_ip", "header", "url_path",
-	"and_ids", "or_ids", "not_id",
+// HTTPKinds are the cases envoy.filters.http.rbac supports.
+var HTTPKinds = Kinds{
+	Permissions: []string{
+		"any", "header", "url_path", "destination_ip", "destination_port",
+		"destination_port_range", "and_rules", "or_rules", "not_rule", "requested_server_name",
+	},
+	Principals: []string{
+		"any", "direct_remote_ip", "remote_ip", "source_ip", "header", "url_path",
+		"and_ids", "or_ids", "not_id",
+	},
 }
 
-// compileEngine compiles rbac at path; nil rbac means no engine (Envoy's
-// createEngine returns nullptr without rules: every request passes).
-func compileEngine(r *rbacv3.RBAC, path string, errs *configerr.List) *engine {
+// Compile compiles rbac at path, accepting the rule kinds k; nil rbac
+// means no engine (Envoy's createEngine returns nullptr without rules:
+// every request passes). Errors are appended to errs.
+func Compile(r *rbacv3.RBAC, path string, k Kinds, errs *configerr.List) *Engine {
 	if r == nil {
 		return nil
 	}
 	*errs = append(*errs, configerr.RejectUnlisted(r, path, map[string]string{"audit_logging_options": "#8"}, "action", "policies")...)
-	e := &engine{}
+	e := &Engine{}
 	switch r.GetAction() {
 	case rbacv3.RBAC_ALLOW:
 		e.action = Allow
@@ -242,12 +302,12 @@ func compileEngine(r *rbacv3.RBAC, path string, errs *configerr.List) *engine {
 		if len(p.GetPrincipals()) == 0 {
 			*errs = append(*errs, configerr.At(pp+".principals", "a policy needs at least one principal"))
 		}
-		c := policy{name: n, details: responseDetail(n)}
+		c := policy{name: n, details: ResponseDetail(n)}
 		for i, perm := range p.GetPermissions() {
-			c.permissions = append(c.permissions, compilePermission(perm, pp+".permissions["+itoa(i)+"]", errs))
+			c.permissions = append(c.permissions, k.permission(perm, pp+".permissions["+itoa(i)+"]", errs))
 		}
 		for i, pr := range p.GetPrincipals() {
-			c.principals = append(c.principals, compilePrincipal(pr, pp+".principals["+itoa(i)+"]", errs))
+			c.principals = append(c.principals, k.principal(pr, pp+".principals["+itoa(i)+"]", errs))
 		}
 		e.policies = append(e.policies, c)
 	}
@@ -263,11 +323,15 @@ func itoa(i int) string {
 
 // refuseOneof reports the set case of m's oneof when it is not in allowed,
 // by name, and whether one is set at all.
-func refuseOneof(m protoreflect.ProtoMessage, oneof protoreflect.Name, path string, allowed []string, errs *configerr.List) bool {
+func refuseOneof(m protoreflect.ProtoMessage, oneof protoreflect.Name, path string, allowed []string, refused map[string]string, errs *configerr.List) bool {
 	r := m.ProtoReflect()
 	fd := r.WhichOneof(r.Descriptor().Oneofs().ByName(oneof))
 	if fd == nil {
 		*errs = append(*errs, configerr.At(path, "one of %s is required", strings.Join(allowed, ", ")))
+		return false
+	}
+	if msg, ok := refused[string(fd.Name())]; ok {
+		*errs = append(*errs, configerr.At(path+"."+string(fd.Name()), "%s", msg))
 		return false
 	}
 	if !slices.Contains(allowed, string(fd.Name())) {
@@ -277,19 +341,19 @@ func refuseOneof(m protoreflect.ProtoMessage, oneof protoreflect.Name, path stri
 	return true
 }
 
-func compilePermission(p *rbacv3.Permission, path string, errs *configerr.List) rule {
-	if !refuseOneof(p, "rule", path, supportedPermission, errs) {
+func (k *Kinds) permission(p *rbacv3.Permission, path string, errs *configerr.List) rule {
+	if !refuseOneof(p, "rule", path, k.Permissions, k.Refused, errs) {
 		return rule{}
 	}
 	switch r := p.GetRule().(type) {
 	case *rbacv3.Permission_Any:
 		return anyRule(r.Any, path+".any", errs)
 	case *rbacv3.Permission_AndRules:
-		return setRule(ruleAnd, r.AndRules.GetRules(), path+".and_rules.rules", errs, compilePermission)
+		return setRule(ruleAnd, r.AndRules.GetRules(), path+".and_rules.rules", errs, k.permission)
 	case *rbacv3.Permission_OrRules:
-		return setRule(ruleOr, r.OrRules.GetRules(), path+".or_rules.rules", errs, compilePermission)
+		return setRule(ruleOr, r.OrRules.GetRules(), path+".or_rules.rules", errs, k.permission)
 	case *rbacv3.Permission_NotRule:
-		return rule{kind: ruleNot, children: []rule{compilePermission(r.NotRule, path+".not_rule", errs)}}
+		return rule{kind: ruleNot, children: []rule{k.permission(r.NotRule, path+".not_rule", errs)}}
 	case *rbacv3.Permission_Header:
 		h, _ := matcher.NewHeader(r.Header, path+".header", errs)
 		return rule{kind: ruleHeader, header: h}
@@ -312,19 +376,19 @@ func compilePermission(p *rbacv3.Permission, path string, errs *configerr.List) 
 	return rule{}
 }
 
-func compilePrincipal(p *rbacv3.Principal, path string, errs *configerr.List) rule {
-	if !refuseOneof(p, "identifier", path, supportedPrincipal, errs) {
+func (k *Kinds) principal(p *rbacv3.Principal, path string, errs *configerr.List) rule {
+	if !refuseOneof(p, "identifier", path, k.Principals, k.Refused, errs) {
 		return rule{}
 	}
 	switch r := p.GetIdentifier().(type) {
 	case *rbacv3.Principal_Any:
 		return anyRule(r.Any, path+".any", errs)
 	case *rbacv3.Principal_AndIds:
-		return setRule(ruleAnd, r.AndIds.GetIds(), path+".and_ids.ids", errs, compilePrincipal)
+		return setRule(ruleAnd, r.AndIds.GetIds(), path+".and_ids.ids", errs, k.principal)
 	case *rbacv3.Principal_OrIds:
-		return setRule(ruleOr, r.OrIds.GetIds(), path+".or_ids.ids", errs, compilePrincipal)
+		return setRule(ruleOr, r.OrIds.GetIds(), path+".or_ids.ids", errs, k.principal)
 	case *rbacv3.Principal_NotId:
-		return rule{kind: ruleNot, children: []rule{compilePrincipal(r.NotId, path+".not_id", errs)}}
+		return rule{kind: ruleNot, children: []rule{k.principal(r.NotId, path+".not_id", errs)}}
 	case *rbacv3.Principal_Header:
 		h, _ := matcher.NewHeader(r.Header, path+".header", errs)
 		return rule{kind: ruleHeader, header: h}
@@ -337,6 +401,15 @@ func compilePrincipal(p *rbacv3.Principal, path string, errs *configerr.List) ru
 		return rule{kind: ruleDirectIP, prefix: cidr(r.DirectRemoteIp, path+".direct_remote_ip", errs)}
 	case *rbacv3.Principal_RemoteIp:
 		return rule{kind: ruleRemoteIP, prefix: cidr(r.RemoteIp, path+".remote_ip", errs)}
+	case *rbacv3.Principal_Authenticated_:
+		ap := path + ".authenticated"
+		*errs = append(*errs, configerr.RejectUnlisted(r.Authenticated, ap, nil, "principal_name")...)
+		ru := rule{kind: ruleAuthenticated}
+		if pn := r.Authenticated.GetPrincipalName(); pn != nil {
+			ru.str, _ = matcher.NewString(pn, ap+".principal_name", errs)
+			ru.hasStr = true
+		}
+		return ru
 	}
 	return rule{}
 }

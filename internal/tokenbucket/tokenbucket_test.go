@@ -1,4 +1,4 @@
-package localratelimit
+package tokenbucket
 
 import (
 	"sync"
@@ -42,9 +42,9 @@ func TestTokenBucket(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			const start = int64(1e12)
-			b := newTokenBucket(tc.max, tc.fill, tc.interval, start)
+			b := New(tc.max, tc.fill, tc.interval, start)
 			for i, at := range tc.at {
-				if got := b.consume(start + at); got != tc.want[i] {
+				if got := b.Consume(start + at); got != tc.want[i] {
 					t.Errorf("consume #%d at +%v = %v, want %v", i, time.Duration(at), got, tc.want[i])
 				}
 			}
@@ -54,23 +54,23 @@ func TestTokenBucket(t *testing.T) {
 
 func TestTokenBucketHeaders(t *testing.T) {
 	const start = int64(1e12)
-	b := newTokenBucket(3, 1, 2*time.Second, start)
-	if got := b.remaining(start); got != 3 {
+	b := New(3, 1, 2*time.Second, start)
+	if got := b.Remaining(start); got != 3 {
 		t.Errorf("remaining when full = %d, want 3", got)
 	}
-	b.consume(start)
-	if got, want := b.remaining(start), uint64(2); got != want {
+	b.Consume(start)
+	if got, want := b.Remaining(start), uint64(2); got != want {
 		t.Errorf("remaining = %d, want %d", got, want)
 	}
-	if got := b.resetSeconds(start); got != 0 {
+	if got := b.ResetSeconds(start); got != 0 {
 		t.Errorf("resetSeconds with tokens left = %d, want 0", got)
 	}
-	b.consume(start)
-	b.consume(start)
-	if got := b.resetSeconds(start); got != 2 {
+	b.Consume(start)
+	b.Consume(start)
+	if got := b.ResetSeconds(start); got != 2 {
 		t.Errorf("resetSeconds when empty = %d, want 2 (one token takes 2s)", got)
 	}
-	if got := b.untilNext(start + int64(500*time.Millisecond)); got != 1500*time.Millisecond {
+	if got := b.UntilNext(start + int64(500*time.Millisecond)); got != 1500*time.Millisecond {
 		t.Errorf("untilNext = %v, want 1.5s", got)
 	}
 }
@@ -79,7 +79,7 @@ func TestTokenBucketHeaders(t *testing.T) {
 // max_tokens of them (run with -race).
 func TestTokenBucketConcurrent(t *testing.T) {
 	const start = int64(1e12)
-	b := newTokenBucket(1000, 1, time.Hour, start)
+	b := New(1000, 1, time.Hour, start)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	took := 0
@@ -89,7 +89,7 @@ func TestTokenBucketConcurrent(t *testing.T) {
 			defer wg.Done()
 			n := 0
 			for i := 0; i < 500; i++ {
-				if b.consume(start) {
+				if b.Consume(start) {
 					n++
 				}
 			}

@@ -65,7 +65,16 @@ type stream struct {
 	wd *watchdog
 	// aborter is the filter to wake when the stream is aborted.
 	aborter httpfilter.Aborter
+
+	// Request body buffering (bufferbody.go); all zero unless a filter
+	// called BufferRequestBody.
+	rb requestBuffer
+	// values is the stream's filter state (httpfilter.StreamState); kept
+	// with its capacity across pooled streams.
+	values []streamValue
 }
+
+type streamValue struct{ key, val any }
 
 // Timeout kinds recorded in stream.timedOut.
 const (
@@ -224,19 +233,27 @@ func (as *stream) checkRequest(h *hhttp.Headers) bool {
 }
 
 // readBody pumps the request body through the decoder filters.
+//
+// It returns at the end of the body, when the response is complete, or,
+// while a filter buffers the body (BufferRequestBody), when the buffer has
+// the whole body or is over its limit; the codec is never read after EOF.
 func (as *stream) readBody() {
+	if as.rb.eof {
+		return
+	}
 	// Taken per request body, not per connection: an idle keep-alive
 	// connection holds no body buffer.
 	own := network.GetCopyBuffer()
 	buf := *own
 	defer network.PutCopyBuffer(own)
-	for !as.responseComplete {
+	for !as.responseComplete && !as.rb.sinkDone() {
 		n, err := as.s.ReadBody(buf)
 		if n > 0 {
 			as.touch()
 			as.info.BytesReceived += uint64(n)
 		}
 		if err == io.EOF {
+			as.rb.eof = true
 			as.markRequestComplete()
 			if t := as.s.RequestTrailers(); t != nil && t.Len() > 0 && as.trailersAllowed() {
 				if n > 0 {
@@ -303,6 +320,8 @@ func (as *stream) onTimeout(kind int32) {
 
 func (as *stream) decodeHeaders(h *hhttp.Headers, endStream bool) {
 	as.touch()
+	as.rb.inHeaders = true
+	as.rb.headersEnd = endStream
 	for i, d := range as.decoders {
 		if d == nil {
 			continue
@@ -312,40 +331,64 @@ func (as *stream) decodeHeaders(h *hhttp.Headers, endStream bool) {
 		as.curDecode = -1
 		if st == httpfilter.Stop || as.responseComplete {
 			as.decodeLimit = i + 1
-			return
+			break
 		}
+	}
+	as.rb.inHeaders = false
+	if as.rb.held {
+		as.flushBufferedBody()
 	}
 }
 
 func (as *stream) decodeData(data []byte, endStream bool) {
+	as.decodeDataFrom(0, data, endStream)
+}
+
+// decodeDataFrom passes data through the decoder filters from index from
+// up to decodeLimit; when every one continues and a filter buffers the
+// body (decodeLimit is then its index), data goes into that buffer.
+func (as *stream) decodeDataFrom(from int, data []byte, endStream bool) {
 	as.touch()
-	for i := 0; i < as.decodeLimit; i++ {
+	prev := as.curDecode
+	for i := from; i < as.decodeLimit; i++ {
 		d := as.decoders[i]
 		if d == nil {
 			continue
 		}
 		as.curDecode = i
 		st := d.DecodeData(data, endStream)
-		as.curDecode = -1
+		as.curDecode = prev
 		if st == httpfilter.Stop || as.responseComplete {
 			return
 		}
 	}
+	if as.rb.sinking {
+		as.rb.sinkData(data, endStream)
+	}
 }
 
 func (as *stream) decodeTrailers(t *hhttp.Headers) {
+	as.decodeTrailersFrom(0, t)
+}
+
+// decodeTrailersFrom is decodeDataFrom for trailers.
+func (as *stream) decodeTrailersFrom(from int, t *hhttp.Headers) {
 	as.touch()
-	for i := 0; i < as.decodeLimit; i++ {
+	prev := as.curDecode
+	for i := from; i < as.decodeLimit; i++ {
 		d := as.decoders[i]
 		if d == nil {
 			continue
 		}
 		as.curDecode = i
 		st := d.DecodeTrailers(t)
-		as.curDecode = -1
+		as.curDecode = prev
 		if st == httpfilter.Stop || as.responseComplete {
 			return
 		}
+	}
+	if as.rb.sinking {
+		as.rb.sinkTrailers(t)
 	}
 }
 
@@ -528,8 +571,13 @@ func (as *stream) reset() {
 		as.decoders[i] = nil
 		as.encoders[i] = nil
 	}
+	store := as.rb.keepStore()
+	clear(as.values)
+	values := as.values[:0]
 	*as = stream{}
 	as.filters, as.decoders, as.encoders = filters, decoders, encoders
+	as.rb.store = store
+	as.values = values
 }
 
 // touch records stream activity for the idle timeout.
@@ -590,7 +638,20 @@ func (as *stream) stopTimer() {
 var (
 	_ httpfilter.Callbacks       = (*stream)(nil)
 	_ httpfilter.ConnectionState = (*stream)(nil)
+	_ httpfilter.StreamState     = (*stream)(nil)
 )
+
+// StreamValue implements httpfilter.StreamState.
+func (as *stream) StreamValue(key any, create func() any) any {
+	for _, v := range as.values {
+		if v.key == key {
+			return v.val
+		}
+	}
+	v := create()
+	as.values = append(as.values, streamValue{key: key, val: v})
+	return v
+}
 
 // ConnectionValue implements httpfilter.ConnectionState.
 func (as *stream) ConnectionValue(key any, create func() any) any {
@@ -655,6 +716,12 @@ func (as *stream) ClearRouteCache() { as.routeResolved = false; as.route = nil }
 
 // SendLocalReply implements httpfilter.Callbacks.
 func (as *stream) SendLocalReply(code int, body, details string, modify func(*hhttp.Headers)) {
+	if code == 413 && as.rb.tooLarge {
+		// Envoy counts the 413 its filter manager sends for a body over
+		// a buffer limit (FilterManager::... downstream_rq_too_large).
+		as.rb.tooLarge = false
+		as.cfg.Stats.DownstreamRqTooLarge.Inc()
+	}
 	as.sendLocalReply(code, body, details, modify)
 }
 

@@ -11,6 +11,7 @@ package httpfilter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -124,6 +125,16 @@ type ConnectionState interface {
 	ConnectionValue(key any, create func() any) any
 }
 
+// StreamState is implemented by Callbacks that keep filter state for the
+// stream's lifetime (Envoy's FilterState with LifeSpan::FilterChain), for
+// filters of one chain that must coordinate, e.g. several compressor
+// filters choosing one encoding.
+type StreamState interface {
+	// StreamValue returns the value stored under key on the stream,
+	// storing create() first when there is none.
+	StreamValue(key any, create func() any) any
+}
+
 // Callbacks is what a filter can ask of its stream (Envoy's
 // StreamDecoderFilterCallbacks and StreamEncoderFilterCallbacks together).
 type Callbacks interface {
@@ -166,7 +177,77 @@ type Callbacks interface {
 	// failed; nil unregisters. Once SetAborter(nil) returns, Abort is not
 	// running and will not be called.
 	SetAborter(a Aborter)
+
+	// BufferRequestBody holds the request until its whole body is in
+	// (Envoy's StopIterationAndBuffer from decodeHeaders plus
+	// StopIterationAndBuffer from decodeData, as the buffer and ext_authz
+	// filters use it). Call it from DecodeHeaders when endStream is false;
+	// with endStream true it returns (nil, nil, nil) at once.
+	//
+	// The connection manager reads the rest of the request body, passes
+	// each chunk through DecodeData (and DecodeTrailers) of the decoder
+	// filters before the caller — which may transform it with
+	// InjectDecodedData — and accumulates what reaches the caller. It
+	// returns the body and the trailers (nil when the request has none) once
+	// the request is complete. The caller gets no DecodeData or
+	// DecodeTrailers for what was returned.
+	//
+	// When more than max bytes reach the caller it stops reading and
+	// returns what it read so far (more than max bytes; the caller may
+	// truncate its own copy) with ErrBodyTooLarge; the rest of the request
+	// is then usually unread. A buffering filter answers 413 (Envoy: SendLocalReply(413,
+	// "Payload Too Large", "request_payload_too_large"), which also counts
+	// http.<stat_prefix>.downstream_rq_too_large); a filter that accepts a
+	// partial body (ext_authz allow_partial_message) may continue instead.
+	// Any other error means the stream failed (the downstream reset, a
+	// stream timeout fired, a filter before the caller answered): the
+	// response is already decided and the caller returns Stop.
+	//
+	// When the caller then returns Continue from DecodeHeaders, the filters
+	// after it get DecodeHeaders and then the body as one DecodeData, with
+	// endStream true when the request is complete and has no trailers, then
+	// DecodeTrailers with the trailers; the connection manager does not
+	// read the buffered part again (after ErrBodyTooLarge it goes on
+	// reading the rest, through every filter). When the caller returns Stop
+	// the buffered body is dropped.
+	//
+	// body belongs to the stream and is valid until the stream ends; the
+	// caller may change its bytes in place, replace it with
+	// SetBufferedRequestBody, and edit the trailers in place (Envoy's
+	// modifyDecodingBuffer). The headers the caller got in DecodeHeaders are
+	// still the request's: a filter that changes the body's length sets
+	// content-length itself. It costs nothing to filters that never call it.
+	BufferRequestBody(max int) (body []byte, trailers *hhttp.Headers, err error)
+	// SetBufferedRequestBody replaces the body BufferRequestBody returned:
+	// the filters after the caller get body instead. Call it from the same
+	// DecodeHeaders, before returning Continue; the stream keeps body until
+	// it ends. It does nothing when no body is buffered.
+	SetBufferedRequestBody(body []byte)
+	// InjectDecodedData passes data to the decoder filters after the
+	// calling one (Envoy's injectDecodedDataToFilterChain): a filter that
+	// transforms the request body (decompression) calls it from DecodeData
+	// or DecodeTrailers with the transformed bytes and returns Stop from
+	// DecodeData for the original. endStream ends the request body; a
+	// filter that injects before its DecodeTrailers returns Continue passes
+	// endStream false. data is only valid for the call, as in DecodeData.
+	// It does nothing when called from DecodeHeaders (the filters after the
+	// caller have not seen the headers yet) or outside a decode event.
+	InjectDecodedData(data []byte, endStream bool)
 }
+
+// ErrBodyTooLarge is returned by Callbacks.BufferRequestBody when the
+// request body exceeds the caller's limit.
+var ErrBodyTooLarge = errors.New("httpfilter: request body too large")
+
+// Envoy's strings for a request body over a buffer limit
+// (FilterManager: Http::Code::PayloadTooLarge,
+// ResponseCodeDetails::RequestPayloadTooLarge).
+const (
+	// BodyTooLarge is the local reply body: CodeUtility::toString(413).
+	BodyTooLarge = "Payload Too Large"
+	// DetailsBodyTooLarge is the response_code_details.
+	DetailsBodyTooLarge = "request_payload_too_large"
+)
 
 // Aborter is woken when its stream is aborted: Abort must unblock any I/O
 // the filter is waiting on (e.g. set a past deadline on an upstream

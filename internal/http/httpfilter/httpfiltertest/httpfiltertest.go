@@ -109,9 +109,46 @@ type Callbacks struct {
 	GRPC bool
 	// Replies are the responses encoded so far, oldest first.
 	Replies []Reply
+
+	// RequestBody and RequestTrailers are the rest of the request that
+	// BufferRequestBody returns (a copy of RequestBody).
+	RequestBody     []byte
+	RequestTrailers *hhttp.Headers
+	// Buffered is the body BufferRequestBody returned, replaced by
+	// SetBufferedRequestBody: what the filters after the caller would get.
+	Buffered []byte
+	// Injected collects the data passed to InjectDecodedData; InjectedEnd
+	// is the last call's endStream.
+	Injected    []byte
+	InjectedEnd bool
+	// Encoded collects the data passed to EncodeData; EncodedEnd is the
+	// last call's endStream. EncodedTrailers are the trailers passed to
+	// EncodeTrailers.
+	Encoded         []byte
+	EncodedEnd      bool
+	EncodedTrailers *hhttp.Headers
+	// Values is the stream's filter state (httpfilter.StreamState); nil
+	// until a filter stores a value. Filters sharing a Callbacks share it.
+	Values map[any]any
 }
 
-var _ httpfilter.Callbacks = (*Callbacks)(nil)
+var (
+	_ httpfilter.Callbacks   = (*Callbacks)(nil)
+	_ httpfilter.StreamState = (*Callbacks)(nil)
+)
+
+// StreamValue implements httpfilter.StreamState.
+func (cb *Callbacks) StreamValue(key any, create func() any) any {
+	if v, ok := cb.Values[key]; ok {
+		return v
+	}
+	if cb.Values == nil {
+		cb.Values = map[any]any{}
+	}
+	v := create()
+	cb.Values[key] = v
+	return v
+}
 
 // Context implements httpfilter.Callbacks.
 func (cb *Callbacks) Context() context.Context {
@@ -154,11 +191,42 @@ func (cb *Callbacks) SetIdleTimeout(time.Duration) {}
 // SetAborter implements httpfilter.Callbacks; it does nothing.
 func (cb *Callbacks) SetAborter(httpfilter.Aborter) {}
 
-// EncodeData implements httpfilter.Callbacks; the data is dropped.
-func (cb *Callbacks) EncodeData([]byte, bool) error { return nil }
+// EncodeData implements httpfilter.Callbacks: the data is appended to
+// Encoded (it does not go through Filter's encoder).
+func (cb *Callbacks) EncodeData(data []byte, end bool) error {
+	cb.Encoded = append(cb.Encoded, data...)
+	cb.EncodedEnd = end
+	return nil
+}
 
-// EncodeTrailers implements httpfilter.Callbacks; the trailers are dropped.
-func (cb *Callbacks) EncodeTrailers(*hhttp.Headers) error { return nil }
+// EncodeTrailers implements httpfilter.Callbacks: the trailers are
+// recorded in EncodedTrailers.
+func (cb *Callbacks) EncodeTrailers(t *hhttp.Headers) error {
+	cb.EncodedTrailers = t
+	return nil
+}
+
+// BufferRequestBody implements httpfilter.Callbacks: it returns a copy of
+// RequestBody and RequestTrailers, or the copy with
+// httpfilter.ErrBodyTooLarge when RequestBody is longer than max.
+func (cb *Callbacks) BufferRequestBody(max int) ([]byte, *hhttp.Headers, error) {
+	cb.Buffered = append([]byte(nil), cb.RequestBody...)
+	if len(cb.Buffered) > max {
+		return cb.Buffered, nil, httpfilter.ErrBodyTooLarge
+	}
+	return cb.Buffered, cb.RequestTrailers, nil
+}
+
+// SetBufferedRequestBody implements httpfilter.Callbacks: it replaces
+// Buffered.
+func (cb *Callbacks) SetBufferedRequestBody(body []byte) { cb.Buffered = body }
+
+// InjectDecodedData implements httpfilter.Callbacks: data is appended to
+// Injected.
+func (cb *Callbacks) InjectDecodedData(data []byte, end bool) {
+	cb.Injected = append(cb.Injected, data...)
+	cb.InjectedEnd = end
+}
 
 // EncodeHeaders implements httpfilter.Callbacks: h goes through Filter's
 // encoder, then is recorded as a Reply.

@@ -19,6 +19,7 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/filters/http/health_check"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/jwt_authn"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/local_ratelimit"
+	_ "github.com/herald-proxy/herald/extensions/filters/http/ratelimit"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/rbac"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/router"
 	_ "github.com/herald-proxy/herald/extensions/filters/listener/http_inspector"

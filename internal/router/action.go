@@ -70,6 +70,7 @@ type Route struct {
 	grpcTimeoutOffset   optDuration
 	hashPolicy          *HashPolicy
 	retry               routeRetry
+	ext                 routeExt // mirror policies, priority (mirror_route.go)
 
 	// ActionDirectResponse (status, body) and ActionRedirect (status).
 	status   int
@@ -79,6 +80,9 @@ type Route struct {
 	requestMutations  headerMutations
 	responseMutations headerMutations
 	perFilter         perFilterConfigs
+
+	rateLimits          rateLimitPolicy // rate_limits (ratelimit.go)
+	includeVhRateLimits bool
 }
 
 var _ httpfilter.Route = (*Route)(nil)
@@ -135,6 +139,7 @@ func (b *builder) buildRoute(cfg *routev3.Route, vh *VirtualHost, p string) *Rou
 	case *routev3.Route_Route:
 		r.kind = ActionCluster
 		b.buildRouteAction(r, a.Route, p+".route")
+		buildRouteRateLimits(r, a.Route, p+".route", &b.errs)
 		r.retry = buildRouteRetry(a.Route, cfg, vh, p+".route", &b.errs)
 	case *routev3.Route_DirectResponse:
 		r.kind = ActionDirectResponse
@@ -225,6 +230,7 @@ func (b *builder) buildRouteAction(r *Route, a *routev3.RouteAction, p string) {
 		b.errs = append(b.errs, configerr.Collect(err, p+".hash_policy", nil)...)
 	}
 	r.hashPolicy = hp
+	b.buildRouteExt(r, a, p)
 }
 
 func (b *builder) buildWeightedClusters(r *Route, wc *routev3.WeightedCluster, p string) {

@@ -116,6 +116,11 @@ var ErrAsyncReset = errors.New("async client: request reset")
 // waits for the whole response, keeping at most maxBody bytes of its body
 // (0: 1 MiB, Envoy's default buffer limit). ctx cancels the request.
 func (c *AsyncClient) Send(ctx context.Context, h *hhttp.Headers, body []byte, maxBody int) (*AsyncResponse, error) {
+	return c.send(ctx, h, body, nil, maxBody)
+}
+
+// send is Send with request trailers (nil: none), for mirrors (mirror.go).
+func (c *AsyncClient) send(ctx context.Context, h *hhttp.Headers, body []byte, trailers *hhttp.Headers, maxBody int) (*AsyncResponse, error) {
 	if maxBody <= 0 {
 		maxBody = 1 << 20
 	}
@@ -129,14 +134,23 @@ func (c *AsyncClient) Send(ctx context.Context, h *hhttp.Headers, body []byte, m
 	stop := context.AfterFunc(ctx, s.abort)
 	defer stop()
 
-	endStream := len(body) == 0
-	if !endStream && !h.Has("content-length") && !h.Has("transfer-encoding") {
+	endStream := len(body) == 0 && trailers == nil
+	if len(body) > 0 && trailers == nil && !h.Has("content-length") && !h.Has("transfer-encoding") {
 		h.Set("content-length", strconv.Itoa(len(body)))
 	}
 	f := c.cfg.NewFilter(s).(*Filter)
 	f.DecodeHeaders(h, endStream)
-	if !endStream && !s.done {
+	switch {
+	case endStream || s.done:
+	case trailers == nil:
 		f.DecodeData(body, true)
+	default:
+		if len(body) > 0 {
+			f.DecodeData(body, false)
+		}
+		if !s.done {
+			f.DecodeTrailers(trailers)
+		}
 	}
 	f.OnDestroy()
 	if !s.done {

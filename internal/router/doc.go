@@ -23,6 +23,15 @@
 // timeouts and x-envoy-* request header overrides, as Envoy's router
 // (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/router_filter).
 //
+// Request mirroring (request_mirror_policies on the route configuration,
+// virtual host or route; mirror.go) sends a fire-and-forget copy of the
+// request, body and trailers included, to a shadow cluster through the
+// async client (asyncclient.go) with the host suffixed "-shadow", as
+// Envoy's router and shadow writer. Route priority (priority.go) selects
+// the cluster's DEFAULT or HIGH circuit breakers. hedge_policy's
+// hedge_on_per_try_timeout (hedge.go) keeps an attempt open past its
+// per-try timeout while a retry races it; the first good response wins.
+//
 // Matching scans routes in order (first match wins, as Envoy); runs of eight
 // or more routes that match on a case-sensitive prefix or path alone are
 // indexed by prefix length (route_table_index.go) with the same result.

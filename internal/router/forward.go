@@ -54,6 +54,7 @@ type FilterConfig struct {
 	// H2 multiplexes HTTP/2 upstreams; shared by the streams of the snapshot.
 	H2      *http2.Client
 	noRoute *stats.Counter
+	shadow  *shadowClients // request mirroring (mirror.go)
 }
 
 // NewFilterConfig builds a router config. statPrefix is "http.<prefix>.".
@@ -63,6 +64,7 @@ func NewFilterConfig(clusters *upstream.Manager, store *stats.Store, statPrefix 
 		SuppressEnvoyHeaders: suppress,
 		H2:                   h2,
 		noRoute:              store.Counter(statPrefix + "no_route"),
+		shadow:               newShadowClients(clusters, store, h2),
 	}
 }
 
@@ -135,6 +137,8 @@ type Filter struct {
 	attemptReq  bool // include_request_attempt_count
 	attemptResp bool // include_attempt_count_in_response
 	expectedTO  bool // x-envoy-expected-rq-timeout-ms is being sent
+	mirror      mirrorState
+	hedge       bool // hedge_on_per_try_timeout (hedge.go)
 }
 
 var (
@@ -204,8 +208,9 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 		h.Set(hhttp.Authority, host.Hostname())
 	}
 	f.headers = h
-	f.rm = cl.Resources(upstream.PriorityDefault)
+	f.rm = cl.Resources(rt.Priority())
 	f.setupAttempts(rt, h)
+	f.selectMirrors(rt, h, endStream)
 	if d, ok := rt.IdleTimeout(); ok {
 		// Envoy: the route's idle_timeout overrides stream_idle_timeout.
 		f.cb.SetIdleTimeout(d)
@@ -343,6 +348,9 @@ func (f *Filter) DecodeData(data []byte, endStream bool) httpfilter.Status {
 	if len(data) > 0 || endStream {
 		f.sentBody = true
 		if err := f.up.WriteData(data, endStream); err != nil {
+			if f.earlyResponse(err) {
+				return httpfilter.Stop
+			}
 			f.closeUpstream(err)
 			if f.cb.Context().Err() != nil {
 				f.upstreamReset(err)
@@ -369,6 +377,9 @@ func (f *Filter) DecodeTrailers(t *hhttp.Headers) httpfilter.Status {
 	}
 	f.requestDone()
 	if err := f.up.WriteTrailers(t); err != nil {
+		if f.earlyResponse(err) {
+			return httpfilter.Stop
+		}
 		f.closeUpstream(err)
 		if !f.retryAfterReset(resetReasonOf(err), err) {
 			return httpfilter.Stop
@@ -383,6 +394,10 @@ func (f *Filter) DecodeTrailers(t *hhttp.Headers) httpfilter.Status {
 // a per-try timeout from the end of the request (or the start of a retry)
 // to the response headers.
 func (f *Filter) finish() {
+	if f.mirror.targets != nil && f.reqDone {
+		// Envoy shadows in onRequestComplete: only a complete request.
+		f.sendMirrors()
+	}
 	if f.timeout > 0 {
 		f.deadline = time.Now().Add(f.timeout)
 	} else {
@@ -393,6 +408,18 @@ func (f *Filter) finish() {
 	var endStream bool
 	var err error
 	for {
+		if f.hedge && f.perTry > 0 && f.reqDone {
+			// Attempts race on their own goroutines (hedge.go); the
+			// per-try timer runs once the request is complete, as Envoy's.
+			var ok bool
+			if endStream, ok = f.hedgeHeaders(); !ok {
+				return
+			}
+			if f.retryResponse(endStream) {
+				continue
+			}
+			break
+		}
 		f.armDeadline()
 		f.resp.Reset()
 		endStream, err = f.up.ReadHeaders(&f.resp)
@@ -526,6 +553,21 @@ func (f *Filter) finish() {
 }
 
 var errDownstream = errors.New("router: downstream went away")
+
+// earlyResponse handles an HTTP/2 upstream that stopped reading the
+// request body: it may have answered before the request ended (RFC 9113
+// §8.1: a complete response, then RST_STREAM NO_ERROR — what gRPC servers
+// do for an unknown service). The response is read and forwarded, as
+// Envoy forwards an early upstream response; the rest of the request is
+// dropped. When no response came, reading fails and finish treats it as
+// the reset it is. It reports whether it took over.
+func (f *Filter) earlyResponse(err error) bool {
+	if f.h1 != nil || !errors.Is(err, http2.ErrRequestBodyAborted) {
+		return false
+	}
+	f.finish()
+	return true
+}
 
 // complete releases the upstream stream after a full exchange.
 func (f *Filter) complete(code int) {

@@ -65,6 +65,7 @@ func (f *Filter) setupAttempts(rt *Route, h *hhttp.Headers) {
 	if f.timeout != 0 && f.perTry >= f.timeout {
 		f.perTry = 0
 	}
+	f.hedge = hedgeOnPerTryTimeout(rt, &e)
 	if f.retry.init(p, &e, h) {
 		f.retry.attempted(f.host)
 		f.buffering = true
@@ -87,7 +88,9 @@ func (f *Filter) setupAttempts(rt *Route, h *hhttp.Headers) {
 // after elapsed (Envoy's FilterUtility::setTimeoutHeaders).
 func (f *Filter) setExpectedTimeout(elapsed time.Duration) {
 	expected := f.perTry
-	if expected == 0 {
+	if expected == 0 || f.hedge {
+		// Envoy's setTimeoutHeaders: with hedging the upstream may use the
+		// whole global timeout.
 		expected = f.timeout
 	}
 	if expected <= 0 {
@@ -125,6 +128,7 @@ func (f *Filter) bufferBody(data []byte) {
 		f.retry.on = 0
 		f.buffering = false
 		f.body, f.trailers = f.body[:0], nil
+		f.abandonMirrors()
 		return
 	}
 	f.body = append(f.body, data...)
@@ -478,7 +482,7 @@ func (f *Filter) newConn() (pc *h1Conn, reused bool, err error) {
 		cl.Stats.UpstreamRqPendingActive.Dec()
 	}()
 	ctx := f.cb.Context()
-	if !rm.Connections.CanCreate() {
+	if !f.canDial() {
 		rm.Overflow.UpstreamCxOverflow.Inc()
 		if pc, err = f.waitConn(ctx); pc != nil || err != nil {
 			return pc, pc != nil, err
@@ -508,7 +512,7 @@ func (f *Filter) waitConn(ctx context.Context) (*h1Conn, error) {
 			done()
 			return pc, nil
 		}
-		if rm.Connections.CanCreate() || host.Stats.CxActive.Load() == 0 {
+		if f.canDial() || host.Stats.CxActive.Load() == 0 {
 			done()
 			return nil, nil
 		}

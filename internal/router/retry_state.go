@@ -34,6 +34,9 @@ type envoyHeaders struct {
 	retryOn, retryGrpcOn, maxRetries, codes, names, rqTimeout, perTry  string
 	hasRetryOn, hasRetryGrpcOn, hasMaxRetries, hasRqTimeout, hasPerTry bool
 	any                                                                bool
+	// hedge is x-envoy-hedge-on-per-try-timeout (hedge.go).
+	hedge    string
+	hasHedge bool
 }
 
 // scanEnvoyHeaders finds the consumed x-envoy-* headers in one pass over
@@ -63,6 +66,7 @@ func scanEnvoyHeaders(h *hhttp.Headers) envoyHeaders {
 		case hdrPerTryTimeout:
 			e.perTry, e.hasPerTry = v, true
 		case hdrHedgeOnPerTryTimeout:
+			e.hedge, e.hasHedge = v, true
 		default:
 			continue
 		}

@@ -55,6 +55,7 @@ type Table struct {
 	perFilter         perFilterConfigs
 	metadata          *corev3.Metadata
 	clusters          []string
+	mirrors           []*mirrorPolicy // request_mirror_policies (mirror_route.go)
 }
 
 // wildcardLevel holds the wildcard domains whose fixed part is n bytes long,
@@ -76,6 +77,9 @@ type VirtualHost struct {
 	perFilter         perFilterConfigs
 	metadata          *corev3.Metadata
 	retry             vhostRetry // retry_policy and related fields (retry_policy.go)
+	ext               vhostExt   // mirror policies, hedge policy (mirror_route.go)
+
+	rateLimits rateLimitPolicy // rate_limits (ratelimit.go)
 }
 
 // Name returns the virtual host's name.
@@ -161,6 +165,7 @@ func Build(cfg *routev3.RouteConfiguration, ctx BuildContext) (*Table, error) {
 	t.responseMutations = buildHeaderMutations(cfg.GetResponseHeadersToAdd(), cfg.GetResponseHeadersToRemove(),
 		join(p, "response_headers_to_add"), join(p, "response_headers_to_remove"), &b.errs)
 	t.perFilter = buildPerFilterConfigs(cfg.GetTypedPerFilterConfig(), join(p, "typed_per_filter_config"), ctx.FilterContext, &b.errs)
+	b.buildTableExt(t, cfg, p)
 
 	// Envoy's RouteMatcher: domains are lowercased; "*" is the catch-all (one
 	// only); a leading '*' makes a suffix wildcard, a trailing '*' a prefix
@@ -240,12 +245,14 @@ func (b *builder) buildVirtualHost(cfg *routev3.VirtualHost, p string) *VirtualH
 		p+".response_headers_to_add", p+".response_headers_to_remove", &b.errs)
 	vh.perFilter = buildPerFilterConfigs(cfg.GetTypedPerFilterConfig(), p+".typed_per_filter_config", b.ctx.FilterContext, &b.errs)
 	vh.retry = buildVhostRetry(cfg, p, &b.errs)
+	b.buildVhostExt(vh, cfg, p)
 	for i, rc := range cfg.GetRoutes() {
 		if r := b.buildRoute(rc, vh, fmt.Sprintf("%s.routes[%d]", p, i)); r != nil {
 			vh.routes = append(vh.routes, r)
 		}
 	}
 	vh.steps = compileSteps(vh.routes)
+	buildVhostRateLimits(vh, cfg, p, &b.errs)
 	return vh
 }
 

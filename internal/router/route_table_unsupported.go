@@ -25,18 +25,24 @@ import (
 //     include_attempt_count_in_response, per_request_buffer_limit_bytes:
 //     compiled in retry_policy.go, which refuses by name the RetryPolicy
 //     fields herald does not implement.
+//   - request_mirror_policies (RouteConfiguration, VirtualHost,
+//     RouteAction), RouteAction.priority and hedge_policy (VirtualHost,
+//     RouteAction): compiled in mirror_route.go; mirror.go refuses the
+//     RequestMirrorPolicy fields herald does not implement, hedge.go the
+//     HedgePolicy ones Envoy does not implement either (initial_requests,
+//     additional_request_chance).
 //   - WeightedCluster.total_weight: deprecated; Envoy uses the sum of the
 //     weights and so does herald.
 var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.route.v3.RouteConfiguration": {
-		"vhds", "cluster_specifier_plugins", "request_mirror_policies",
+		"vhds", "cluster_specifier_plugins",
 		"route_specifiers", "vhost_header",
 	},
 	"envoy.config.route.v3.VirtualHost": {
-		"matcher", "require_tls", "virtual_clusters", "rate_limits", "cors",
-		"retry_policy_typed_config", "hedge_policy",
+		"matcher", "require_tls", "virtual_clusters", "cors",
+		"retry_policy_typed_config",
 		"include_is_timeout_retry_header",
-		"request_body_buffer_limit", "request_mirror_policies", "route_specifiers",
+		"request_body_buffer_limit", "route_specifiers",
 	},
 	"envoy.config.route.v3.Route": {
 		"filter_action", "non_forwarding_action", "tracing",
@@ -51,10 +57,10 @@ var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
 		"cluster_specifier_plugin", "inline_cluster_specifier_plugin",
 		"metadata_match", "path_rewrite_policy", "path_rewrite", "host_rewrite",
 		"flush_timeout", "early_data_policy",
-		"retry_policy_typed_config", "request_mirror_policies", "priority",
-		"rate_limits", "include_vh_rate_limits", "cors", "max_grpc_timeout",
+		"retry_policy_typed_config",
+		"cors", "max_grpc_timeout",
 		"grpc_timeout_offset", "upgrade_configs", "internal_redirect_policy",
-		"internal_redirect_action", "max_internal_redirects", "hedge_policy",
+		"internal_redirect_action", "max_internal_redirects",
 	},
 	"envoy.config.route.v3.WeightedCluster": {
 		"runtime_key_prefix", "use_hash_policy",

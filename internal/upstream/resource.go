@@ -190,6 +190,11 @@ type ResourceManager struct {
 	Overflow *OverflowStats
 
 	released notifier
+	// sharedReleased, when set (the HIGH priority's), is the DEFAULT
+	// priority's released: herald keeps one connection pool per host for
+	// both priorities, so a connection given back wakes waiting requests
+	// of either.
+	sharedReleased *notifier
 }
 
 // OverflowStats are a cluster's circuit breaker counters, with Envoy's names
@@ -281,6 +286,7 @@ func newResourceManagers(sc stats.Scope, th [2]Thresholds, opts [2]breakerOption
 	for i := range out {
 		out[i] = newResourceManager(sc.Scope("circuit_breakers."+priorityNames[i]+"."), th[i], opts[i], ov)
 	}
+	out[PriorityHigh].sharedReleased = &out[PriorityDefault].released
 	return out
 }
 
@@ -335,13 +341,20 @@ func newResourceManager(sc stats.Scope, th Thresholds, o breakerOptions, ov *Ove
 // ConnectionReleased wakes requests waiting for a connection of the cluster
 // (a connection closed, or one went back to a host's idle pool). It costs
 // one atomic load when no request waits.
-func (rm *ResourceManager) ConnectionReleased() { rm.released.notify() }
+func (rm *ResourceManager) ConnectionReleased() { rm.releasedNotifier().notify() }
 
 // WaitRelease returns a channel closed by the next ConnectionReleased and a
 // function the caller must call when it stops waiting. Take the channel
 // before re-checking for a free connection, so no release is missed.
 func (rm *ResourceManager) WaitRelease() (<-chan struct{}, func()) {
-	return rm.released.wait()
+	return rm.releasedNotifier().wait()
+}
+
+func (rm *ResourceManager) releasedNotifier() *notifier {
+	if rm.sharedReleased != nil {
+		return rm.sharedReleased
+	}
+	return &rm.released
 }
 
 // notifier is a broadcast that costs nothing while nobody waits.

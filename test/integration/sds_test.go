@@ -367,3 +367,45 @@ load_assignment: { cluster_name: unused, endpoints: [ { lb_endpoints: [ { endpoi
 		t.Errorf("listener_manager.listener_modified = %d: a secret rotation must not rebuild the listener", got)
 	}
 }
+
+// TestSDSOverItsOwnStream: the listener's certificate comes over a
+// per-type SDS stream (api_config_source GRPC to the static xds_cluster),
+// not over ADS; a pushed rotation is served to new handshakes.
+func TestSDSOverItsOwnStream(t *testing.T) {
+	t.Parallel()
+	ms := startManagementServer(t)
+	f := newTLSFiles(t)
+	first, second := f.sdsCert(t, "first"), f.sdsCert(t, "second")
+	lis := fromYAML(t, &listenerv3.Listener{}, "name: https\naddress: { socket_address: { address: 127.0.0.1, port_value: 0 } }\n"+
+		sdsChains(`tls_certificate_sds_secret_configs:
+- name: server_cert
+  sds_config:
+    resource_api_version: V3
+    api_config_source:
+      api_type: GRPC
+      transport_api_version: V3
+      grpc_services: [ { envoy_grpc: { cluster_name: xds_cluster } } ]
+`, ""))
+	unused := fromYAML(t, &clusterv3.Cluster{}, `
+name: unused
+type: STATIC
+load_assignment: { cluster_name: unused, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 1 } } } } ] } ] }
+`)
+	push := func(version string, c sdsCert) {
+		s := fromYAML(t, &tlsv3.Secret{}, secretYAML("server_cert", c, ""))
+		ms.push(t, version, map[resourcev3.Type][]types.Resource{
+			resourcev3.ListenerType: {lis},
+			resourcev3.ClusterType:  {unused},
+			resourcev3.SecretType:   {s},
+		})
+	}
+	push("v1", first)
+	h := testutil.Start(t, adsBootstrap(ms.addr))
+	addr := h.ListenerAddr("https")
+	if got, err := servedSerial(f.roots, addr, nil); err != nil || got.Cmp(first.serial) != 0 {
+		t.Fatalf("first handshake: serial %x, err %v; want %x", got, err, first.serial)
+	}
+	push("v2", second)
+	waitServed(t, f.roots, addr, second)
+	waitStat(t, h, "sds.server_cert.update_success", 2)
+}

@@ -19,6 +19,7 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/filters/http/grpc_stats"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/grpc_web"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/header_mutation"
+	_ "github.com/herald-proxy/herald/extensions/filters/http/header_to_metadata"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/health_check"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/jwt_authn"
 	_ "github.com/herald-proxy/herald/extensions/filters/http/local_ratelimit"

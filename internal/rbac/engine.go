@@ -10,6 +10,7 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
@@ -46,6 +47,10 @@ type Request struct {
 	// when it sent none.
 	TLS      bool
 	PeerCert *x509.Certificate
+	// Metadata is the stream's dynamic metadata
+	// (streaminfo.Info.DynamicMetadata), read by metadata rules; nil when
+	// there is none.
+	Metadata map[string]*structpb.Struct
 }
 
 type ruleKind uint8
@@ -64,6 +69,7 @@ const (
 	ruleDirectIP
 	ruleRemoteIP
 	ruleAuthenticated
+	ruleMetadata
 )
 
 // rule is one compiled Permission or Principal. Immutable.
@@ -75,6 +81,7 @@ type rule struct {
 	hasStr   bool           // authenticated: principal_name is set
 	prefix   netip.Prefix
 	lo, hi   uint32 // destination_port (lo == hi) or [lo, hi)
+	md       *metadataMatcher
 }
 
 // match is Envoy's Matcher::matches (filters/common/rbac/matchers.cc).
@@ -128,6 +135,9 @@ func (r *rule) match(q *Request) bool {
 		return ipIn(r.prefix, q.Remote)
 	case ruleAuthenticated:
 		return r.matchAuthenticated(q)
+	case ruleMetadata:
+		// Envoy's rbac MetadataMatcher: matches the stream's dynamic metadata.
+		return r.md.match(q.Metadata)
 	}
 	return false
 }
@@ -201,6 +211,37 @@ type Engine struct {
 	policies []policy
 }
 
+// UsesTLS reports whether some rule of e reads the connection's TLS state
+// (Request.TLS, Request.PeerCert): callers that pay to fetch it may skip
+// it otherwise. A nil e uses nothing.
+func (e *Engine) UsesTLS() bool {
+	if e == nil {
+		return false
+	}
+	for i := range e.policies {
+		for _, rs := range [][]rule{e.policies[i].permissions, e.policies[i].principals} {
+			for j := range rs {
+				if rs[j].usesTLS() {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func (r *rule) usesTLS() bool {
+	if r.kind == ruleAuthenticated {
+		return true
+	}
+	for i := range r.children {
+		if r.children[i].usesTLS() {
+			return true
+		}
+	}
+	return false
+}
+
 // DetailsNone is the response_code_details (HTTP) or
 // connection_termination_details (network) when no policy matched
 // (Filters::Common::RBAC::responseDetail("none")).
@@ -261,10 +302,11 @@ var HTTPKinds = Kinds{
 	Permissions: []string{
 		"any", "header", "url_path", "destination_ip", "destination_port",
 		"destination_port_range", "and_rules", "or_rules", "not_rule", "requested_server_name",
+		"metadata", "sourced_metadata",
 	},
 	Principals: []string{
 		"any", "direct_remote_ip", "remote_ip", "source_ip", "header", "url_path",
-		"and_ids", "or_ids", "not_id",
+		"and_ids", "or_ids", "not_id", "authenticated", "metadata", "sourced_metadata",
 	},
 }
 
@@ -372,6 +414,10 @@ func (k *Kinds) permission(p *rbacv3.Permission, path string, errs *configerr.Li
 	case *rbacv3.Permission_RequestedServerName:
 		s, _ := matcher.NewString(r.RequestedServerName, path+".requested_server_name", errs)
 		return rule{kind: ruleSNI, str: s}
+	case *rbacv3.Permission_Metadata:
+		return metadataRule(r.Metadata, path+".metadata", errs)
+	case *rbacv3.Permission_SourcedMetadata:
+		return sourcedMetadataRule(r.SourcedMetadata, path+".sourced_metadata", errs)
 	}
 	return rule{}
 }
@@ -410,8 +456,31 @@ func (k *Kinds) principal(p *rbacv3.Principal, path string, errs *configerr.List
 			ru.hasStr = true
 		}
 		return ru
+	case *rbacv3.Principal_Metadata:
+		return metadataRule(r.Metadata, path+".metadata", errs)
+	case *rbacv3.Principal_SourcedMetadata:
+		return sourcedMetadataRule(r.SourcedMetadata, path+".sourced_metadata", errs)
 	}
 	return rule{}
+}
+
+func metadataRule(mm *matcherv3.MetadataMatcher, path string, errs *configerr.List) rule {
+	m := compileMetadata(mm, path, errs)
+	return rule{kind: ruleMetadata, md: &m}
+}
+
+// sourcedMetadataRule accepts metadata_source DYNAMIC (the default, the
+// same as a metadata rule); ROUTE (the matched route's metadata) is
+// refused.
+func sourcedMetadataRule(sm *rbacv3.SourcedMetadata, path string, errs *configerr.List) rule {
+	if sm.GetMetadataSource() != rbacv3.MetadataSource_DYNAMIC {
+		*errs = append(*errs, configerr.At(path+".metadata_source", "%v is %s (#8)", sm.GetMetadataSource(), configerr.NotSupported))
+	}
+	if sm.GetMetadataMatcher() == nil {
+		*errs = append(*errs, configerr.At(path+".metadata_matcher", "value is required"))
+		return rule{}
+	}
+	return metadataRule(sm.GetMetadataMatcher(), path+".metadata_matcher", errs)
 }
 
 // anyRule checks Envoy's validation "any: const true".

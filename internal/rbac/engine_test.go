@@ -138,10 +138,22 @@ func TestCompileErrors(t *testing.T) {
 			wantErr: "rules.policies[p].permissions[0].header: no headers here",
 		},
 		{
-			name:    "authenticated refused for http",
-			yaml:    "{action: ALLOW, policies: {p: {permissions: [{any: true}], principals: [{authenticated: {}}]}}}",
+			name:    "filter_state refused for http",
+			yaml:    "{action: ALLOW, policies: {p: {permissions: [{any: true}], principals: [{filter_state: {key: k, string_match: {exact: v}}}]}}}",
 			kinds:   HTTPKinds,
-			wantErr: "rules.policies[p].principals[0].authenticated: authenticated is not supported by herald yet",
+			wantErr: "rules.policies[p].principals[0].filter_state: filter_state is not supported by herald yet",
+		},
+		{
+			name:    "route metadata refused",
+			yaml:    "{action: ALLOW, policies: {p: {permissions: [{sourced_metadata: {metadata_source: ROUTE, metadata_matcher: {filter: f, path: [{key: k}], value: {present_match: true}}}}], principals: [{any: true}]}}}",
+			kinds:   HTTPKinds,
+			wantErr: "rules.policies[p].permissions[0].sourced_metadata.metadata_source: ROUTE is not supported by herald yet",
+		},
+		{
+			name:    "metadata without value",
+			yaml:    "{action: ALLOW, policies: {p: {permissions: [{any: true}], principals: [{metadata: {filter: f, path: [{key: k}]}}]}}}",
+			kinds:   HTTPKinds,
+			wantErr: "rules.policies[p].principals[0].metadata.value: value is required",
 		},
 		{
 			name:    "metadata",

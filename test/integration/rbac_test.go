@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"crypto/tls"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -111,4 +112,74 @@ func TestHTTPFilterRBAC(t *testing.T) {
 	waitStat(t, h, "http.ingress_http.rbac.denied", 3)
 	waitStat(t, h, "http.ingress_http.rbac.shadow_denied", 1)
 	waitStat(t, h, "http.ingress_http.rbac.shadow_allowed", 3)
+}
+
+// TestHTTPFilterRBACAuthenticated: envoy.filters.http.rbac's authenticated
+// principals on a TLS listener that asks for (but does not require) a
+// client certificate. /mtls needs the client certificate whose DNS SAN is
+// client.example.com (Envoy tries URI SANs, then DNS SANs, then the
+// subject); /tls needs any TLS connection (authenticated without
+// principal_name). A client certificate from the same CA with another name
+// is refused on /mtls.
+// https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/rbac/v3/rbac.proto#envoy-v3-api-msg-config-rbac-v3-principal-authenticated
+func TestHTTPFilterRBACAuthenticated(t *testing.T) {
+	t.Parallel()
+	f := newTLSFiles(t)
+	other := f.leaf(t, "other", "other.example.com")
+	backend, hits := countingBackend(t)
+	extra := fmt.Sprintf(`            validation_context:
+              trusted_ca: { filename: %q }
+`, f.ca)
+	l := tlsHCMListener(f, "rbac_mtls", "app", extra)
+	rbacFilter := `          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: ALLOW
+                policies:
+                  mtls-client:
+                    permissions: [{ url_path: { path: { prefix: /mtls } } }]
+                    principals: [{ authenticated: { principal_name: { exact: client.example.com } } }]
+                  any-tls:
+                    permissions: [{ url_path: { path: { prefix: /tls } } }]
+                    principals: [{ authenticated: {} }]
+`
+	if !strings.Contains(l, "          http_filters:\n") {
+		t.Fatal("listener template changed: no http_filters")
+	}
+	l = strings.Replace(l, "          http_filters:\n", "          http_filters:\n"+rbacFilter, 1)
+	h := testutil.Start(t, bootstrap([]string{l}, staticCluster("app", backend)))
+	addr := h.ListenerAddr("rbac_mtls")
+	tests := []struct {
+		name     string
+		certs    []tls.Certificate
+		path     string
+		wantCode int
+	}{
+		{name: "client certificate on /mtls", certs: []tls.Certificate{f.client}, path: "/mtls/a", wantCode: 200},
+		{name: "other certificate on /mtls", certs: []tls.Certificate{other}, path: "/mtls/a", wantCode: 403},
+		{name: "no certificate on /mtls", path: "/mtls/a", wantCode: 403},
+		{name: "no certificate on /tls", path: "/tls/a", wantCode: 200},
+		{name: "other certificate on /tls", certs: []tls.Certificate{other}, path: "/tls/a", wantCode: 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, h2 := range []bool{false, true} {
+				cfg := &tls.Config{RootCAs: f.roots, ServerName: "example.com", Certificates: tc.certs}
+				resp, err := httpsClient(cfg, h2).Get("https://" + addr + tc.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.wantCode {
+					t.Errorf("h2=%v: status %d, want %d", h2, resp.StatusCode, tc.wantCode)
+				}
+			}
+		})
+	}
+	if n := hits.Load(); n != 6 {
+		t.Errorf("backend saw %d requests, want 6", n)
+	}
+	waitStat(t, h, "http.rbac_mtls.rbac.allowed", 6)
+	waitStat(t, h, "http.rbac_mtls.rbac.denied", 4)
 }

@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"crypto/x509"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -103,6 +104,9 @@ func (c *Config) buildCheck(cb httpfilter.Callbacks, in *checkInput) *authv3.Che
 		Request:           &authv3.AttributeContext_Request{Http: hr},
 		ContextExtensions: in.extensions,
 	}
+	if _, cert := httpfilter.DownstreamTLS(cb); cert != nil {
+		attrs.Source.Principal = peerPrincipal(cert)
+	}
 	if !info.StartTime.IsZero() {
 		attrs.Request.Time = timestamppb.New(info.StartTime)
 	}
@@ -110,6 +114,19 @@ func (c *Config) buildCheck(cb httpfilter.Callbacks, in *checkInput) *authv3.Che
 		attrs.TlsSession = &authv3.AttributeContext_TLSSession{Sni: info.RequestedServerName}
 	}
 	return &authv3.CheckRequest{Attributes: attrs}
+}
+
+// peerPrincipal is Envoy's CheckRequestUtils getPrincipal for the peer
+// (check_request_utils.cc): the client certificate's first URI SAN, else
+// its first DNS SAN, else its subject.
+func peerPrincipal(c *x509.Certificate) string {
+	if len(c.URIs) > 0 {
+		return c.URIs[0].String()
+	}
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return c.Subject.String()
 }
 
 // socketAddress is Envoy's addressToProtobufAddress for an IP address; nil

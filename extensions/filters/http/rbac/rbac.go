@@ -57,6 +57,9 @@ type Config struct {
 // (enforced) or counts nothing (shadow). Immutable.
 type Engines struct {
 	enforced, shadow *rbac.Engine
+	// needsCert: some rule reads the downstream TLS state (authenticated
+	// principals), so the filter asks the stream for it.
+	needsCert bool
 }
 
 // Build interprets the filter's RBAC once per snapshot.
@@ -98,10 +101,12 @@ func compileRBAC(cfg *rbachttpv3.RBAC, path string, errs *configerr.List) Engine
 		return Engines{}
 	}
 	*errs = append(*errs, configerr.RejectUnlisted(cfg, path, unsupportedIssues, supported...)...)
-	return Engines{
+	e := Engines{
 		enforced: rbac.Compile(cfg.GetRules(), path+".rules", rbac.HTTPKinds, errs),
 		shadow:   rbac.Compile(cfg.GetShadowRules(), path+".shadow_rules", rbac.HTTPKinds, errs),
 	}
+	e.needsCert = e.enforced.UsesTLS() || e.shadow.UsesTLS()
+	return e
 }
 
 func (c *Config) newFilter(cb httpfilter.Callbacks) httpfilter.Filter {
@@ -137,11 +142,15 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 	}
 	info := f.cb.StreamInfo()
 	q := rbac.Request{
-		Headers: h,
-		Remote:  f.cb.DownstreamRemoteAddress(),
-		Direct:  f.cb.DownstreamDirectRemoteAddress(),
-		Local:   info.DownstreamLocalAddress,
-		SNI:     info.RequestedServerName,
+		Headers:  h,
+		Remote:   f.cb.DownstreamRemoteAddress(),
+		Direct:   f.cb.DownstreamDirectRemoteAddress(),
+		Local:    info.DownstreamLocalAddress,
+		SNI:      info.RequestedServerName,
+		Metadata: info.DynamicMetadata,
+	}
+	if eng.needsCert {
+		q.TLS, q.PeerCert = httpfilter.DownstreamTLS(f.cb)
 	}
 	if eng.shadow != nil {
 		if ok, _ := eng.shadow.Handle(&q); ok {

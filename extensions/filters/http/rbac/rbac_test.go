@@ -1,10 +1,14 @@
 package rbac
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"net/netip"
+	"net/url"
 	"testing"
 
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
@@ -54,15 +58,11 @@ shadow_rules_stat_prefix: s.`,
 		},
 		{name: "matcher refused", config: "matcher: {on_no_match: {action: {name: a, typed_config: {'@type': type.googleapis.com/google.protobuf.Empty}}}}", wantErr: ".matcher: matcher is not supported by herald yet (#8)"},
 		{name: "track_per_rule_stats refused", config: "track_per_rule_stats: true", wantErr: ".track_per_rule_stats: track_per_rule_stats is not supported by herald yet (#8)"},
+		{name: "authenticated and metadata", config: "rules: {policies: {p: {permissions: [{metadata: {filter: f, path: [{key: k}], value: {present_match: true}}}], principals: [{authenticated: {principal_name: {exact: a}}}]}}}"},
 		{
-			name:    "authenticated refused",
-			config:  "rules: {policies: {p: {permissions: [{any: true}], principals: [{authenticated: {principal_name: {exact: a}}}]}}}",
-			wantErr: ".rules.policies[p].principals[0].authenticated: authenticated is not supported by herald yet (#8)",
-		},
-		{
-			name:    "metadata permission refused",
-			config:  "rules: {policies: {p: {permissions: [{metadata: {filter: f, path: [{key: k}], value: {present_match: true}}}], principals: [{any: true}]}}}",
-			wantErr: ".rules.policies[p].permissions[0].metadata: metadata is not supported by herald yet (#8)",
+			name:    "route metadata refused",
+			config:  "rules: {policies: {p: {permissions: [{sourced_metadata: {metadata_source: ROUTE, metadata_matcher: {filter: f, path: [{key: k}], value: {present_match: true}}}}], principals: [{any: true}]}}}",
+			wantErr: ".rules.policies[p].permissions[0].sourced_metadata.metadata_source: ROUTE is not supported by herald yet (#8)",
 		},
 		{
 			name:    "filter_state principal refused",
@@ -280,5 +280,67 @@ func TestNoAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Errorf("%v allocations per request, want 0", n)
+	}
+}
+
+// TestTLSAndMetadata: authenticated principals read the downstream
+// connection's client certificate (httpfilter.ConnectionInfo), metadata
+// rules the stream's dynamic metadata.
+func TestTLSAndMetadata(t *testing.T) {
+	const filter = `rules:
+  action: ALLOW
+  policies:
+    spiffe-client:
+      permissions: [{url_path: {path: {prefix: /mtls}}}]
+      principals: [{authenticated: {principal_name: {exact: "spiffe://example.org/client"}}}]
+    any-tls:
+      permissions: [{url_path: {path: {prefix: /tls}}}]
+      principals: [{authenticated: {}}]
+    tenant:
+      permissions: [{metadata: {filter: envoy.filters.http.header_to_metadata, path: [{key: tenant}], value: {string_match: {exact: acme}}}}]
+      principals: [{any: true}]
+`
+	spiffe, _ := url.Parse("spiffe://example.org/client")
+	client := &x509.Certificate{URIs: []*url.URL{spiffe}, Subject: pkix.Name{CommonName: "client"}}
+	other := &x509.Certificate{DNSNames: []string{"other.example.org"}}
+	tests := []struct {
+		name     string
+		path     string
+		tls      bool
+		cert     *x509.Certificate
+		tenant   string // dynamic metadata tenant, "" for none
+		wantDeny bool
+	}{
+		{name: "mtls client allowed", path: "/mtls", tls: true, cert: client},
+		{name: "mtls other client denied", path: "/mtls", tls: true, cert: other, wantDeny: true},
+		{name: "mtls without cert denied", path: "/mtls", tls: true, wantDeny: true},
+		{name: "mtls plaintext denied", path: "/mtls", wantDeny: true},
+		// Envoy: authenticated without principal_name matches any TLS connection.
+		{name: "any tls allowed", path: "/tls", tls: true},
+		{name: "any tls plaintext denied", path: "/tls", wantDeny: true},
+		{name: "metadata match", path: "/x", tenant: "acme"},
+		{name: "metadata other value", path: "/x", tenant: "globex", wantDeny: true},
+		{name: "no metadata", path: "/x", wantDeny: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			factory, err := Build(httpfiltertest.Parse(t, filter, &rbachttpv3.RBAC{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cb := &httpfiltertest.Callbacks{TLS: tc.tls, PeerCert: tc.cert}
+			if tc.tenant != "" {
+				s, _ := structpb.NewStruct(map[string]any{"tenant": tc.tenant})
+				cb.Info.SetDynamicMetadata("envoy.filters.http.header_to_metadata", s)
+			}
+			f := factory(cb).(*Filter)
+			h := httpfiltertest.Request()
+			h.Set(hhttp.Path, tc.path)
+			st := f.DecodeHeaders(h, true)
+			f.OnDestroy()
+			if denied := st == httpfilter.Stop; denied != tc.wantDeny {
+				t.Errorf("denied = %v, want %v (replies %+v)", denied, tc.wantDeny, cb.Replies)
+			}
+		})
 	}
 }

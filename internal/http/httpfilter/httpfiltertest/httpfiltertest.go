@@ -2,6 +2,7 @@ package httpfiltertest
 
 import (
 	"context"
+	"crypto/x509"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -130,12 +131,28 @@ type Callbacks struct {
 	// Values is the stream's filter state (httpfilter.StreamState); nil
 	// until a filter stores a value. Filters sharing a Callbacks share it.
 	Values map[any]any
+	// TLS and PeerCert are what httpfilter.ConnectionInfo reports of the
+	// downstream connection.
+	TLS      bool
+	PeerCert *x509.Certificate
 }
 
 var (
-	_ httpfilter.Callbacks   = (*Callbacks)(nil)
-	_ httpfilter.StreamState = (*Callbacks)(nil)
+	_ httpfilter.Callbacks      = (*Callbacks)(nil)
+	_ httpfilter.StreamState    = (*Callbacks)(nil)
+	_ httpfilter.ConnectionInfo = (*Callbacks)(nil)
 )
+
+// DownstreamTLS implements httpfilter.ConnectionInfo.
+func (cb *Callbacks) DownstreamTLS() bool { return cb.TLS }
+
+// PeerCertificate implements httpfilter.ConnectionInfo.
+func (cb *Callbacks) PeerCertificate() *x509.Certificate {
+	if !cb.TLS {
+		return nil
+	}
+	return cb.PeerCert
+}
 
 // StreamValue implements httpfilter.StreamState.
 func (cb *Callbacks) StreamValue(key any, create func() any) any {

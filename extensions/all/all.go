@@ -42,5 +42,6 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/random"
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/ring_hash"
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/round_robin"
+	_ "github.com/herald-proxy/herald/extensions/transport_sockets/quic"
 	_ "github.com/herald-proxy/herald/extensions/transport_sockets/tls"
 )

@@ -283,6 +283,7 @@ var operators = map[string]operatorDef{
 	"HOSTNAME":                                      {opConstant, commandOnly},
 	"ENVIRONMENT":                                   {opConstant, paramsRequired | lengthAllowed},
 	"DYNAMIC_METADATA":                              {opDynamicMetadata, paramsRequired | lengthAllowed},
+	"TLS_JA3_FINGERPRINT":                           {opTLSJA3Fingerprint, commandOnly},
 }
 
 // compileOperator checks the operator's syntax as Envoy's

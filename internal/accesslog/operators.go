@@ -58,6 +58,7 @@ const (
 	opStreamID
 	opConnectionID
 	opDynamicMetadata
+	opTLSJA3Fingerprint
 )
 
 // valueKind is what an operator produced: nothing (Envoy's nullopt, printed
@@ -203,6 +204,11 @@ func (o *op) appendValue(dst []byte, info *streaminfo.Info) ([]byte, valueKind) 
 		return strconv.AppendUint(dst, info.ConnectionID, 10), valueNumber
 	case opDynamicMetadata:
 		return o.appendDynamicMetadata(dst, info)
+	case opTLSJA3Fingerprint:
+		// Envoy: "The JA3 fingerprint (MD5 hash) of the TLS Client Hello"
+		// when tls_inspector's enable_ja3_fingerprinting computed it
+		// (https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage#command-operators).
+		return appendString(dst, info.JA3Hash)
 	}
 	return dst, valueUnset
 }

@@ -38,8 +38,11 @@ type FilterChain struct {
 // Config is a built listener. Immutable.
 type Config struct {
 	Name string
-	// Network is "tcp" (UDP listeners come with HTTP/3).
+	// Network is "tcp", or "udp" for a QUIC listener (HTTP/3).
 	Network string
+	// QUIC is udp_listener_config.quic_options of a "udp" listener (nil:
+	// Envoy's defaults).
+	QUIC *QUICOptions
 	// Address is the configured address ("0.0.0.0:10000", "[::1]:0").
 	Address string
 	// Chains are the filter chains, in config order.
@@ -49,6 +52,9 @@ type Config struct {
 	// Matcher is the compiled filter_chain_match of Chains (with Default
 	// as its fallback); nil selects Chains[0], else Default.
 	Matcher *ChainMatcher
+	// FilterChainMatcher is filter_chain_matcher; when set it selects the
+	// chain and Matcher is unused.
+	FilterChainMatcher *FilterChainMatcher
 	// ListenerFilters run in order on each accepted connection before the
 	// chain is matched.
 	ListenerFilters []listenerfilter.Filter
@@ -148,12 +154,23 @@ func Start(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, err
 // update (Close releases the socket), and calls Serve once the update
 // commits. ctx is the server's: connections end when it is cancelled.
 func Bind(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, error) {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, tcpNetwork(cfg.Address), cfg.Address)
+	var ln net.Listener
+	var err error
+	var ql *quicListener
+	if cfg.Network == "udp" {
+		ql, err = listenQUIC(ctx, cfg)
+		ln = ql
+	} else {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, tcpNetwork(cfg.Address), cfg.Address)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
 	}
 	l := &Listener{ln: ln, ctx: ctx, conns: map[net.Conn]*generation{}, stop: make(chan struct{})}
+	if ql != nil {
+		defer ql.setOwner(l)
+	}
 	l.bound = network.AddrPortOf(ln.Addr())
 	l.statPrefix = StatPrefix(l.bound)
 	sc := store.Scope(l.statPrefix)
@@ -339,6 +356,9 @@ func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
 	l.stats.cxTotal.Inc()
 	l.stats.cxActive.Inc()
 	nc := network.NewConn(ctx, c, g.drain)
+	if qc, ok := c.(*quicConn); ok {
+		qc.describe(nc)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			// Peer input must never take the process down (STYLE §5).
@@ -428,6 +448,9 @@ func (c *Config) handshakeDeadline(fc *FilterChain, accepted time.Time) time.Tim
 
 // pickChain selects the filter chain for a connection.
 func (c *Config) pickChain(nc *network.Conn) *FilterChain {
+	if c.FilterChainMatcher != nil {
+		return c.FilterChainMatcher.Match(nc)
+	}
 	if c.Matcher != nil {
 		return c.Matcher.Match(nc)
 	}

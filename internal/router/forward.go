@@ -81,7 +81,9 @@ var filterPool = sync.Pool{New: func() any { return &Filter{} }}
 // Filter forwards one stream upstream (Envoy's router filter). It runs on
 // the stream's goroutine: request bytes are written upstream as they come;
 // once the request ends the response is read and encoded downstream on the
-// same goroutine — no hand-off between the two halves.
+// same goroutine — no hand-off between the two halves. A request with a
+// body sent to an HTTP/2 upstream is the exception: its response is read on
+// a goroutine of its own while the request streams (duplex.go).
 type Filter struct {
 	cfg *FilterConfig
 	cb  httpfilter.Callbacks
@@ -138,7 +140,8 @@ type Filter struct {
 	attemptResp bool // include_attempt_count_in_response
 	expectedTO  bool // x-envoy-expected-rq-timeout-ms is being sent
 	mirror      mirrorState
-	hedge       bool // hedge_on_per_try_timeout (hedge.go)
+	hedge       bool    // hedge_on_per_try_timeout (hedge.go)
+	dx          *duplex // full-duplex exchange (duplex.go)
 }
 
 var (
@@ -235,6 +238,8 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	}
 	if endStream {
 		f.finish()
+	} else {
+		f.startDuplex()
 	}
 	return httpfilter.Stop
 }
@@ -336,6 +341,10 @@ func (f *Filter) connect(fresh bool) error {
 
 // DecodeData implements httpfilter.DecoderFilter.
 func (f *Filter) DecodeData(data []byte, endStream bool) httpfilter.Status {
+	if f.dx != nil {
+		f.duplexData(data, endStream)
+		return httpfilter.Stop
+	}
 	if f.up == nil {
 		return httpfilter.Stop
 	}
@@ -369,6 +378,10 @@ func (f *Filter) DecodeData(data []byte, endStream bool) httpfilter.Status {
 
 // DecodeTrailers implements httpfilter.DecoderFilter.
 func (f *Filter) DecodeTrailers(t *hhttp.Headers) httpfilter.Status {
+	if f.dx != nil {
+		f.duplexTrailers(t)
+		return httpfilter.Stop
+	}
 	if f.up == nil {
 		return httpfilter.Stop
 	}
@@ -686,6 +699,7 @@ func (f *Filter) Abort() {
 
 // OnDestroy implements httpfilter.Destroyer.
 func (f *Filter) OnDestroy() {
+	f.awaitDuplex()
 	f.closeUpstream(errDownstream)
 	if f.rm != nil {
 		f.retry.release(f.rm)

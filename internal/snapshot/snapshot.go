@@ -61,7 +61,9 @@ func Build(b *bootstrapv3.Bootstrap, deps Deps) (*Snapshot, error) {
 var supportedListenerFields = []string{
 	"name", "address", "filter_chains", "default_filter_chain", "per_connection_buffer_limit_bytes",
 	"traffic_direction", "metadata", "listener_filters", "listener_filters_timeout",
-	"continue_on_listener_filters_timeout",
+	"continue_on_listener_filters_timeout", "filter_chain_matcher",
+	// udp_listener_config: QUIC listeners (HTTP/3), checked in buildQUIC.
+	"udp_listener_config",
 	// drain_type: a changed or removed listener drains whatever its value
 	// (Envoy: MODIFY_ONLY drains "only in response to ... LDS
 	// update/remove", DEFAULT also on /healthcheck/fail,
@@ -78,9 +80,7 @@ var supportedChainFields = []string{
 }
 
 var listenerIssues = map[string]string{
-	"filter_chain_matcher": "#5",
-	"use_original_dst":     "#5",
-	"udp_listener_config":  "#6",
+	"use_original_dst": "#5",
 }
 
 // defaultListenerFiltersTimeout is Envoy's listener_filters_timeout
@@ -115,11 +115,30 @@ func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Co
 	cfg.ListenerFilters = lfs
 	var matches []listener.ChainMatch
 	chainsOK := true
+	// Envoy: with filter_chain_matcher "the filter chain match field is
+	// ignored and should not be set", and "all filter chains in a listener
+	// are uniquely named"
+	// (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/matching/matching_listener).
+	unified := l.GetFilterChainMatcher() != nil
+	names := map[string]int{}
 	for j, fc := range l.GetFilterChains() {
 		fpath := fmt.Sprintf("%s.filter_chains[%d]", path, j)
+		if unified {
+			if k, dup := names[fc.GetName()]; dup {
+				errs = append(errs, configerr.At(fpath+".name", "filter_chain_matcher requires uniquely named filter chains (%q is also filter_chains[%d])", fc.GetName(), k))
+				chainsOK = false
+			} else if fc.GetName() == "" {
+				errs = append(errs, configerr.At(fpath+".name", "filter_chain_matcher requires every filter chain to have a name"))
+				chainsOK = false
+			}
+			names[fc.GetName()] = j
+		}
 		m, merrs := buildChainMatch(fc.GetFilterChainMatch(), fpath+".filter_chain_match")
 		errs = append(errs, merrs...)
 		for k := range j {
+			if unified {
+				break
+			}
 			if proto.Equal(orEmptyMatch(l.GetFilterChains()[k].GetFilterChainMatch()), orEmptyMatch(fc.GetFilterChainMatch())) {
 				// Envoy: "filter chain '{}' has the same matching rules
 				// defined as '{}'" (FilterChainManagerImpl::verifyNoDuplicateMatchers).
@@ -149,7 +168,12 @@ func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Co
 	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
 		errs = append(errs, configerr.At(path+".filter_chains", "a listener needs at least one filter chain"))
 	}
-	if chainsOK && len(errs) == 0 {
+	if unified && chainsOK && len(errs) == 0 {
+		m, err := listener.BuildFilterChainMatcher(l.GetFilterChainMatcher(), cfg.Chains, cfg.Default, path+".filter_chain_matcher")
+		errs = append(errs, configerr.Collect(err, "", nil)...)
+		cfg.FilterChainMatcher = m
+	}
+	if !unified && chainsOK && len(errs) == 0 {
 		m, err := listener.NewChainMatcher(cfg.Chains, matches, cfg.Default)
 		var oe *listener.OverlapError
 		if errors.As(err, &oe) {
@@ -157,6 +181,7 @@ func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Co
 		}
 		cfg.Matcher = m
 	}
+	errs = append(errs, buildQUIC(l, cfg, path)...)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
@@ -230,9 +255,6 @@ func socketAddress(a *corev3.Address, path string) (string, *configerr.FieldErro
 	sa := a.GetSocketAddress()
 	if sa == nil {
 		return "", configerr.At(path, "only socket_address is supported by herald")
-	}
-	if sa.GetProtocol() != corev3.SocketAddress_TCP {
-		return "", configerr.At(path+".socket_address.protocol", "UDP listeners are not supported by herald yet (#6)")
 	}
 	if sa.GetNamedPort() != "" {
 		return "", configerr.At(path+".socket_address.named_port", "named_port is not supported; use port_value")

@@ -178,6 +178,9 @@ type Info struct {
 	RequestID          string
 	// RequestedServerName is the SNI the client sent.
 	RequestedServerName string
+	// JA3Hash is the client's JA3 fingerprint (MD5, lowercase hex) when
+	// tls_inspector computed it, else "" (%TLS_JA3_FINGERPRINT%).
+	JA3Hash string
 
 	// UpstreamRequestAttemptCount is how many times the request was tried
 	// upstream; 0 when it never was (%UPSTREAM_REQUEST_ATTEMPT_COUNT%).

@@ -61,6 +61,9 @@ func newCert(t *testing.T, o certOpts) *testCert {
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
+	if o.isCA {
+		tmpl.KeyUsage |= x509.KeyUsageCRLSign
+	}
 	parent, signer := tmpl, key
 	if o.parent != nil {
 		parent, signer = o.parent.cert, o.parent.key

@@ -287,8 +287,6 @@ common_tls_context:
 		{name: "unknown curve", yaml: serverYAML(p, "  tls_params: { ecdh_curves: [X448] }\n"), wantErr: `ecdh_curves[0]: curve "X448" is not supported by herald`},
 		{name: "minimum above maximum", yaml: serverYAML(p, "  tls_params: { tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_2 }\n"),
 			wantErr: "tls_minimum_protocol_version TLSv1.3 is above tls_maximum_protocol_version TLSv1.2"},
-		{name: "CRL refused with its issue", yaml: serverYAML(p, "  validation_context: { crl: { inline_string: x } }\n"),
-			wantErr: "ctx.common_tls_context.validation_context.crl: crl is not supported by herald yet (#5)"},
 		{name: "unknown static secret", yaml: "common_tls_context: { tls_certificate_sds_secret_configs: [ { name: s } ] }\n",
 			wantErr: "ctx.common_tls_context.tls_certificate_sds_secret_configs[0].name: unknown static secret: s"},
 		{name: "key does not match", yaml: "common_tls_context: { tls_certificates: [ { certificate_chain: { inline_string: " + fmt.Sprintf("%q", p.server.certPEM) +

@@ -63,6 +63,10 @@ type validator struct {
 	// verify_certificate_hash or match_typed_subject_alt_names is set
 	// (common.proto, trusted_ca).
 	required bool
+	// crls are the crl revocation lists; with onlyLeafCRL only the leaf
+	// is checked against them (only_verify_leaf_cert_crl).
+	crls        []*x509.RevocationList
+	onlyLeafCRL bool
 }
 
 type sanMatcher struct {
@@ -78,11 +82,11 @@ type sanMatcher struct {
 var validationFields = []string{
 	"trusted_ca", "verify_certificate_spki", "verify_certificate_hash",
 	"match_typed_subject_alt_names", "match_subject_alt_names", "allow_expired_certificate",
-	"trust_chain_verification",
+	"trust_chain_verification", "crl", "only_verify_leaf_cert_crl",
 }
 
 // validationIssues names the issue of validation fields herald refuses.
-var validationIssues = map[string]string{"crl": "#5", "watched_directory": "#5"}
+var validationIssues = map[string]string{"watched_directory": "#5"}
 
 func buildValidator(vc *tlsv3.CertificateValidationContext, path string) (*validator, configerr.List) {
 	errs := configerr.RejectUnlisted(vc, path, validationIssues, validationFields...)
@@ -99,6 +103,15 @@ func buildValidator(vc *tlsv3.CertificateValidationContext, path string) (*valid
 			if !v.roots.AppendCertsFromPEM(pem) {
 				errs = append(errs, configerr.At(path+".trusted_ca", "no PEM certificate found"))
 			}
+		}
+	}
+	if crl := vc.GetCrl(); crl != nil {
+		v.crls = buildCRLs(crl, path+".crl", &errs)
+		v.onlyLeafCRL = vc.GetOnlyVerifyLeafCertCrl()
+		if vc.GetTrustedCa() == nil {
+			// Envoy (CertificateValidationContextConfigImpl): "Failed to
+			// load CRL from <source> without trusted CA".
+			errs = append(errs, configerr.At(path+".crl", "a CRL needs trusted_ca"))
 		}
 	}
 	for i, h := range vc.GetVerifyCertificateHash() {
@@ -169,8 +182,14 @@ func (v *validator) verify(cs tls.ConnectionState) error {
 		if v.allowExpired && time.Now().After(leaf.NotAfter) {
 			opts.CurrentTime = leaf.NotAfter.Add(-time.Second)
 		}
-		if _, err := leaf.Verify(opts); err != nil {
+		chains, err := leaf.Verify(opts)
+		if err != nil {
 			return &verifyError{kind: ErrVerifyChain, cause: err}
+		}
+		if len(v.crls) > 0 {
+			if err := v.checkCRLs(chains); err != nil {
+				return &verifyError{kind: ErrVerifyChain, cause: err}
+			}
 		}
 	}
 	if len(v.sans) > 0 && !v.matchSAN(leaf) {

@@ -337,10 +337,10 @@ func TestGRPCLocalReplies(t *testing.T) {
 				_, err := client.UnaryCall(withCase(ctx, "timeout"), &testgrpc.SimpleRequest{})
 				return err
 			}},
-		// The client allows 10 s; grpc_timeout_header_max caps herald's
-		// timeout at 0.2 s.
-		{name: "grpc-timeout capped by grpc_timeout_header_max", wantCode: codes.Unavailable, wantMessage: "upstream request timeout",
-			gap: "internal/router parses max_stream_duration.grpc_timeout_header_max but does not apply grpc-timeout (#6)",
+		// The client allows 3 s (its grpc-timeout header);
+		// grpc_timeout_header_max caps herald's stream duration at 0.2 s:
+		// Envoy's onStreamMaxDurationReached answers DEADLINE_EXCEEDED.
+		{name: "grpc-timeout capped by grpc_timeout_header_max", wantCode: codes.DeadlineExceeded, wantMessage: "downstream duration timeout",
 			call: func(ctx context.Context) error {
 				_, err := client.UnaryCall(withCase(ctx, "grpc-timeout"), &testgrpc.SimpleRequest{})
 				return err

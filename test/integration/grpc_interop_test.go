@@ -93,21 +93,10 @@ func h2Cluster(name, addr string) string {
 `, name, name, host, port)
 }
 
-// interopHalfDuplex are the cases whose client waits for a response
-// before it ends its request (bidirectional ping-pong). herald's router
-// reads the upstream response only once the request has ended, so these
-// wait until the client's deadline: full-duplex streaming is the open part
-// of issue #6 (noted in its progress note), not a herald answer that
-// differs from Envoy's.
-var interopHalfDuplex = map[string]bool{"ping_pong": true, "cancel_after_first_response": true, "custom_metadata": true}
-
 func runInteropCases(t *testing.T, client, addr string, extra ...string) {
 	host, port, _ := net.SplitHostPort(addr)
 	for _, tc := range interopCases {
 		t.Run(tc, func(t *testing.T) {
-			if interopHalfDuplex[tc] {
-				t.Skip("needs full-duplex streaming through the router (#6, not done yet)")
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			args := append([]string{"--server_host=" + host, "--server_port=" + port, "--test_case=" + tc}, extra...)

@@ -107,12 +107,12 @@ func (as *stream) BufferRequestBody(max int) ([]byte, *hhttp.Headers, error) {
 		if len(prevBody) > 0 || (prevEnd && prevTrailers == nil) {
 			as.decodeDataFrom(from, prevBody, prevEnd && prevTrailers == nil)
 		}
-		if prevTrailers != nil && !as.responseComplete {
+		if prevTrailers != nil && !as.responseDone() {
 			as.decodeTrailersFrom(from, prevTrailers)
 		}
 	}
 	as.readBody()
-	if rb.eof && !as.responseComplete {
+	if rb.eof && !as.responseDone() {
 		// The codec's body ended (a filter before this one may have held
 		// end of stream back without answering): what arrived is all.
 		rb.end = true
@@ -122,7 +122,7 @@ func (as *stream) BufferRequestBody(max int) ([]byte, *hhttp.Headers, error) {
 	if cap(rb.body) > cap(rb.store) && !prevHeld {
 		rb.store = rb.body[:0]
 	}
-	if as.responseComplete {
+	if as.responseDone() {
 		rb.body, rb.trailers = nil, nil
 		return nil, nil, errStreamEnded
 	}
@@ -160,13 +160,13 @@ func (as *stream) flushBufferedBody() {
 	rb := &as.rb
 	from, body, end, t := rb.at+1, rb.body, rb.end, rb.trailers
 	rb.held, rb.body, rb.trailers = false, nil, nil
-	if as.responseComplete || from >= as.decodeLimit {
+	if as.responseDone() || from >= as.decodeLimit {
 		return
 	}
 	if len(body) > 0 || (end && t == nil) {
 		as.decodeDataFrom(from, body, end && t == nil)
 	}
-	if t != nil && !as.responseComplete {
+	if t != nil && !as.responseDone() {
 		as.decodeTrailersFrom(from, t)
 	}
 }

@@ -21,6 +21,8 @@ const (
 	Auto CodecType = iota
 	HTTP1
 	HTTP2
+	// HTTP3 serves HTTP/3 on QUIC connections (UDP listeners only).
+	HTTP3
 )
 
 // ServerHeaderTransformation is HttpConnectionManager.server_header_transformation.
@@ -161,6 +163,8 @@ type Stats struct {
 	DownstreamCxHTTP1Active   *stats.Gauge
 	DownstreamCxHTTP2Total    *stats.Counter
 	DownstreamCxHTTP2Active   *stats.Gauge
+	DownstreamCxHTTP3Total    *stats.Counter
+	DownstreamCxHTTP3Active   *stats.Gauge
 	DownstreamCxDestroy       *stats.Counter
 	DownstreamCxDestroyRemote *stats.Counter
 	DownstreamCxDestroyLocal  *stats.Counter
@@ -171,23 +175,27 @@ type Stats struct {
 	DownstreamCxDrainClose    *stats.Counter
 	DownstreamCxLength        *stats.Histogram
 
-	DownstreamRqTotal           *stats.Counter
-	DownstreamRqHTTP1Total      *stats.Counter
-	DownstreamRqHTTP2Total      *stats.Counter
-	DownstreamRqActive          *stats.Gauge
-	DownstreamRqCompleted       *stats.Counter
-	DownstreamRqXX              [6]*stats.Counter // index 1..5
-	DownstreamRqTime            *stats.Histogram
-	DownstreamRqIdleTimeout     *stats.Counter
-	DownstreamRqTimeout         *stats.Counter
-	DownstreamRqHeaderTimeout   *stats.Counter
-	DownstreamRqTooLarge        *stats.Counter
-	DownstreamRqRxReset         *stats.Counter
-	DownstreamRqTxReset         *stats.Counter
-	DownstreamRqNonRelativePath *stats.Counter
-	DownstreamRqWsOnNonWsRoute  *stats.Counter
-	NoRoute                     *stats.Counter
-	RsTooLarge                  *stats.Counter
+	DownstreamRqTotal       *stats.Counter
+	DownstreamRqHTTP1Total  *stats.Counter
+	DownstreamRqHTTP2Total  *stats.Counter
+	DownstreamRqHTTP3Total  *stats.Counter
+	DownstreamRqActive      *stats.Gauge
+	DownstreamRqCompleted   *stats.Counter
+	DownstreamRqXX          [6]*stats.Counter // index 1..5
+	DownstreamRqTime        *stats.Histogram
+	DownstreamRqIdleTimeout *stats.Counter
+	DownstreamRqTimeout     *stats.Counter
+	// DownstreamRqMaxDurationReached counts streams ended by the route's
+	// max_stream_duration or grpc-timeout.
+	DownstreamRqMaxDurationReached *stats.Counter
+	DownstreamRqHeaderTimeout      *stats.Counter
+	DownstreamRqTooLarge           *stats.Counter
+	DownstreamRqRxReset            *stats.Counter
+	DownstreamRqTxReset            *stats.Counter
+	DownstreamRqNonRelativePath    *stats.Counter
+	DownstreamRqWsOnNonWsRoute     *stats.Counter
+	NoRoute                        *stats.Counter
+	RsTooLarge                     *stats.Counter
 
 	// perListener caches the listener.<address>.http.<prefix>.* stats by
 	// listener stat prefix; looked up once per connection.
@@ -204,6 +212,8 @@ func NewStats(store *stats.Store, statPrefix string) *Stats {
 		DownstreamCxHTTP1Active:   sc.Gauge("downstream_cx_http1_active"),
 		DownstreamCxHTTP2Total:    sc.Counter("downstream_cx_http2_total"),
 		DownstreamCxHTTP2Active:   sc.Gauge("downstream_cx_http2_active"),
+		DownstreamCxHTTP3Total:    sc.Counter("downstream_cx_http3_total"),
+		DownstreamCxHTTP3Active:   sc.Gauge("downstream_cx_http3_active"),
 		DownstreamCxDestroy:       sc.Counter("downstream_cx_destroy"),
 		DownstreamCxDestroyRemote: sc.Counter("downstream_cx_destroy_remote"),
 		DownstreamCxDestroyLocal:  sc.Counter("downstream_cx_destroy_local"),
@@ -214,22 +224,24 @@ func NewStats(store *stats.Store, statPrefix string) *Stats {
 		DownstreamCxDrainClose:    sc.Counter("downstream_cx_drain_close"),
 		DownstreamCxLength:        sc.Histogram("downstream_cx_length_ms", stats.Milliseconds),
 
-		DownstreamRqTotal:           sc.Counter("downstream_rq_total"),
-		DownstreamRqHTTP1Total:      sc.Counter("downstream_rq_http1_total"),
-		DownstreamRqHTTP2Total:      sc.Counter("downstream_rq_http2_total"),
-		DownstreamRqActive:          sc.Gauge("downstream_rq_active"),
-		DownstreamRqCompleted:       sc.Counter("downstream_rq_completed"),
-		DownstreamRqTime:            sc.Histogram("downstream_rq_time", stats.Milliseconds),
-		DownstreamRqIdleTimeout:     sc.Counter("downstream_rq_idle_timeout"),
-		DownstreamRqTimeout:         sc.Counter("downstream_rq_timeout"),
-		DownstreamRqHeaderTimeout:   sc.Counter("downstream_rq_header_timeout"),
-		DownstreamRqTooLarge:        sc.Counter("downstream_rq_too_large"),
-		DownstreamRqRxReset:         sc.Counter("downstream_rq_rx_reset"),
-		DownstreamRqTxReset:         sc.Counter("downstream_rq_tx_reset"),
-		DownstreamRqNonRelativePath: sc.Counter("downstream_rq_non_relative_path"),
-		DownstreamRqWsOnNonWsRoute:  sc.Counter("downstream_rq_ws_on_non_ws_route"),
-		NoRoute:                     sc.Counter("no_route"),
-		RsTooLarge:                  sc.Counter("rs_too_large"),
+		DownstreamRqTotal:              sc.Counter("downstream_rq_total"),
+		DownstreamRqHTTP1Total:         sc.Counter("downstream_rq_http1_total"),
+		DownstreamRqHTTP2Total:         sc.Counter("downstream_rq_http2_total"),
+		DownstreamRqHTTP3Total:         sc.Counter("downstream_rq_http3_total"),
+		DownstreamRqActive:             sc.Gauge("downstream_rq_active"),
+		DownstreamRqCompleted:          sc.Counter("downstream_rq_completed"),
+		DownstreamRqTime:               sc.Histogram("downstream_rq_time", stats.Milliseconds),
+		DownstreamRqIdleTimeout:        sc.Counter("downstream_rq_idle_timeout"),
+		DownstreamRqTimeout:            sc.Counter("downstream_rq_timeout"),
+		DownstreamRqMaxDurationReached: sc.Counter("downstream_rq_max_duration_reached"),
+		DownstreamRqHeaderTimeout:      sc.Counter("downstream_rq_header_timeout"),
+		DownstreamRqTooLarge:           sc.Counter("downstream_rq_too_large"),
+		DownstreamRqRxReset:            sc.Counter("downstream_rq_rx_reset"),
+		DownstreamRqTxReset:            sc.Counter("downstream_rq_tx_reset"),
+		DownstreamRqNonRelativePath:    sc.Counter("downstream_rq_non_relative_path"),
+		DownstreamRqWsOnNonWsRoute:     sc.Counter("downstream_rq_ws_on_non_ws_route"),
+		NoRoute:                        sc.Counter("no_route"),
+		RsTooLarge:                     sc.Counter("rs_too_large"),
 	}
 	for i := 1; i <= 5; i++ {
 		s.DownstreamRqXX[i] = sc.Counter("downstream_rq_" + string(rune('0'+i)) + "xx")

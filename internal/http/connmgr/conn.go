@@ -13,6 +13,7 @@ import (
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/codec/http1"
 	"github.com/herald-proxy/herald/internal/http/codec/http2"
+	"github.com/herald-proxy/herald/internal/http/codec/http3"
 	"github.com/herald-proxy/herald/internal/network"
 )
 
@@ -30,7 +31,8 @@ type conn struct {
 	cfg      *Config
 	nc       *network.Conn
 	raw      net.Conn
-	http2    bool
+	http2    bool // multiplexed: HTTP/2 or HTTP/3
+	http3    bool
 	state    atomic.Int32
 	draining atomic.Bool
 	drainCh  chan struct{}
@@ -55,7 +57,8 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 	c.raw = &countingConn{Conn: sockio.Wrap(nc.Conn), rx: st.DownstreamCxRxBytesTotal, tx: st.DownstreamCxTxBytesTotal}
 
 	codec := cfg.Codec
-	if codec == Auto {
+	qc, isQUIC := nc.Conn.(http3.Conn)
+	if codec == Auto && !isQUIC {
 		switch nc.ALPN {
 		case "h2":
 			codec = HTTP2
@@ -82,7 +85,15 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 	unregister := nc.OnDrain(c.onDrain)
 	opts := cfg.serverOptions(nc.TLS)
 	var err error
-	if codec == HTTP2 {
+	if isQUIC {
+		// A QUIC listener's connection: HTTP/3 is the only codec on it
+		// (the snapshot requires codec_type HTTP3 there).
+		c.http2, c.http3 = true, true
+		st.DownstreamCxHTTP3Total.Inc()
+		st.DownstreamCxHTTP3Active.Inc()
+		err = http3.Serve(qc.QUICConn(), opts, c, c.drainCh)
+		st.DownstreamCxHTTP3Active.Dec()
+	} else if codec == HTTP2 {
 		c.http2 = true
 		st.DownstreamCxHTTP2Total.Inc()
 		st.DownstreamCxHTTP2Active.Inc()

@@ -7,6 +7,11 @@
 // answers local replies, enforces stream and connection timeouts, counts the
 // http.<stat_prefix>.* stats and writes access logs.
 //
+// A stream runs on one goroutine, except that a filter may hand the response
+// to one other goroutine while request events go on (full-duplex streaming,
+// httpfilter.ConcurrentEncoder; concurrent.go). HTTP/1.1 upgrades are
+// refused with Envoy's 403 until they are proxied (upgrade.go).
+//
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/http_conn_man
 //
 // The extension envoy.filters.network.http_connection_manager translates its

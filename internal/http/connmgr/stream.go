@@ -66,6 +66,10 @@ type stream struct {
 	// aborter is the filter to wake when the stream is aborted.
 	aborter httpfilter.Aborter
 
+	// conc is the done channel of a filter encoding the response on
+	// another goroutine (concurrent.go); nil otherwise. Decode side only.
+	conc <-chan struct{}
+
 	// Request body buffering (bufferbody.go); all zero unless a filter
 	// called BufferRequestBody.
 	rb requestBuffer
@@ -81,6 +85,7 @@ const (
 	noTimeout int32 = iota
 	idleTimeout
 	requestTimeout
+	durationTimeout // the route's max_stream_duration / grpc-timeout (duration.go)
 )
 
 var streamPool = sync.Pool{New: func() any { return &stream{} }}
@@ -134,12 +139,15 @@ func (as *stream) begin(c *conn, s hhttp.ServerStream) {
 	as.info.DirectRemoteAddress = c.nc.DirectRemote
 	as.info.DownstreamRemoteAddress = c.nc.Remote
 	as.info.RequestedServerName = c.nc.ServerName
+	as.info.JA3Hash = c.nc.JA3Hash
 	as.remote = c.nc.Remote
 	h := s.RequestHeaders()
 	as.info.RequestHeaders = h
 	st := as.cfg.Stats
 	st.DownstreamRqTotal.Inc()
-	if c.http2 {
+	if c.http3 {
+		st.DownstreamRqHTTP3Total.Inc()
+	} else if c.http2 {
 		st.DownstreamRqHTTP2Total.Inc()
 	} else {
 		st.DownstreamRqHTTP1Total.Inc()
@@ -159,6 +167,8 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	}
 	as.armTimer()
 
+	// Before mutateRequestHeaders drops the hop-by-hop fields (upgrade.go).
+	upgrade := !c.http2 && isUpgrade(h)
 	if !as.checkRequest(h) || !as.mutateRequestHeaders(h) {
 		as.end()
 		return
@@ -169,6 +179,7 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	// http_filters[].disabled unless the route enables the filter).
 	// The route is resolved here anyway (the router needs it; it is cached).
 	disabler, _ := as.Route().(httpfilter.FilterDisabler)
+	as.armStreamDuration(h)
 	for _, f := range cfg.Filters {
 		off := f.Disabled
 		if disabler != nil {
@@ -187,6 +198,10 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 		as.encoders = append(as.encoders, e)
 	}
 	as.decodeLimit = len(as.filters)
+	if upgrade && as.rejectUpgrade() {
+		as.end()
+		return
+	}
 
 	endStream := s.RequestEndStream()
 	if endStream {
@@ -196,6 +211,7 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	if !endStream {
 		as.readBody()
 	}
+	as.awaitConcurrent()
 	if k := as.timedOutKind(); k != noTimeout && !as.responseComplete {
 		// A stream timeout fired while a filter waited (on the upstream).
 		as.onTimeout(k)
@@ -246,7 +262,7 @@ func (as *stream) readBody() {
 	own := network.GetCopyBuffer()
 	buf := *own
 	defer network.PutCopyBuffer(own)
-	for !as.responseComplete && !as.rb.sinkDone() {
+	for !as.responseDone() && !as.rb.sinkDone() {
 		n, err := as.s.ReadBody(buf)
 		if n > 0 {
 			as.touch()
@@ -279,6 +295,13 @@ func (as *stream) readBody() {
 // answers 400 (or the codec's status), a timeout answers 408, a reset ends
 // the stream.
 func (as *stream) onDownstreamReadError(err error) {
+	if as.stopConcurrent() && as.responseComplete && as.timedOutKind() == noTimeout {
+		// The concurrent encoder completed the response while the request
+		// was still open: the exchange is over, whatever the downstream
+		// does with the rest of its request.
+		as.closeConn = as.closeConn || !as.c.http2
+		return
+	}
 	as.closeConn = true
 	if k := as.timedOutKind(); k != noTimeout {
 		as.onTimeout(k)
@@ -301,6 +324,7 @@ func (as *stream) onDownstreamReadError(err error) {
 }
 
 func (as *stream) onTimeout(kind int32) {
+	as.stopConcurrent()
 	as.closeConn = true
 	switch kind {
 	case idleTimeout:
@@ -314,6 +338,8 @@ func (as *stream) onTimeout(kind int32) {
 		if !as.responseStarted {
 			as.sendLocalReply(408, "request timeout", "request_overall_timeout", nil)
 		}
+	case durationTimeout:
+		as.onMaxDuration()
 	}
 	as.responseComplete = true
 }
@@ -329,7 +355,7 @@ func (as *stream) decodeHeaders(h *hhttp.Headers, endStream bool) {
 		as.curDecode = i
 		st := d.DecodeHeaders(h, endStream)
 		as.curDecode = -1
-		if st == httpfilter.Stop || as.responseComplete {
+		if st == httpfilter.Stop || as.responseDone() {
 			as.decodeLimit = i + 1
 			break
 		}
@@ -358,7 +384,7 @@ func (as *stream) decodeDataFrom(from int, data []byte, endStream bool) {
 		as.curDecode = i
 		st := d.DecodeData(data, endStream)
 		as.curDecode = prev
-		if st == httpfilter.Stop || as.responseComplete {
+		if st == httpfilter.Stop || as.responseDone() {
 			return
 		}
 	}
@@ -383,7 +409,7 @@ func (as *stream) decodeTrailersFrom(from int, t *hhttp.Headers) {
 		as.curDecode = i
 		st := d.DecodeTrailers(t)
 		as.curDecode = prev
-		if st == httpfilter.Stop || as.responseComplete {
+		if st == httpfilter.Stop || as.responseDone() {
 			return
 		}
 	}
@@ -615,6 +641,12 @@ func (as *stream) armTimerWith(idle time.Duration) {
 	if idle <= 0 && req <= 0 {
 		return
 	}
+	as.armWatchdog(idle, req)
+}
+
+// armWatchdog arms the stream's watchdog with the idle and request
+// timeouts (0: none).
+func (as *stream) armWatchdog(idle, req time.Duration) {
 	wd := as.c.wd
 	if wd == nil || as.c.http2 {
 		wd = &watchdog{}

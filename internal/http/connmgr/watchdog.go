@@ -30,9 +30,13 @@ type watchdog struct {
 	timer   *time.Timer
 	idle    time.Duration
 	request time.Duration
-	start   time.Time
-	cancel  context.CancelFunc
-	aborter httpfilter.Aborter
+	// maxDur is the stream's maximum duration from start when hasMaxDur
+	// (the route's max_stream_duration or grpc-timeout; duration.go).
+	maxDur    time.Duration
+	hasMaxDur bool
+	start     time.Time
+	cancel    context.CancelFunc
+	aborter   httpfilter.Aborter
 }
 
 // arm starts watching a new stream. The timer is created once and reset
@@ -42,6 +46,7 @@ func (wd *watchdog) arm(start time.Time, idle, request time.Duration) {
 	wd.mu.Lock()
 	wd.armed = true
 	wd.idle, wd.request, wd.start = idle, request, start
+	wd.maxDur, wd.hasMaxDur = 0, false
 	wd.cancel, wd.aborter = nil, nil
 	wd.lastActivity.Store(start.UnixNano())
 	wd.reqDone.Store(false)
@@ -104,6 +109,10 @@ func (wd *watchdog) fire() {
 		return
 	}
 	now := time.Now()
+	if wd.hasMaxDur && now.Sub(wd.start) >= wd.maxDur {
+		wd.expireLocked(durationTimeout)
+		return
+	}
 	if wd.request > 0 && !wd.reqDone.Load() && now.Sub(wd.start) >= wd.request {
 		wd.expireLocked(requestTimeout)
 		return
@@ -122,9 +131,27 @@ func (wd *watchdog) fire() {
 			next = rem
 		}
 	}
+	if wd.hasMaxDur {
+		if rem := wd.start.Add(wd.maxDur).Sub(now); next == 0 || rem < next {
+			next = rem
+		}
+	}
 	if next > 0 {
 		wd.timer.Reset(next)
 	}
+}
+
+// setMaxDuration bounds the armed stream's duration to d from its start;
+// the timer re-evaluates at once (fire computes the next deadline of all
+// the stream's timeouts).
+func (wd *watchdog) setMaxDuration(d time.Duration) {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	if !wd.armed {
+		return
+	}
+	wd.maxDur, wd.hasMaxDur = d, true
+	wd.timer.Reset(0)
 }
 
 // expireLocked marks the stream timed out and wakes its goroutine: the

@@ -373,9 +373,11 @@ scoped_routes:
 			wantErr: ".tracing: tracing is not supported by herald yet",
 		},
 		{
-			name:    "codec_type HTTP3",
-			config:  "stat_prefix: s\ncodec_type: HTTP3\n" + routeToBackend + router,
-			wantErr: ".codec_type: codec_type HTTP3 is not supported by herald yet (#6)",
+			// codec_type HTTP3 builds (the listener checks it is a QUIC
+			// one); its protocol options do not yet.
+			name:    "http3_protocol_options",
+			config:  "stat_prefix: s\ncodec_type: HTTP3\nhttp3_protocol_options: { allow_extended_connect: true }\n" + routeToBackend + router,
+			wantErr: ".http3_protocol_options: http3_protocol_options is not supported by herald yet (#6)",
 		},
 		{
 			name:    "normalize_path",

@@ -121,6 +121,9 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 		cfg.Codec = connmgr.HTTP1
 	case hcmv3.HttpConnectionManager_HTTP2:
 		cfg.Codec = connmgr.HTTP2
+	case hcmv3.HttpConnectionManager_HTTP3:
+		// Only valid on a QUIC listener; the snapshot checks the pairing.
+		cfg.Codec = connmgr.HTTP3
 	default:
 		errs = append(errs, configerr.At(path+".codec_type", "codec_type %s is not supported by herald yet (#6)", p.GetCodecType()))
 	}

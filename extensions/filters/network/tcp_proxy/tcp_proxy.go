@@ -182,6 +182,7 @@ func (f *Filter) ServeConn(c *network.Conn) {
 		DownstreamLocalAddress:  c.Local,
 		DirectRemoteAddress:     c.DirectRemote,
 		RequestedServerName:     c.ServerName,
+		JA3Hash:                 c.JA3Hash,
 	}
 	defer func() {
 		info.EndTime = time.Now()

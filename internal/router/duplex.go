@@ -1,0 +1,237 @@
+package router
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/network"
+	"github.com/herald-proxy/herald/internal/upstream"
+)
+
+// Full-duplex streaming. A request whose body follows its headers, sent to
+// an HTTP/2 upstream, has its response read on a goroutine of its own
+// while DecodeData goes on writing the request upstream, as Envoy's router
+// streams both directions at once: an upstream may answer before the
+// request ends (gRPC bidirectional streams: ping-pong, cancel after the
+// first response). The response goroutine encodes downstream under the
+// connection manager's httpfilter.ConcurrentEncoder contract; the router's
+// last decode event (or OnDestroy, after the stream was aborted) waits for
+// it.
+//
+// Duplex mode is used only when nothing needs the request to be complete
+// before the response is read: no retry policy in force, no per-try
+// timeouts, no hedging, no mirrors. Envoy retries a streaming request only
+// while its body is still buffered and no response byte went downstream;
+// herald keeps such requests half-duplex instead (the response is read once
+// the request ended, which lets retries replay the buffered body), so a
+// bidirectional stream on a route with a retry policy still needs the
+// request to end first. HTTP/1.1 upstreams are half-duplex too (one
+// net.Conn per exchange), as are HTTP/1.1 downstreams (their codec's read
+// and write halves share buffers; the connection manager refuses).
+//
+// Ownership while duplex: the decode side (the stream goroutine) touches
+// only dx (the upstream stream's write half and dx.failed); the response
+// goroutine owns every other field the response path uses (f.up, f.resp,
+// f.deadline, the circuit-breaker hold, stats). The route timeout starts
+// when the request ends (Envoy's onRequestComplete): the decode side then
+// publishes the deadline in dx.deadline and sets it on the upstream
+// stream, which resets the stream when it passes.
+type duplex struct {
+	up   hhttp.UpstreamStream
+	done chan struct{}
+	// deadline is the route timeout's deadline in Unix nanoseconds, set
+	// by the decode side when the request ended; 0 when none.
+	deadline atomic.Int64
+	// failed: writing the request failed (the upstream reset the stream
+	// or answered and stopped reading); the rest of the request is
+	// dropped and the response goroutine reports what happened. Decode
+	// side only.
+	failed bool
+}
+
+// errDuplexDone closes a duplex upstream stream once its response went
+// downstream: a request still being sent is cut off (its write fails), as
+// Envoy resets an upstream request whose response completed first.
+var errDuplexDone = errors.New("router: response complete")
+
+// startDuplex switches a request with a body to duplex mode when it can
+// (see above). Called at the end of DecodeHeaders once the request headers
+// went upstream.
+func (f *Filter) startDuplex() {
+	if f.h1 != nil || f.up == nil || f.retry.enabled() || f.perTry > 0 || f.perTryIdle > 0 ||
+		f.hedge || f.mirror.targets != nil {
+		return
+	}
+	ce, ok := f.cb.(httpfilter.ConcurrentEncoder)
+	if !ok {
+		return
+	}
+	dx := &duplex{up: f.up, done: make(chan struct{})}
+	if !ce.BeginConcurrentEncode(dx.done) {
+		return
+	}
+	f.dx = dx
+	// The route timeout starts with the end of the request.
+	f.deadline = time.Time{}
+	go f.duplexRespond(dx)
+}
+
+// duplexData is DecodeData in duplex mode.
+func (f *Filter) duplexData(data []byte, endStream bool) {
+	dx := f.dx
+	if !dx.failed && (len(data) > 0 || endStream) {
+		if err := dx.up.WriteData(data, endStream); err != nil {
+			dx.failed = true
+		}
+	}
+	if endStream {
+		f.duplexEnd()
+	}
+}
+
+// duplexTrailers is DecodeTrailers in duplex mode.
+func (f *Filter) duplexTrailers(t *hhttp.Headers) {
+	dx := f.dx
+	if !dx.failed {
+		if err := dx.up.WriteTrailers(t); err != nil {
+			dx.failed = true
+		}
+	}
+	f.duplexEnd()
+}
+
+// duplexEnd runs when the request ended: the route timeout starts, then
+// the decode side waits for the response goroutine.
+func (f *Filter) duplexEnd() {
+	dx := f.dx
+	if f.timeout > 0 {
+		select {
+		case <-dx.done:
+		default:
+			d := time.Now().Add(f.timeout)
+			dx.deadline.Store(d.UnixNano())
+			if rd, ok := dx.up.(readDeadliner); ok {
+				rd.SetReadDeadline(d)
+			}
+		}
+	}
+	<-dx.done
+	f.dx = nil
+	f.requestDone()
+}
+
+// awaitDuplex waits for a response goroutine still running when the
+// stream ends early (the connection manager cancelled the stream context,
+// which ends it).
+func (f *Filter) awaitDuplex() {
+	if f.dx != nil {
+		<-f.dx.done
+		f.dx = nil
+	}
+}
+
+// duplexRespond reads the response and encodes it downstream: finish's
+// response half, on the response goroutine, without retries.
+func (f *Filter) duplexRespond(dx *duplex) {
+	defer close(dx.done)
+	f.resp.Reset()
+	endStream, err := dx.up.ReadHeaders(&f.resp)
+	if err != nil {
+		f.closeUpstream(err)
+		if f.cb.Context().Err() != nil {
+			// The downstream went away or a stream timeout fired: the
+			// connection manager answers.
+			return
+		}
+		f.loadDuplexDeadline(dx)
+		if f.timedOut(err) {
+			f.upstreamReset(err)
+			return
+		}
+		f.host.RecordLocalOrigin(upstream.LocalOriginConnectFailed)
+		f.attemptFailed(resetReasonOf(err), err)
+		return
+	}
+	code := f.resp.StatusCode()
+	f.host.RecordResult(code)
+	f.cluster.RecordResponse(code)
+	if f.cluster.HealthChecked() && f.resp.Has(hdrImmediateHealthCheckFail) {
+		f.host.ImmediateHealthCheckFail()
+	}
+	f.cb.StreamInfo().ResponseCodeDetails = detailsViaUpstream
+	if !f.cfg.SuppressEnvoyHeaders {
+		f.resp.Set(hdrUpstreamServiceTime, strconv.FormatInt(time.Since(f.start).Milliseconds(), 10))
+	}
+	f.route.ApplyResponseHeaders(&f.resp, f.wc, f)
+	for _, c := range f.setCookies {
+		f.resp.Add("set-cookie", c)
+	}
+	if f.attemptResp {
+		f.resp.Set(hdrAttemptCount, attemptString(f.attempts))
+	}
+	if err := f.cb.EncodeHeaders(&f.resp, endStream); err != nil {
+		f.closeUpstream(err)
+		return
+	}
+	if endStream {
+		f.duplexComplete()
+		return
+	}
+	bp := network.GetCopyBuffer()
+	defer network.PutCopyBuffer(bp)
+	buf := *bp
+	for {
+		n, err := dx.up.ReadBody(buf)
+		if err == io.EOF {
+			tr := dx.up.Trailers()
+			if tr != nil && tr.Len() > 0 {
+				if n > 0 && f.cb.EncodeData(buf[:n], false) != nil {
+					f.closeUpstream(errDownstream)
+					return
+				}
+				if f.cb.EncodeTrailers(tr) != nil {
+					f.closeUpstream(errDownstream)
+					return
+				}
+			} else if f.cb.EncodeData(buf[:n], true) != nil {
+				f.closeUpstream(errDownstream)
+				return
+			}
+			f.duplexComplete()
+			return
+		}
+		if n > 0 && f.cb.EncodeData(buf[:n], false) != nil {
+			f.closeUpstream(errDownstream)
+			return
+		}
+		if err != nil {
+			f.closeUpstream(err)
+			f.loadDuplexDeadline(dx)
+			if !f.timedOut(err) {
+				f.host.RecordLocalOrigin(upstream.LocalOriginConnectFailed)
+			}
+			f.upstreamReset(err)
+			return
+		}
+	}
+}
+
+// duplexComplete releases the upstream stream after its response went
+// downstream; a request still being sent is cut off.
+func (f *Filter) duplexComplete() {
+	f.host.Stats.RqSuccess.Add(1)
+	f.closeUpstream(errDuplexDone)
+}
+
+// loadDuplexDeadline takes the route timeout's deadline the decode side
+// published, so that timedOut can tell a timeout from a reset.
+func (f *Filter) loadDuplexDeadline(dx *duplex) {
+	if d := dx.deadline.Load(); d != 0 {
+		f.deadline = time.Unix(0, d)
+	}
+}

@@ -391,11 +391,12 @@ func (sc *serverConn) processFrame(f xhttp2.Frame) error {
 		}
 		return nil
 	case *xhttp2.GoAwayFrame:
-		sc.mu.Lock()
-		sc.refuseNew, sc.closing = true, true
-		sc.lastID = sc.maxClientID
-		sc.maybeCloseLocked()
-		sc.mu.Unlock()
+		// A client's GOAWAY changes nothing for the server: Envoy "does
+		// nothing with remote go away frames" (ConnectionManagerImpl::
+		// onGoAway), so the connection keeps being served — PINGs
+		// answered, open streams finished — until the client closes it or
+		// the idle timeout ends it. Closing at once raced with frames the
+		// client sent after its GOAWAY (h2spec http2/7/1).
 		return nil
 	case *xhttp2.PushPromiseFrame:
 		// A client must not push (RFC 9113 §8.4).

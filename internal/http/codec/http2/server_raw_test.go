@@ -447,7 +447,10 @@ func TestServerRawGoAway(t *testing.T) {
 		rc.waitEOF()
 	})
 
-	t.Run("client_goaway_closes_when_idle", func(t *testing.T) {
+	// Envoy does nothing with a client's GOAWAY (ConnectionManagerImpl::
+	// onGoAway): the connection stays usable — a PING sent after it is
+	// answered (h2spec http2/7/1) — until the client closes it.
+	t.Run("client_goaway_keeps_the_connection", func(t *testing.T) {
 		ts := startServer(t, hhttp.ServerOptions{}, streamFunc(h2specHandler), nil)
 		rc := dialRaw(t, ts.addr)
 		rc.headers(1, true, getReq...)
@@ -455,8 +458,12 @@ func TestServerRawGoAway(t *testing.T) {
 			d, ok := f.(*xhttp2.DataFrame)
 			return ok && d.StreamEnded()
 		})
-		_ = rc.fr.WriteGoAway(0, xhttp2.ErrCodeNo, nil)
-		rc.waitEOF()
+		_ = rc.fr.WriteGoAway(0, xhttp2.ErrCode(0x1ff), nil)
+		_ = rc.fr.WritePing(false, [8]byte{'h', '2', 's', 'p', 'e', 'c'})
+		rc.waitFor("PING ack", func(f xhttp2.Frame) bool {
+			p, ok := f.(*xhttp2.PingFrame)
+			return ok && p.IsAck()
+		})
 	})
 }
 

@@ -72,6 +72,27 @@ type Config struct {
 	Inbound bool
 }
 
+// SocketNetwork returns the protocol of the socket c binds: "udp" for a QUIC
+// listener, else "tcp".
+func (c *Config) SocketNetwork() string {
+	if c.Network == "udp" {
+		return "udp"
+	}
+	return "tcp"
+}
+
+// SameSocket reports whether a listener of config o can run on the socket
+// bound for c: same address and same protocol (TCP or UDP). When it cannot,
+// an update binds a new socket and the old one drains and is removed.
+//
+// Envoy (ListenerManagerImpl::setupSocketFactoryForListener): the existing
+// socket is reused only if the listener has a compatible address (same
+// addresses and same socket type); otherwise a new listen socket is created
+// (https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/lds#config-listeners-lds).
+func (c *Config) SameSocket(o *Config) bool {
+	return c.Address == o.Address && c.SocketNetwork() == o.SocketNetwork()
+}
+
 // Listener is one running listener: a bound socket and the config its new
 // connections use. Its config can be replaced while it runs (Update): the
 // socket stays bound, new connections take the new config at once, and the
@@ -79,6 +100,8 @@ type Config struct {
 type Listener struct {
 	ln    net.Listener
 	bound netip.AddrPort
+	// network is the socket's protocol, "tcp" or "udp" (QUIC).
+	network string
 	// statPrefix is "listener.<bound address>.".
 	statPrefix string
 	stats      listenerStats
@@ -172,6 +195,7 @@ func Bind(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, erro
 		defer ql.setOwner(l)
 	}
 	l.bound = network.AddrPortOf(ln.Addr())
+	l.network = cfg.SocketNetwork()
 	l.statPrefix = StatPrefix(l.bound)
 	sc := store.Scope(l.statPrefix)
 	l.scope = sc
@@ -230,13 +254,19 @@ func (l *Listener) Close() { l.CloseAll() }
 // answers their next response with connection: close and closes idle ones,
 // HTTP/2 sends GOAWAY) and closed when drainTime has passed. The returned
 // channel is closed when the previous config's last connection has ended.
-// cfg.Address must be the bound one; Update does not rebind.
+// cfg must be able to run on the bound socket (Config.SameSocket: same
+// address, same protocol); Update does not rebind and panics otherwise.
 //
 // Envoy: "when a listener is updated, an entirely new listener is created
 // (if the listener's address is unchanged, the new one uses the same listen
 // socket)" and the old one drains for --drain-time-s
 // (https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/lds#config-listeners-lds).
 func (l *Listener) Update(cfg *Config, drainTime time.Duration) <-chan struct{} {
+	if cfg.SocketNetwork() != l.network {
+		// A caller bug: a TCP socket must never serve a QUIC config (or
+		// the reverse).
+		panic(fmt.Sprintf("listener %s: Update from a %s socket to a %s config", cfg.Name, l.network, cfg.SocketNetwork()))
+	}
 	g := l.newGeneration(cfg)
 	l.mu.Lock()
 	old := l.cur.Swap(g)
@@ -307,6 +337,19 @@ func (l *Listener) Config() *Config { return l.cur.Load().cfg }
 
 // Bound returns the address the socket is bound to (port 0 resolved).
 func (l *Listener) Bound() netip.AddrPort { return l.bound }
+
+// Network returns the socket's protocol: "tcp", or "udp" for a QUIC
+// listener.
+func (l *Listener) Network() string { return l.network }
+
+// LocalAddr returns the bound address with its protocol: a *net.TCPAddr,
+// or a *net.UDPAddr for a QUIC listener (what /listeners reports).
+func (l *Listener) LocalAddr() net.Addr {
+	if l.network == "udp" {
+		return net.UDPAddrFromAddrPort(l.bound)
+	}
+	return net.TCPAddrFromAddrPort(l.bound)
+}
 
 func (l *Listener) acceptLoop(ctx context.Context) {
 	defer l.wg.Done()

@@ -101,6 +101,12 @@ func listenerKey(l *listenerv3.Listener) string {
 	return fmt.Sprintf("addr:%s:%d", sa.GetAddress(), sa.GetPortValue())
 }
 
+// socketKey is the protocol and address of the socket cfg binds, matching
+// Listener.Network and Config.Address of a running listener.
+func socketKey(cfg *listener.Config) string {
+	return cfg.SocketNetwork() + " " + cfg.Address
+}
+
 // fixedPort reports whether addr ("host:port") names a port, so that a
 // socket bound to it can be handed to another listener with that address.
 func fixedPort(addr string) bool {
@@ -162,19 +168,23 @@ func (s *Server) prepare(ctx context.Context, r Resources) (*plan, error) {
 	// A new listener whose fixed address is held by a listener that leaves
 	// takes its socket over (no bind conflict, no gap): the pair is an
 	// update of that socket.
+	// Only a socket of the same protocol is taken over: a new QUIC (UDP)
+	// listener on the address of a leaving TCP listener binds its own
+	// socket, and the TCP one drains (Config.SameSocket).
 	byAddr := map[string]*runningListener{}
 	for _, rl := range running {
 		if !matched[rl] && fixedPort(rl.l.Config().Address) {
-			byAddr[rl.l.Config().Address] = rl
+			byAddr[rl.l.Network()+" "+rl.l.Config().Address] = rl
 		}
 	}
 	for i := range p.steps {
 		st := &p.steps[i]
 		if st.prev == nil && st.cfg != nil {
-			if rl := byAddr[st.cfg.Address]; rl != nil {
+			key := socketKey(st.cfg)
+			if rl := byAddr[key]; rl != nil {
 				st.prev = rl
 				matched[rl] = true
-				delete(byAddr, st.cfg.Address)
+				delete(byAddr, key)
 			}
 		}
 	}
@@ -213,14 +223,18 @@ func (s *Server) prepare(ctx context.Context, r Resources) (*plan, error) {
 }
 
 // bind binds every new socket of p before anything changes, so that a bind
-// failure rejects the whole update (the sockets p bound are released).
+// failure rejects the whole update (the sockets p bound are released). A
+// changed listener keeps its socket only when its address and protocol are
+// unchanged (Config.SameSocket); otherwise it gets a new socket here and the
+// old one drains in commitListeners, as Envoy does for a listener whose
+// address or socket type changed.
 // Removed listeners' sockets are still open here; a new listener reusing
 // their fixed address took them over in prepare.
 func (s *Server) bind(p *plan, r Resources) error {
 	var errs configerr.List
 	for i := range p.steps {
 		st := &p.steps[i]
-		if st.cfg == nil || st.prev != nil && st.prev.l.Config().Address == st.cfg.Address {
+		if st.cfg == nil || st.prev != nil && st.prev.l.Config().SameSocket(st.cfg) {
 			continue
 		}
 		l, err := listener.Bind(s.ctx, st.cfg, s.store)
@@ -292,7 +306,8 @@ func (s *Server) commitListeners(p *plan) {
 			next = append(next, &runningListener{proto: st.proto, l: st.bound, updated: now})
 			s.log.Info("listener started", "name", st.cfg.Name, "address", st.bound.Bound().String())
 			if st.prev != nil {
-				// Same name, new address: the old socket drains.
+				// Same name, new address or protocol (TCP <-> QUIC): the
+				// old socket drains.
 				draining = append(draining, st.prev.l.Remove(drain))
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"maps"
 	"net"
-	"net/netip"
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
@@ -67,10 +66,11 @@ func (s *Server) Listeners() []admin.ListenerStatus {
 	ls := s.listeners()
 	out := make([]admin.ListenerStatus, 0, len(ls))
 	for _, l := range ls {
-		b := l.Bound()
+		// A QUIC listener's socket is UDP: Envoy's /listeners reports
+		// socket_address.protocol UDP for it.
 		out = append(out, admin.ListenerStatus{
 			Name:  l.Name(),
-			Addrs: []net.Addr{net.TCPAddrFromAddrPort(netip.AddrPortFrom(b.Addr(), b.Port()))},
+			Addrs: []net.Addr{l.LocalAddr()},
 		})
 	}
 	return out

@@ -142,6 +142,10 @@ type Filter struct {
 	mirror      mirrorState
 	hedge       bool    // hedge_on_per_try_timeout (hedge.go)
 	dx          *duplex // full-duplex exchange (duplex.go)
+	// tlsOpts are the auto_sni/auto_san_validation options of the request
+	// and poolKey their pool key ("" without them: the default pools).
+	tlsOpts upstream.TLSOptions
+	poolKey string
 }
 
 var (
@@ -209,6 +213,12 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	rt.FinalizeRequestHeaders(h, wc, f, !f.cfg.SuppressEnvoyHeaders)
 	if rt.AutoHostRewrite() {
 		h.Set(hhttp.Authority, host.Hostname())
+	}
+	f.tlsOpts, f.poolKey = upstream.TLSOptions{}, ""
+	if cl.AutoSNI() {
+		// After the host rewrites, as Envoy's router.
+		f.tlsOpts = cl.TLSOptionsFor(h.Authority(), headerOrEmpty(h, cl.AutoSNIHeader()))
+		f.poolKey = f.tlsOpts.PoolKey()
 	}
 	f.headers = h
 	f.rm = cl.Resources(rt.Priority())
@@ -301,8 +311,12 @@ func (f *Filter) connect(fresh bool) error {
 		if !f.acquireRequest() {
 			return errOverflow
 		}
-		s, err := f.cfg.H2.NewStream(f.cb.Context(), host.Address(), func(ctx context.Context) (net.Conn, error) {
-			return cl.Dial(ctx, host)
+		key, opts := host.Address(), f.tlsOpts
+		if f.poolKey != "" {
+			key += "|" + f.poolKey // auto_sni: a pool per SNI
+		}
+		s, err := f.cfg.H2.NewStream(f.cb.Context(), key, func(ctx context.Context) (net.Conn, error) {
+			return cl.DialTLS(ctx, host, opts)
 		})
 		if err != nil {
 			f.releaseRequest()
@@ -314,7 +328,7 @@ func (f *Filter) connect(fresh bool) error {
 	}
 	var pc *h1Conn
 	if !fresh {
-		pc, _ = host.Idle().Get().(*h1Conn)
+		pc, _ = host.Idle().Sub(f.poolKey).Get().(*h1Conn)
 	}
 	f.reused = pc != nil
 	if pc == nil {
@@ -607,7 +621,7 @@ func (f *Filter) closeUpstream(err error) {
 		f.up = nil
 		if err == nil && pc.cc.Reusable() {
 			pc.nc.SetDeadline(time.Time{})
-			if f.host.Idle().Put(pc) {
+			if f.host.Idle().Sub(f.poolKey).Put(pc) {
 				// A request waiting for a connection may take it.
 				f.rm.ConnectionReleased()
 				return
@@ -718,3 +732,12 @@ func (f *Filter) OnDestroy() {
 
 // maxPooledBody bounds the retry buffer a pooled Filter keeps.
 const maxPooledBody = 64 << 10
+
+// headerOrEmpty is h's name header, "" when name is "" (no
+// override_auto_sni_header).
+func headerOrEmpty(h *hhttp.Headers, name string) string {
+	if name == "" {
+		return ""
+	}
+	return h.Get(name)
+}

@@ -488,7 +488,7 @@ func (f *Filter) newConn() (pc *h1Conn, reused bool, err error) {
 			return pc, pc != nil, err
 		}
 	}
-	nc, err := cl.Dial(ctx, host)
+	nc, err := cl.DialTLS(ctx, host, f.tlsOpts)
 	if err != nil {
 		return nil, false, err
 	}
@@ -508,7 +508,7 @@ func (f *Filter) waitConn(ctx context.Context) (*h1Conn, error) {
 	}
 	for {
 		ch, done := rm.WaitRelease()
-		if pc, _ := host.Idle().Get().(*h1Conn); pc != nil {
+		if pc, _ := host.Idle().Sub(f.poolKey).Get().(*h1Conn); pc != nil {
 			done()
 			return pc, nil
 		}

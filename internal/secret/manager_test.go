@@ -149,7 +149,15 @@ func TestProviderFromFile(t *testing.T) {
 		t.Error("a second reference to the same source and name made a second provider")
 	}
 	r := &recorder{}
-	m.Follow([]*Provider{p}, WeakWatcher(r), func() {})
+	// init installs what the provider already holds (the file may have
+	// been read before Follow); later secrets reach r as updates.
+	m.Follow([]*Provider{p}, WeakWatcher(r), func() {
+		if cur := p.Current(); cur != nil {
+			if commit, err := r.PrepareSecret(p, cur); err == nil {
+				commit()
+			}
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	m.WaitReady(ctx)

@@ -156,7 +156,8 @@ func (cl *Client) Config() *tls.Config { return cl.config.Load() }
 
 // Handshake runs the client handshake on conn until ctx ends (the
 // cluster's connect_timeout) and counts it into st (cluster.<name>.ssl.*;
-// nil counts nothing).
+// nil counts nothing). HandshakeOptions in ctx (WithHandshakeOptions)
+// adjust the SNI and the SAN check of this connection.
 func (cl *Client) Handshake(ctx context.Context, conn net.Conn, st *Stats) (*tls.Conn, error) {
 	cfg := cl.config.Load()
 	if cfg == nil {
@@ -164,6 +165,9 @@ func (cl *Client) Handshake(ctx context.Context, conn net.Conn, st *Stats) (*tls
 			st.SecretsNotReady.Inc()
 		}
 		return nil, ErrSecretsNotReady
+	}
+	if o, ok := ctx.Value(handshakeOptionsKey{}).(*HandshakeOptions); ok && o != nil {
+		cfg = withOptions(cfg, o)
 	}
 	tc := tls.Client(conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {

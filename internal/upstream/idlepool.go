@@ -23,6 +23,8 @@ type IdlePool struct {
 	mu     sync.Mutex
 	conns  []idleConn // oldest first; Get takes from the end
 	closed bool
+	// subs are the per-TLSOptions pools of an auto_sni cluster (Sub).
+	subs map[string]*IdlePool
 }
 
 type idleConn struct {
@@ -81,23 +83,67 @@ func (p *IdlePool) Len() int {
 	return len(p.conns)
 }
 
-// Prune closes connections past the idle timeout.
+// Prune closes connections past the idle timeout, in sub-pools too.
 func (p *IdlePool) Prune() {
 	now := p.now()
 	p.mu.Lock()
 	stale := p.pruneLocked(now)
+	subs := p.subList()
 	p.mu.Unlock()
 	closeAll(stale)
+	for _, s := range subs {
+		s.Prune()
+	}
 }
 
-// CloseAll closes every pooled connection and makes later Puts fail.
+// CloseAll closes every pooled connection, its sub-pools' too, and makes
+// later Puts fail.
 func (p *IdlePool) CloseAll() {
 	p.mu.Lock()
 	p.closed = true
 	stale := p.conns
 	p.conns = nil
+	subs := p.subList()
 	p.mu.Unlock()
 	closeAll(stale)
+	for _, s := range subs {
+		s.CloseAll()
+	}
+}
+
+// Sub returns the pool of connections made with the TLSOptions whose
+// PoolKey is key, created on first use with p's settings; "" is p itself.
+// A connection made for one SNI is never reused for another (Envoy keys
+// its pools by the transport socket options). Sub-pools live as long as
+// p; CloseAll and Prune reach them.
+func (p *IdlePool) Sub(key string) *IdlePool {
+	if key == "" {
+		return p
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.subs[key]
+	if s == nil {
+		s = &IdlePool{closed: p.closed}
+		s.init(p.timeout, p.max, p.now)
+		if p.subs == nil {
+			p.subs = make(map[string]*IdlePool)
+		}
+		p.subs[key] = s
+	}
+	return s
+}
+
+// subList copies p.subs; p.mu is held.
+func (p *IdlePool) subList() []*IdlePool {
+	if len(p.subs) == 0 {
+		return nil
+	}
+	out := make([]*IdlePool, 0, len(p.subs))
+	for _, s := range p.subs {
+		out = append(out, s)
+	}
+	return out
 }
 
 func (p *IdlePool) expired(ic idleConn, now time.Time) bool {

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -56,6 +57,10 @@ type httpOptions struct {
 	http1          *corev3.Http1ProtocolOptions
 	http2          *corev3.Http2ProtocolOptions
 	hasExplicitOpt bool
+	// auto_sni, auto_san_validation and override_auto_sni_header
+	// (lowercase) of upstream_http_protocol_options (autosni.go).
+	autoSNI, autoSAN bool
+	sniHeader        string
 }
 
 // parseHTTPOptions reads typed_extension_protocol_options and the deprecated
@@ -95,9 +100,10 @@ func parseHTTPOptions(c *clusterv3.Cluster, path string) (httpOptions, configerr
 		errs = append(errs, configerr.CheckFields(&hpo, kp, "common_http_protocol_options", "upstream_http_protocol_options",
 			"explicit_http_config", "use_downstream_protocol_config", "auto_config")...)
 		if u := hpo.GetUpstreamHttpProtocolOptions(); u != nil {
-			// auto_sni and auto_san_validation only matter with upstream TLS,
-			// which herald does not do yet.
-			errs = append(errs, configerr.CheckFields(u, kp+".upstream_http_protocol_options")...)
+			errs = append(errs, configerr.CheckFields(u, kp+".upstream_http_protocol_options",
+				"auto_sni", "auto_san_validation", "override_auto_sni_header")...)
+			o.autoSNI, o.autoSAN = u.GetAutoSni(), u.GetAutoSanValidation()
+			o.sniHeader = strings.ToLower(u.GetOverrideAutoSniHeader())
 		}
 		if hpo.GetCommonHttpProtocolOptions() != nil {
 			common = hpo.GetCommonHttpProtocolOptions()

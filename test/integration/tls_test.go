@@ -271,6 +271,13 @@ func tlsBackend(t *testing.T, cert tls.Certificate, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return greetOn(t, ln, name)
+}
+
+// greetOn accepts on ln until the test ends and writes name to each
+// connection, then reads until the peer closes (5 s at most).
+func greetOn(t *testing.T, ln net.Listener, name string) string {
+	t.Helper()
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {

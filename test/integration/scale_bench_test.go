@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,26 +66,17 @@ func scaleStatic(gen int) string {
 	return bootstrap([]string{extraHCMListener(hcmSpec{name: "web", vhosts: strings.TrimRight(vh.String(), "\n")})}, clusters...)
 }
 
-// rssMiB reads VmRSS (and VmHWM) of pid.
-func rssMiB(b *testing.B, pid int) (rss, hwm float64) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// rssMiB reads herald's current and peak resident set size, in MiB.
+func rssMiB(b *testing.B, h *testutil.Herald) (rss, hwm float64) {
+	cur, err := h.RSS()
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb / 1024
-		case "VmHWM:":
-			hwm = kb / 1024
-		}
+	peak, err := h.PeakRSS()
+	if err != nil {
+		b.Fatal(err)
 	}
-	return rss, hwm
+	return float64(cur) / (1 << 20), float64(peak) / (1 << 20)
 }
 
 // BenchmarkScaleStaticReload: each op rewrites the bootstrap (one route
@@ -96,7 +86,7 @@ func BenchmarkScaleStaticReload(b *testing.B) {
 	t0 := time.Now()
 	h := testutil.Start(b, scaleStatic(0))
 	startup := time.Since(t0)
-	startRSS, _ := rssMiB(b, h.PID())
+	startRSS, _ := rssMiB(b, h)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -109,7 +99,7 @@ func BenchmarkScaleStaticReload(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	rss, hwm := rssMiB(b, h.PID())
+	rss, hwm := rssMiB(b, h)
 	b.ReportMetric(float64(startup.Milliseconds()), "ms-startup")
 	b.ReportMetric(startRSS, "MiB-rss-start")
 	b.ReportMetric(rss, "MiB-rss")
@@ -181,7 +171,7 @@ func BenchmarkScaleXDSUpdate(b *testing.B) {
 		})
 	}
 	b.StopTimer()
-	rss, hwm := rssMiB(b, h.PID())
+	rss, hwm := rssMiB(b, h)
 	b.ReportMetric(float64(startup.Milliseconds()), "ms-startup")
 	b.ReportMetric(rss, "MiB-rss")
 	b.ReportMetric(hwm, "MiB-peak")

@@ -83,6 +83,7 @@ func rssMiB(b *testing.B, h *testutil.Herald) (rss, hwm float64) {
 // changed, so the listener is replaced; clusters unchanged) and applies
 // it by SIGHUP; the op ends when /reload_status reports it applied.
 func BenchmarkScaleStaticReload(b *testing.B) {
+	testutil.Binary(b) // built before the clock starts
 	t0 := time.Now()
 	h := testutil.Start(b, scaleStatic(0))
 	startup := time.Since(t0)
@@ -155,6 +156,7 @@ func BenchmarkScaleXDSUpdate(b *testing.B) {
 		})
 	}
 	push(0)
+	testutil.Binary(b) // built before the clock starts
 	t0 := time.Now()
 	h := testutil.Start(b, adsBootstrap(ms.addr))
 	startup := time.Since(t0)

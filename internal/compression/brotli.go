@@ -1,9 +1,6 @@
 package compression
 
 import (
-	"io"
-	"sync"
-
 	"github.com/andybalholm/brotli"
 	brotlicv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/brotli/compressor/v3"
 	brotlidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/brotli/decompressor/v3"
@@ -45,51 +42,9 @@ func buildBrotliCompressor(cfg *brotlicv3.Brotli, path string) (*CompressorFacto
 		return nil, err
 	}
 	opts := brotli.WriterOptions{Quality: quality, LGWin: window}
-	pool := &sync.Pool{New: func() any {
-		return &brotliCompressor{w: brotli.NewWriterOptions(nil, opts)}
-	}}
-	return &CompressorFactory{
-		Encoding:   "br",
-		StatPrefix: "brotli.",
-		New: func() Compressor {
-			c := pool.Get().(*brotliCompressor)
-			c.pool = pool
-			c.w.Reset(&c.sink)
-			return c
-		},
-	}, nil
-}
-
-type brotliCompressor struct {
-	w    *brotli.Writer
-	sink appendWriter
-	pool *sync.Pool
-}
-
-// Compress implements Compressor.
-func (c *brotliCompressor) Compress(dst, p []byte, finish bool) ([]byte, error) {
-	c.sink.b = dst
-	var err error
-	if len(p) > 0 {
-		_, err = c.w.Write(p)
-	}
-	if err == nil {
-		if finish {
-			err = c.w.Close()
-		} else {
-			err = c.w.Flush()
-		}
-	}
-	out := c.sink.b
-	c.sink.b = nil
-	return out, err
-}
-
-// Release implements Compressor.
-func (c *brotliCompressor) Release() {
-	c.sink.b = nil
-	c.w.Reset(io.Discard)
-	c.pool.Put(c)
+	return newCompressorFactory("br", "brotli.", func() *brotli.Writer {
+		return brotli.NewWriterOptions(nil, opts)
+	}), nil
 }
 
 // buildBrotliDecompressor: disable_ring_buffer_reallocation and chunk_size
@@ -99,10 +54,6 @@ func buildBrotliDecompressor(cfg *brotlidv3.Brotli, path string) (*DecompressorF
 		Encoding:   "br",
 		StatPrefix: "brotli.",
 		ErrorStat:  "brotli_error",
-		New: func() Decompressor {
-			return newPullDecompressor(func(src io.Reader) (io.Reader, error) {
-				return brotli.NewReader(src), nil
-			}, 0)
-		},
+		New:        newPullDecompressorFunc(func() resetReader { return brotli.NewReader(nil) }, 0),
 	}, nil
 }

@@ -1,6 +1,9 @@
 package compression
 
 import (
+	"io"
+	"sync"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -129,6 +132,65 @@ func lookup[E any](r *registry.Registry[E], tec *corev3.TypedExtensionConfig, pa
 		}
 	}
 	return lib, cfg, nil
+}
+
+// streamWriter is what each library's streaming writer offers (gzip.Writer,
+// brotli.Writer, zstd.Encoder): the libraries differ only in how the
+// writer is made.
+type streamWriter interface {
+	io.WriteCloser
+	Flush() error
+	Reset(io.Writer)
+}
+
+// newCompressorFactory is the shared plumbing of the compressor
+// libraries: writers made by newWriter (once per pooled compressor, not
+// per stream) write into the caller's dst.
+func newCompressorFactory[W streamWriter](encoding, statPrefix string, newWriter func() W) *CompressorFactory {
+	pool := &sync.Pool{New: func() any { return &writerCompressor[W]{w: newWriter()} }}
+	return &CompressorFactory{
+		Encoding:   encoding,
+		StatPrefix: statPrefix,
+		New: func() Compressor {
+			c := pool.Get().(*writerCompressor[W])
+			c.pool = pool
+			c.w.Reset(&c.sink)
+			return c
+		},
+	}
+}
+
+// writerCompressor is a Compressor over a library's streamWriter.
+type writerCompressor[W streamWriter] struct {
+	w    W
+	sink appendWriter
+	pool *sync.Pool
+}
+
+// Compress implements Compressor.
+func (c *writerCompressor[W]) Compress(dst, p []byte, finish bool) ([]byte, error) {
+	c.sink.b = dst
+	var err error
+	if len(p) > 0 {
+		_, err = c.w.Write(p)
+	}
+	if err == nil {
+		if finish {
+			err = c.w.Close()
+		} else {
+			err = c.w.Flush()
+		}
+	}
+	out := c.sink.b
+	c.sink.b = nil
+	return out, err
+}
+
+// Release implements Compressor.
+func (c *writerCompressor[W]) Release() {
+	c.sink.b = nil
+	c.w.Reset(io.Discard)
+	c.pool.Put(c)
 }
 
 // appendWriter is an io.Writer that appends to b: compressors write their

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-func typed(t *testing.T, name string, m proto.Message) *corev3.TypedExtensionConfig {
+func typed(t testing.TB, name string, m proto.Message) *corev3.TypedExtensionConfig {
 	t.Helper()
 	a, err := anypb.New(m)
 	if err != nil {
@@ -251,4 +251,105 @@ func FuzzDecompress(f *testing.F) {
 			d.Release()
 		}
 	})
+}
+
+// TestReuseAfterAbnormalEnd: compressors and decompressors are pooled per
+// factory, so a stream that ended abnormally (released mid-body, a
+// decoding error) must leave nothing behind for the next stream of the
+// same factory, and a compressor's second stream is a complete stream of
+// its own.
+func TestReuseAfterAbnormalEnd(t *testing.T) {
+	body := payload(20_000)
+	for _, l := range libs {
+		t.Run(l.name, func(t *testing.T) {
+			cf, err := BuildCompressor(typed(t, "c", l.comp), "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			df, err := BuildDecompressor(typed(t, "d", l.decomp), "d")
+			if err != nil {
+				t.Fatal(err)
+			}
+			compress := func() []byte {
+				c := cf.New()
+				defer c.Release()
+				out, err := c.Compress(nil, body[:5000], false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, err = c.Compress(out, body[5000:], true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out
+			}
+			first := compress()
+			// A compressor released mid-stream goes back to the pool.
+			c := cf.New()
+			if _, err := c.Compress(nil, body[:100], false); err != nil {
+				t.Fatal(err)
+			}
+			c.Release()
+			if second := compress(); !bytes.Equal(second, first) {
+				t.Fatalf("a reused compressor's stream differs: %d bytes, first %d", len(second), len(first))
+			}
+			abnormal := []struct {
+				name  string
+				input []byte
+				end   bool
+			}{
+				{name: "released mid-body", input: first[:len(first)/2], end: false},
+				{name: "garbage", input: bytes.Repeat([]byte{0xff}, 64), end: true},
+				{name: "truncated", input: first[:len(first)-3], end: true},
+			}
+			for i := 0; i < 3; i++ {
+				for _, a := range abnormal {
+					d := df.New()
+					_, _ = d.Decompress(nil, a.input, a.end)
+					d.Release()
+					d = df.New()
+					var got []byte
+					for j := 0; j < len(first); j += 1000 {
+						end := min(j+1000, len(first))
+						got, err = d.Decompress(got, first[j:end], end == len(first))
+						if err != nil {
+							t.Fatalf("after %s: %v", a.name, err)
+						}
+					}
+					d.Release()
+					if !bytes.Equal(got, body) {
+						t.Fatalf("after %s: decoded %d bytes, want %d", a.name, len(got), len(body))
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecompressStream is one request's decompression: a
+// decompressor for the stream, the body in 4 KiB chunks, release.
+func BenchmarkDecompressStream(b *testing.B) {
+	body := payload(64 << 10)
+	for _, l := range libs[:len(libs):len(libs)] {
+		if strings.Contains(l.name, " ") {
+			continue
+		}
+		b.Run(l.name, func(b *testing.B) {
+			cf, _ := BuildCompressor(typed(b, "c", l.comp), "c")
+			df, _ := BuildDecompressor(typed(b, "d", l.decomp), "d")
+			c := cf.New()
+			compressed, _ := c.Compress(nil, body, true)
+			c.Release()
+			buf := make([]byte, 0, 64<<10)
+			b.ReportAllocs()
+			for b.Loop() {
+				d := df.New()
+				for j := 0; j < len(compressed); j += 4 << 10 {
+					end := min(j+4<<10, len(compressed))
+					buf, _ = d.Decompress(buf[:0], compressed[j:end], end == len(compressed))
+				}
+				d.Release()
+			}
+		})
+	}
 }

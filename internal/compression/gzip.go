@@ -1,8 +1,8 @@
 package compression
 
 import (
+	"bufio"
 	"io"
-	"sync"
 
 	gzipcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/gzip/compressor/v3"
 	gzipdv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/gzip/decompressor/v3"
@@ -41,52 +41,10 @@ func buildGzipCompressor(cfg *gzipcv3.Gzip, path string) (*CompressorFactory, er
 	default:
 		return nil, configerr.At(path+".compression_strategy", "compression_strategy %s is %s", cfg.GetCompressionStrategy(), configerr.NotSupported)
 	}
-	pool := &sync.Pool{New: func() any {
-		w, _ := gzip.NewWriterLevel(nil, level)
-		return &gzipCompressor{w: w}
-	}}
-	return &CompressorFactory{
-		Encoding:   "gzip",
-		StatPrefix: "gzip.",
-		New: func() Compressor {
-			c := pool.Get().(*gzipCompressor)
-			c.pool = pool
-			c.w.Reset(&c.sink)
-			return c
-		},
-	}, nil
-}
-
-type gzipCompressor struct {
-	w    *gzip.Writer
-	sink appendWriter
-	pool *sync.Pool
-}
-
-// Compress implements Compressor.
-func (c *gzipCompressor) Compress(dst, p []byte, finish bool) ([]byte, error) {
-	c.sink.b = dst
-	var err error
-	if len(p) > 0 {
-		_, err = c.w.Write(p)
-	}
-	if err == nil {
-		if finish {
-			err = c.w.Close()
-		} else {
-			err = c.w.Flush()
-		}
-	}
-	out := c.sink.b
-	c.sink.b = nil
-	return out, err
-}
-
-// Release implements Compressor.
-func (c *gzipCompressor) Release() {
-	c.sink.b = nil
-	c.w.Reset(io.Discard)
-	c.pool.Put(c)
+	return newCompressorFactory("gzip", "gzip.", func() *gzip.Writer {
+		w, _ := gzip.NewWriterLevel(nil, level) // level is valid: checked above
+		return w
+	}), nil
 }
 
 // defaultMaxInflateRatio: Envoy's gzip decompressor max_inflate_ratio
@@ -105,10 +63,26 @@ func buildGzipDecompressor(cfg *gzipdv3.Gzip, path string) (*DecompressorFactory
 		Encoding:   "gzip",
 		StatPrefix: "gzip.",
 		ErrorStat:  "zlib_data_error",
-		New: func() Decompressor {
-			return newPullDecompressor(func(src io.Reader) (io.Reader, error) {
-				return gzip.NewReader(src)
-			}, ratio)
-		},
+		New:        newPullDecompressorFunc(func() resetReader { return &gzipReader{br: bufio.NewReader(nil)} }, ratio),
 	}, nil
+}
+
+// gzipReader is a gzip.Reader over a bufio.Reader that is reused with it:
+// gzip.Reader.Reset wraps an input that is not an io.ByteReader in a new
+// bufio.Reader on every call.
+type gzipReader struct {
+	z  gzip.Reader
+	br *bufio.Reader
+}
+
+func (g *gzipReader) Read(p []byte) (int, error) { return g.z.Read(p) }
+
+// Reset reads the next stream's gzip header from src; Reset(nil) drops the
+// input.
+func (g *gzipReader) Reset(src io.Reader) error {
+	g.br.Reset(src)
+	if src == nil {
+		return nil
+	}
+	return g.z.Reset(g.br)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"iter"
+	"sync"
 )
 
 // errReleased ends a decoder whose stream went away before its body ended.
@@ -13,6 +14,40 @@ var errReleased = errors.New("compression: decompressor released")
 // than the library's max_inflate_ratio (a decompression bomb).
 var ErrInflateRatio = errors.New("compression: output exceeds max_inflate_ratio")
 
+// resetReader is what each library's streaming reader offers (brotli.Reader,
+// zstd.Decoder, gzipReader): Reset points it at the next stream's input
+// without reallocating its state; Reset(nil) drops the input.
+type resetReader interface {
+	io.Reader
+	Reset(src io.Reader) error
+}
+
+// pooledReader is a library reader and the buffer it decodes into, kept
+// across streams: a decoder's state (a 32 KiB window for gzip, the ring
+// buffer for brotli, the zstd block decoder) is the bulk of a
+// decompressor's allocations. None runs a goroutine (zstd decodes with
+// concurrency 1), so one the pool drops needs no Close.
+type pooledReader struct {
+	r   resetReader
+	buf [8 << 10]byte
+}
+
+// newPullDecompressorFunc is the shared plumbing of the decompressor
+// libraries: a DecompressorFactory.New whose decompressors decode with
+// readers made by newReader, reused through a pool.
+func newPullDecompressorFunc(newReader func() resetReader, maxRatio uint64) func() Decompressor {
+	readers := &sync.Pool{New: func() any { return &pooledReader{r: newReader()} }}
+	return func() Decompressor {
+		d := &pullDecompressor{readers: readers, maxRatio: maxRatio}
+		// The coroutine is per stream: a suspended one cannot wait in a
+		// sync.Pool (one the pool drops would never end), and the
+		// alternatives — a goroutine fed by channels, or buffering the
+		// whole compressed body — cost more or stop streaming.
+		d.next, d.stop = iter.Pull(d.run)
+		return d
+	}
+}
+
 // pullDecompressor runs a pull-style decoder (gzip, brotli and zstd
 // readers read their input) as a coroutine (iter.Pull): when the decoder
 // needs input that has not arrived, its Read suspends it and Decompress
@@ -21,10 +56,8 @@ var ErrInflateRatio = errors.New("compression: output exceeds max_inflate_ratio"
 // goroutine and the coroutine (no channel hand-off, no scheduling), and the
 // compressed body is never buffered.
 type pullDecompressor struct {
-	// open wraps the input in the library's reader; it runs on the
-	// coroutine.
-	open     func(src io.Reader) (io.Reader, error)
-	maxRatio uint64 // 0: no limit
+	readers  *sync.Pool // of *pooledReader
+	maxRatio uint64     // 0: no limit
 
 	in    []byte
 	eof   bool
@@ -38,27 +71,25 @@ type pullDecompressor struct {
 	inTotal, outTotal uint64
 }
 
-func newPullDecompressor(open func(io.Reader) (io.Reader, error), maxRatio uint64) *pullDecompressor {
-	d := &pullDecompressor{open: open, maxRatio: maxRatio}
-	d.next, d.stop = iter.Pull(d.run)
-	return d
-}
-
 func (d *pullDecompressor) run(yield func(struct{}) bool) {
 	d.yield = yield
-	zr, err := d.open(d)
-	if err != nil {
+	pr := d.readers.Get().(*pooledReader)
+	defer func() {
+		// The coroutine has ended: nothing reads through pr any more.
+		pr.r.Reset(nil)
+		d.readers.Put(pr)
+	}()
+	zr := pr.r
+	if err := zr.Reset(d); err != nil {
 		d.err = err
 		return
 	}
-	if c, ok := zr.(interface{ Close() }); ok {
-		// zstd's decoder holds buffers until closed.
-		defer c.Close()
-	}
-	var buf [8 << 10]byte
 	for {
-		n, err := zr.Read(buf[:])
-		d.out = append(d.out, buf[:n]...)
+		// The decoder reads into pr.buf, not into d.out: a Read suspended
+		// for input resumes into the slice it was given, and d.out is the
+		// caller's buffer of the previous call by then.
+		n, err := zr.Read(pr.buf[:])
+		d.out = append(d.out, pr.buf[:n]...)
 		d.outTotal += uint64(n)
 		if d.maxRatio > 0 && d.outTotal > d.maxRatio*max(d.inTotal, 1) {
 			d.err = ErrInflateRatio

@@ -1,9 +1,6 @@
 package compression
 
 import (
-	"io"
-	"sync"
-
 	zstdcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/zstd/compressor/v3"
 	zstddv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/compression/zstd/decompressor/v3"
 	"github.com/klauspost/compress/zstd"
@@ -51,52 +48,10 @@ func buildZstdCompressor(cfg *zstdcv3.Zstd, path string) (*CompressorFactory, er
 		zstd.WithEncoderCRC(cfg.GetEnableChecksum()),
 		zstd.WithWindowSize(zstdMaxWindow),
 	}
-	pool := &sync.Pool{New: func() any {
-		w, _ := zstd.NewWriter(nil, opts...)
-		return &zstdCompressor{w: w}
-	}}
-	return &CompressorFactory{
-		Encoding:   "zstd",
-		StatPrefix: "zstd.",
-		New: func() Compressor {
-			c := pool.Get().(*zstdCompressor)
-			c.pool = pool
-			c.w.Reset(&c.sink)
-			return c
-		},
-	}, nil
-}
-
-type zstdCompressor struct {
-	w    *zstd.Encoder
-	sink appendWriter
-	pool *sync.Pool
-}
-
-// Compress implements Compressor.
-func (c *zstdCompressor) Compress(dst, p []byte, finish bool) ([]byte, error) {
-	c.sink.b = dst
-	var err error
-	if len(p) > 0 {
-		_, err = c.w.Write(p)
-	}
-	if err == nil {
-		if finish {
-			err = c.w.Close()
-		} else {
-			err = c.w.Flush()
-		}
-	}
-	out := c.sink.b
-	c.sink.b = nil
-	return out, err
-}
-
-// Release implements Compressor.
-func (c *zstdCompressor) Release() {
-	c.sink.b = nil
-	c.w.Reset(io.Discard)
-	c.pool.Put(c)
+	return newCompressorFactory("zstd", "zstd.", func() *zstd.Encoder {
+		w, _ := zstd.NewWriter(nil, opts...) // opts are valid: fixed above
+		return w
+	}), nil
 }
 
 // buildZstdDecompressor: dictionaries are not supported; chunk_size is
@@ -109,12 +64,11 @@ func buildZstdDecompressor(cfg *zstddv3.Zstd, path string) (*DecompressorFactory
 		Encoding:   "zstd",
 		StatPrefix: "zstd.",
 		ErrorStat:  "zstd_generic_error",
-		New: func() Decompressor {
-			return newPullDecompressor(func(src io.Reader) (io.Reader, error) {
-				// One decoder goroutine-free: concurrency 1 decodes on
-				// the caller (the coroutine), which the suspension needs.
-				return zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderLowmem(true))
-			}, 0)
-		},
+		New: newPullDecompressorFunc(func() resetReader {
+			// Goroutine-free: concurrency 1 decodes on the caller (the
+			// coroutine), which the suspension needs.
+			d, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderLowmem(true))
+			return d
+		}, 0),
 	}, nil
 }

@@ -4,10 +4,12 @@ import (
 	"crypto/x509"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -346,21 +348,14 @@ func Compile(r *rbacv3.RBAC, path string, k Kinds, errs *configerr.List) *Engine
 		}
 		c := policy{name: n, details: ResponseDetail(n)}
 		for i, perm := range p.GetPermissions() {
-			c.permissions = append(c.permissions, k.permission(perm, pp+".permissions["+itoa(i)+"]", errs))
+			c.permissions = append(c.permissions, k.permission(perm, pp+".permissions["+strconv.Itoa(i)+"]", errs))
 		}
 		for i, pr := range p.GetPrincipals() {
-			c.principals = append(c.principals, k.principal(pr, pp+".principals["+itoa(i)+"]", errs))
+			c.principals = append(c.principals, k.principal(pr, pp+".principals["+strconv.Itoa(i)+"]", errs))
 		}
 		e.policies = append(e.policies, c)
 	}
 	return e
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
 }
 
 // refuseOneof reports the set case of m's oneof when it is not in allowed,
@@ -397,8 +392,7 @@ func (k *Kinds) permission(p *rbacv3.Permission, path string, errs *configerr.Li
 	case *rbacv3.Permission_NotRule:
 		return rule{kind: ruleNot, children: []rule{k.permission(r.NotRule, path+".not_rule", errs)}}
 	case *rbacv3.Permission_Header:
-		h, _ := matcher.NewHeader(r.Header, path+".header", errs)
-		return rule{kind: ruleHeader, header: h}
+		return headerRule(r.Header, path+".header", errs)
 	case *rbacv3.Permission_UrlPath:
 		return pathRule(r.UrlPath, path+".url_path", errs)
 	case *rbacv3.Permission_DestinationIp:
@@ -436,8 +430,7 @@ func (k *Kinds) principal(p *rbacv3.Principal, path string, errs *configerr.List
 	case *rbacv3.Principal_NotId:
 		return rule{kind: ruleNot, children: []rule{k.principal(r.NotId, path+".not_id", errs)}}
 	case *rbacv3.Principal_Header:
-		h, _ := matcher.NewHeader(r.Header, path+".header", errs)
-		return rule{kind: ruleHeader, header: h}
+		return headerRule(r.Header, path+".header", errs)
 	case *rbacv3.Principal_UrlPath:
 		return pathRule(r.UrlPath, path+".url_path", errs)
 	case *rbacv3.Principal_SourceIp:
@@ -497,9 +490,14 @@ func setRule[M any](kind ruleKind, ms []M, path string, errs *configerr.List, co
 	}
 	r := rule{kind: kind, children: make([]rule, 0, len(ms))}
 	for i, m := range ms {
-		r.children = append(r.children, compile(m, path+"["+itoa(i)+"]", errs))
+		r.children = append(r.children, compile(m, path+"["+strconv.Itoa(i)+"]", errs))
 	}
 	return r
+}
+
+func headerRule(hm *routev3.HeaderMatcher, path string, errs *configerr.List) rule {
+	h, _ := matcher.NewHeader(hm, path, errs)
+	return rule{kind: ruleHeader, header: h}
 }
 
 func pathRule(pm *matcherv3.PathMatcher, path string, errs *configerr.List) rule {

@@ -1,6 +1,8 @@
 package rbac
 
 import (
+	"strconv"
+
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -130,7 +132,7 @@ func compileMetadata(mm *matcherv3.MetadataMatcher, path string, errs *configerr
 	}
 	for i, seg := range mm.GetPath() {
 		if seg.GetKey() == "" {
-			*errs = append(*errs, configerr.At(path+".path["+itoa(i)+"].key", "value length must be at least 1 characters"))
+			*errs = append(*errs, configerr.At(path+".path["+strconv.Itoa(i)+"].key", "value length must be at least 1 characters"))
 		}
 		m.path = append(m.path, seg.GetKey())
 	}
@@ -178,7 +180,7 @@ func compileValue(vm *matcherv3.ValueMatcher, path string, errs *configerr.List)
 		}
 		m := valueMatcher{kind: valueOr, children: make([]valueMatcher, 0, len(vms))}
 		for i, c := range vms {
-			m.children = append(m.children, compileValue(c, path+".or_match.value_matchers["+itoa(i)+"]", errs))
+			m.children = append(m.children, compileValue(c, path+".or_match.value_matchers["+strconv.Itoa(i)+"]", errs))
 		}
 		return m
 	default:

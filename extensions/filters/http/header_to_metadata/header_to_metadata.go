@@ -129,7 +129,7 @@ func compileRule(r *h2mv3.Config_Rule, path string, errs *configerr.List) rule {
 			*errs = append(*errs, configerr.At(pp, "cannot specify both value and regex_value_rewrite"))
 		}
 		if rw := p.GetRegexValueRewrite(); rw != nil {
-			re, sub, err := compileRewrite(rw.GetPattern().GetRegex(), rw.GetSubstitution())
+			re, sub, err := matcher.CompileRewrite(rw)
 			if err != nil {
 				*errs = append(*errs, configerr.At(pp+".regex_value_rewrite", "%v", err))
 			}
@@ -170,47 +170,6 @@ func compileKeyValue(p *h2mv3.Config_KeyValuePair, path string, errs *configerr.
 		*errs = append(*errs, configerr.At(path+".encode", "unknown encoding %v", p.GetEncode()))
 	}
 	return kv
-}
-
-// compileRewrite compiles a RegexMatchAndSubstitute as Envoy's
-// Regex::Utility::parseRegex + replaceAll (RE2::GlobalReplace): the
-// pattern matches anywhere, every match is replaced; the RE2 rewrite
-// string (\1 for a group, \\ for a backslash) becomes Go's template
-// syntax. A bad rewrite is a config error (RE2 would fail at run time).
-func compileRewrite(pattern, s string) (*regexp.Regexp, string, error) {
-	re, err := regexp.Compile(pattern)
-	if err != nil {
-		return nil, "", fmt.Errorf("invalid regex %q: %v", pattern, err)
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '$':
-			b.WriteString("$$")
-		case '\\':
-			if i+1 >= len(s) {
-				return nil, "", fmt.Errorf("invalid substitution %q: trailing backslash", s)
-			}
-			i++
-			d := s[i]
-			switch {
-			case d == '\\':
-				b.WriteByte('\\')
-			case d >= '0' && d <= '9':
-				if int(d-'0') > re.NumSubexp() {
-					return nil, "", fmt.Errorf("invalid substitution %q: \\%c but the pattern has %d groups", s, d, re.NumSubexp())
-				}
-				b.WriteString("${")
-				b.WriteByte(d)
-				b.WriteByte('}')
-			default:
-				return nil, "", fmt.Errorf("invalid substitution %q: invalid escape \\%c", s, d)
-			}
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return re, b.String(), nil
 }
 
 // filterConfig is what the factory closes over. Immutable after Build
@@ -396,7 +355,9 @@ func (kv *keyValue) toValue(v string) (*structpb.Value, bool) {
 		if err != nil {
 			return nil, false
 		}
-		return structpb.NewNumberValue(n), true
+		b := &numberValue{k: structpb.Value_NumberValue{NumberValue: n}}
+		b.v.Kind = &b.k
+		return &b.v, true
 	case h2mv3.Config_PROTOBUF_VALUE:
 		val := &structpb.Value{}
 		if err := proto.Unmarshal([]byte(v), val); err != nil {
@@ -404,8 +365,24 @@ func (kv *keyValue) toValue(v string) (*structpb.Value, bool) {
 		}
 		return val, true
 	}
-	return structpb.NewStringValue(v), true
+	b := &stringValue{k: structpb.Value_StringValue{StringValue: v}}
+	b.v.Kind = &b.k
+	return &b.v, true
 }
+
+// stringValue and numberValue hold a structpb.Value and its Kind in one
+// allocation: structpb.NewStringValue and NewNumberValue make two, and
+// toValue runs for every matching rule of every request.
+type (
+	stringValue struct {
+		v structpb.Value
+		k structpb.Value_StringValue
+	}
+	numberValue struct {
+		v structpb.Value
+		k structpb.Value_NumberValue
+	}
+)
 
 // decodeBase64 is Envoy's Base64::decodeWithoutPadding: standard alphabet,
 // with or without '=' padding.

@@ -227,3 +227,39 @@ func BenchmarkDecodeHeaders(b *testing.B) {
 		f.OnDestroy()
 	}
 }
+
+// TestAllocs bounds the allocations of a request whose one rule matches:
+// the namespace's Struct (header, map, group), the Value (one, with its
+// Kind) and the stream's metadata map (two). A second matching rule of the
+// same namespace adds only its Value.
+func TestAllocs(t *testing.T) {
+	tests := []struct {
+		name   string
+		config string
+		want   float64
+	}{
+		{name: "one string rule", config: "request_rules: [{header: x-version, on_header_present: {key: version}}, {header: x-none, on_header_present: {key: none}}]", want: 6},
+		{name: "two rules one namespace", config: "request_rules: [{header: x-version, on_header_present: {key: version}}, {header: x-n, on_header_present: {key: n, type: NUMBER}}]", want: 7},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			factory, err := Build(httpfiltertest.Parse(t, tc.config, &h2mv3.Config{}), httpfiltertest.BuildContext(Name, stats.NewStore()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httpfiltertest.Request()
+			req.Add("x-version", "v2")
+			req.Add("x-n", "3")
+			cb := &httpfiltertest.Callbacks{}
+			n := testing.AllocsPerRun(100, func() {
+				cb.Info.DynamicMetadata = nil
+				f := factory(cb).(*Filter)
+				f.DecodeHeaders(req, true)
+				f.OnDestroy()
+			})
+			if n > tc.want {
+				t.Errorf("%v allocations per request, want at most %v", n, tc.want)
+			}
+		})
+	}
+}

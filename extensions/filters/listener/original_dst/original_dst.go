@@ -25,7 +25,7 @@ func init() {
 // Filter is the built original_dst filter. Immutable.
 type Filter struct {
 	// originalDst reads a socket's original destination; tests replace it.
-	originalDst func(syscall.RawConn) (netip.AddrPort, bool)
+	originalDst func(rc syscall.RawConn, local netip.AddrPort) (netip.AddrPort, bool)
 }
 
 var _ listenerfilter.Filter = (*Filter)(nil)
@@ -61,7 +61,7 @@ func (f *Filter) OnData(c *network.Conn, _ []byte) listenerfilter.Status {
 	if err != nil {
 		return listenerfilter.Continue
 	}
-	if dst, ok := f.originalDst(rc); ok {
+	if dst, ok := f.originalDst(rc, c.Local); ok {
 		c.Local = dst
 	}
 	return listenerfilter.Continue

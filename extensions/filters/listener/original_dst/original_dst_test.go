@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -22,15 +23,20 @@ func TestRegistered(t *testing.T) {
 }
 
 // accepted returns the server side of a loopback TCP connection on network
-// ("tcp4" or "tcp6") and the address the client dialled.
-func accepted(t *testing.T, network, addr string) (net.Conn, netip.AddrPort) {
+// ("tcp4", "tcp6" or dual-stack "tcp") and the address the client
+// dialled: the listener's, or host at the listener's port when host is set.
+func accepted(t *testing.T, network, addr, host string) (net.Conn, netip.AddrPort) {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Skipf("no %s loopback: %v", network, err)
 	}
 	defer ln.Close()
-	cc, err := net.Dial(network, ln.Addr().String())
+	target := ln.Addr().String()
+	if host != "" {
+		target = net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	}
+	cc, err := net.Dial(network, target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,18 +55,22 @@ func accepted(t *testing.T, network, addr string) (net.Conn, netip.AddrPort) {
 func TestLoopback(t *testing.T) {
 	tests := []struct {
 		name, network, addr string
+		dial                string // host to dial, else the listener's
 	}{
 		{name: "ipv4", network: "tcp4", addr: "127.0.0.1:0"},
 		{name: "ipv6", network: "tcp6", addr: "[::1]:0"},
+		// An IPv4 client of a dual-stack listener: IPv4-mapped local
+		// address, so SOL_IP as in Envoy.
+		{name: "ipv4 on dual-stack", network: "tcp", addr: "[::]:0", dial: "127.0.0.1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sc, dialled := accepted(t, tc.network, tc.addr)
+			sc, dialled := accepted(t, tc.network, tc.addr, tc.dial)
 			rc, err := sc.(*net.TCPConn).SyscallConn()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, ok := originalDst(rc); ok && got != dialled {
+			if got, ok := originalDst(rc, dialled); ok && got != dialled {
 				t.Errorf("SO_ORIGINAL_DST = %v, want the dialled %v", got, dialled)
 			} else {
 				t.Logf("SO_ORIGINAL_DST reported: %v (%v)", ok, got)
@@ -83,23 +93,23 @@ func TestRestoresOriginalDst(t *testing.T) {
 	redirected := netip.MustParseAddrPort("10.0.0.7:443")
 	tests := []struct {
 		name   string
-		report func(syscall.RawConn) (netip.AddrPort, bool)
+		report func(syscall.RawConn, netip.AddrPort) (netip.AddrPort, bool)
 		want   func(local netip.AddrPort) netip.AddrPort
 	}{
 		{
 			name:   "redirected",
-			report: func(syscall.RawConn) (netip.AddrPort, bool) { return redirected, true },
+			report: func(syscall.RawConn, netip.AddrPort) (netip.AddrPort, bool) { return redirected, true },
 			want:   func(netip.AddrPort) netip.AddrPort { return redirected },
 		},
 		{
 			name:   "kernel cannot tell",
-			report: func(syscall.RawConn) (netip.AddrPort, bool) { return netip.AddrPort{}, false },
+			report: func(syscall.RawConn, netip.AddrPort) (netip.AddrPort, bool) { return netip.AddrPort{}, false },
 			want:   func(local netip.AddrPort) netip.AddrPort { return local },
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sc, _ := accepted(t, "tcp4", "127.0.0.1:0")
+			sc, _ := accepted(t, "tcp4", "127.0.0.1:0", "")
 			c := network.NewConn(context.Background(), sc, nil)
 			local := c.Local
 			f := &Filter{originalDst: tc.report}

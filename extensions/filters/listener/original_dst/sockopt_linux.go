@@ -15,31 +15,39 @@ const soOriginalDst = 80
 
 // originalDst is Envoy's Utility::getOriginalDst on Linux: getsockopt
 // SOL_IP/SO_ORIGINAL_DST for IPv4 sockets, SOL_IPV6/IP6T_SO_ORIGINAL_DST
-// for IPv6 ones. IPv4-mapped results are unmapped.
-func originalDst(rc syscall.RawConn) (netip.AddrPort, bool) {
+// for IPv6 ones. The version is that of the socket's local address, as
+// Envoy's Socket::ipVersion takes it once the socket is accepted: on a
+// dual-stack listener an IPv4 client's (IPv4-mapped) local address is
+// IPv4, so SOL_IP, where the IPv4 conntrack entry is. Only without a local
+// address does the socket's domain (SO_DOMAIN) decide. IPv4-mapped results
+// are unmapped.
+func originalDst(rc syscall.RawConn, local netip.AddrPort) (netip.AddrPort, bool) {
 	var dst netip.AddrPort
 	var ok bool
 	_ = rc.Control(func(fd uintptr) {
-		family, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
-		if err != nil {
-			return
+		v4 := local.Addr().Unmap().Is4()
+		if !local.IsValid() {
+			family, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+			if err != nil || (family != unix.AF_INET && family != unix.AF_INET6) {
+				return
+			}
+			v4 = family == unix.AF_INET
 		}
-		switch family {
-		case unix.AF_INET:
+		if v4 {
 			var sa unix.RawSockaddrInet4
 			if getsockopt(int(fd), unix.SOL_IP, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4) != nil {
 				return
 			}
 			dst = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port(sa.Port))
 			ok = true
-		case unix.AF_INET6:
-			var sa unix.RawSockaddrInet6
-			if getsockopt(int(fd), unix.SOL_IPV6, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6) != nil {
-				return
-			}
-			dst = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port(sa.Port))
-			ok = true
+			return
 		}
+		var sa unix.RawSockaddrInet6
+		if getsockopt(int(fd), unix.SOL_IPV6, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6) != nil {
+			return
+		}
+		dst = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port(sa.Port))
+		ok = true
 	})
 	return dst, ok
 }

@@ -38,6 +38,9 @@ type Filter struct {
 	// .active_connections.
 	limited *stats.Counter
 	active  *stats.Gauge
+	// onClose is f.closed, bound once: a method value made per connection
+	// would allocate.
+	onClose func()
 }
 
 var _ netfilter.ConnectionFilter = (*Filter)(nil)
@@ -72,6 +75,7 @@ func Build(cfg *climitv3.ConnectionLimit, ctx netfilter.BuildContext) (netfilter
 	}
 	f.limited = ctx.Stats.Counter(base + "limited_connections")
 	f.active = ctx.Stats.Gauge(base + "active_connections")
+	f.onClose = f.closed
 	return f, nil
 }
 
@@ -103,7 +107,7 @@ func (f *Filter) OnNewConnection(c *network.Conn) bool {
 	if !ok {
 		f.connections.Add(1) // Envoy's incrementConnection: the close decrements it
 	}
-	c.OnClose(f.closed)
+	c.OnClose(f.onClose)
 	if ok {
 		return true
 	}

@@ -52,6 +52,9 @@ var Kinds = rbacengine.Kinds{
 type Filter struct {
 	enforced, shadow *rbacengine.Engine
 	delayDeny        time.Duration
+	// needsCert: some rule reads the peer certificate (authenticated
+	// principals), so OnNewConnection asks the TLS connection for it.
+	needsCert bool
 	// Envoy's generateStats: statPrefixJoin(stat_prefix, "rbac.") +
 	// [shadow_rules_stat_prefix], rooted at the server scope.
 	allowed, denied             *stats.Counter
@@ -80,6 +83,7 @@ func Build(cfg *rbacnetv3.RBAC, ctx netfilter.BuildContext) (netfilter.Filter, e
 	default:
 		errs = append(errs, configerr.At(ctx.Path+".enforcement_type", "unknown value %v", cfg.GetEnforcementType()))
 	}
+	f.needsCert = f.enforced.UsesTLS() || f.shadow.UsesTLS()
 	if d := cfg.GetDelayDeny(); d != nil {
 		f.delayDeny = d.AsDuration()
 	}
@@ -111,8 +115,10 @@ type connectionState interface {
 	ConnectionState() tls.ConnectionState
 }
 
-// request builds what the engine matches from the connection.
-func request(c *network.Conn) rbacengine.Request {
+// request builds what the engine matches from the connection; the peer
+// certificate only when cert is set (ConnectionState takes the TLS
+// connection's lock and copies its state).
+func request(c *network.Conn, cert bool) rbacengine.Request {
 	q := rbacengine.Request{
 		Remote: c.Remote,
 		Direct: c.DirectRemote,
@@ -120,7 +126,7 @@ func request(c *network.Conn) rbacengine.Request {
 		SNI:    c.ServerName,
 		TLS:    c.TLS,
 	}
-	if cs, ok := c.Conn.(connectionState); ok && c.TLS {
+	if cs, ok := c.Conn.(connectionState); ok && cert && c.TLS {
 		if certs := cs.ConnectionState().PeerCertificates; len(certs) > 0 {
 			q.PeerCert = certs[0]
 		}
@@ -139,7 +145,7 @@ func (f *Filter) OnNewConnection(c *network.Conn) bool {
 	if f.enforced == nil && f.shadow == nil {
 		return true
 	}
-	q := request(c)
+	q := request(c, f.needsCert)
 	if f.shadow != nil {
 		if ok, _ := f.shadow.Handle(&q); ok {
 			f.shadowAllowed.Inc()

@@ -188,3 +188,28 @@ func TestDelayDeny(t *testing.T) {
 		t.Errorf("denied after %v, want at least the 100ms delay_deny", d)
 	}
 }
+
+// TestNeedsCert: the peer certificate is fetched only when some rule, of
+// the enforced or the shadow rules, reads it.
+func TestNeedsCert(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want bool
+	}{
+		{name: "addresses only", yaml: "stat_prefix: s\nrules: {action: ALLOW, policies: {p: {permissions: [{any: true}], principals: [{remote_ip: {address_prefix: 127.0.0.1, prefix_len: 32}}]}}}", want: false},
+		{name: "enforced authenticated", yaml: "stat_prefix: s\nrules: {action: ALLOW, policies: {p: {permissions: [{any: true}], principals: [{not_id: {authenticated: {}}}]}}}", want: true},
+		{name: "shadow authenticated", yaml: "stat_prefix: s\nshadow_rules: {action: DENY, policies: {p: {permissions: [{any: true}], principals: [{authenticated: {principal_name: {exact: a}}}]}}}", want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _, err := build(t, tc.yaml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.needsCert != tc.want {
+				t.Errorf("needsCert = %v, want %v", f.needsCert, tc.want)
+			}
+		})
+	}
+}

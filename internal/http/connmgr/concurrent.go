@@ -19,7 +19,7 @@ var _ httpfilter.ConcurrentEncoder = (*stream)(nil)
 // synchronised, while the HTTP/1.1 codec's share the connection's buffers
 // (HTTP/3 is left out until its codec is known to allow it).
 func (as *stream) BeginConcurrentEncode(done <-chan struct{}) bool {
-	if done == nil || as.conc != nil || as.curDecode < 0 || as.info.Protocol != "HTTP/2" ||
+	if done == nil || as.conc != nil || as.curDecode < 0 || !as.c.http2 || as.c.http3 ||
 		as.rb.sinking || as.responseStarted || as.responseComplete {
 		return false
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 
+	"github.com/herald-proxy/herald/internal/http/codec/http3"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 )
 
@@ -25,11 +26,16 @@ func (as *stream) PeerCertificate() *x509.Certificate {
 	if !nc.TLS {
 		return nil
 	}
-	cs, ok := nc.Conn.(connectionState)
-	if !ok {
-		return nil
+	var certs []*x509.Certificate
+	switch c := nc.Conn.(type) {
+	case connectionState:
+		certs = c.ConnectionState().PeerCertificates
+	case http3.Conn:
+		// A QUIC connection: its TLS 1.3 handshake ran in quic-go, and
+		// the net.Conn the listener hands over has no ConnectionState.
+		certs = c.QUICConn().ConnectionState().TLS.PeerCertificates
 	}
-	if certs := cs.ConnectionState().PeerCertificates; len(certs) > 0 {
+	if len(certs) > 0 {
 		return certs[0]
 	}
 	return nil

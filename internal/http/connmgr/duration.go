@@ -36,17 +36,22 @@ func (as *stream) armStreamDuration(h *hhttp.Headers) {
 // DEADLINE_EXCEEDED for gRPC clients.
 func (as *stream) onMaxDuration() {
 	as.cfg.Stats.DownstreamRqMaxDurationReached.Inc()
-	if as.responseStarted {
-		as.sendLocalReply(504, "", "max_duration_timeout", nil)
-		return
-	}
+	// Once the response started sendLocalReply can only reset the stream,
+	// whatever the code (Envoy's sendLocalReply does the same).
 	code := 408
 	if as.requestComplete {
 		code = 504
 	}
-	as.sendLocalReply(code, "downstream duration timeout", "max_duration_timeout", func(rh *hhttp.Headers) {
-		if as.isGRPC {
-			rh.Set("grpc-status", strconv.Itoa(grpcDeadlineExceeded))
-		}
-	})
+	var modify func(*hhttp.Headers)
+	if as.isGRPC {
+		modify = setGRPCDeadlineExceeded
+	}
+	as.sendLocalReply(code, "downstream duration timeout", "max_duration_timeout", modify)
+}
+
+// setGRPCDeadlineExceeded is Envoy's grpc_status argument to sendLocalReply
+// for a duration timeout: DEADLINE_EXCEEDED instead of the status mapped
+// from the HTTP code. A plain function: no closure per timeout.
+func setGRPCDeadlineExceeded(h *hhttp.Headers) {
+	h.Set("grpc-status", strconv.Itoa(grpcDeadlineExceeded))
 }

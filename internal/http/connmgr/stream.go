@@ -165,7 +165,7 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	if c.draining.Load() && !c.http2 {
 		as.closeConn = true
 	}
-	as.armTimer()
+	as.armTimer(cfg.StreamIdleTimeout)
 
 	// Before mutateRequestHeaders drops the hop-by-hop fields (upgrade.go).
 	upgrade := !c.http2 && isUpgrade(h)
@@ -629,19 +629,14 @@ func (as *stream) markRequestComplete() {
 	}
 }
 
-// armTimer arms the watchdog when a timeout is configured: the
-// connection's own for HTTP/1.1 (one stream at a time, so it is reused and
-// a request costs no allocation), a new one per HTTP/2 stream.
-func (as *stream) armTimer() {
-	as.armTimerWith(as.cfg.StreamIdleTimeout)
-}
-
-func (as *stream) armTimerWith(idle time.Duration) {
-	req := as.cfg.RequestTimeout
-	if idle <= 0 && req <= 0 {
-		return
+// armTimer arms the watchdog when a timeout is configured (idle, the
+// stream's idle timeout, or request_timeout): the connection's own for
+// HTTP/1.1 (one stream at a time, so it is reused and a request costs no
+// allocation), a new one per HTTP/2 stream.
+func (as *stream) armTimer(idle time.Duration) {
+	if req := as.cfg.RequestTimeout; idle > 0 || req > 0 {
+		as.armWatchdog(idle, req)
 	}
-	as.armWatchdog(idle, req)
 }
 
 // armWatchdog arms the stream's watchdog with the idle and request
@@ -712,7 +707,7 @@ func (as *stream) Context() context.Context {
 // SetIdleTimeout implements httpfilter.Callbacks.
 func (as *stream) SetIdleTimeout(d time.Duration) {
 	if as.wd == nil {
-		as.armTimerWith(d)
+		as.armTimer(d)
 		return
 	}
 	as.wd.setIdle(d)

@@ -2,11 +2,11 @@ package listener
 
 import (
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/herald-proxy/herald/internal/matcher"
 	"github.com/herald-proxy/herald/internal/network"
 )
 
@@ -266,7 +266,7 @@ type predicate struct {
 	kind predicateKind
 	// single
 	input NetworkInput
-	str   *stringMatch
+	str   *matcher.String
 	ip    []netip.Prefix // single predicate with an IP custom_match
 	// or, and, not
 	subs []predicate
@@ -317,52 +317,5 @@ func (p *predicate) match(c *network.Conn) bool {
 		// Envoy's StringInputMatcher does not match a missing value.
 		return false
 	}
-	return p.str.match(v)
-}
-
-// stringMatch is xds.type.matcher.v3.StringMatcher.
-type stringMatch struct {
-	exact, prefix, suffix, contains string
-	kind                            stringKind
-	ignoreCase                      bool
-	re                              *regexp.Regexp
-}
-
-type stringKind int
-
-const (
-	strExact stringKind = iota
-	strPrefix
-	strSuffix
-	strContains
-	strRegex
-)
-
-func (s *stringMatch) match(v string) bool {
-	switch s.kind {
-	case strExact:
-		if s.ignoreCase {
-			return strings.EqualFold(v, s.exact)
-		}
-		return v == s.exact
-	case strPrefix:
-		if s.ignoreCase {
-			return len(v) >= len(s.prefix) && strings.EqualFold(v[:len(s.prefix)], s.prefix)
-		}
-		return strings.HasPrefix(v, s.prefix)
-	case strSuffix:
-		if s.ignoreCase {
-			return len(v) >= len(s.suffix) && strings.EqualFold(v[len(v)-len(s.suffix):], s.suffix)
-		}
-		return strings.HasSuffix(v, s.suffix)
-	case strContains:
-		if s.ignoreCase {
-			return strings.Contains(strings.ToLower(v), s.contains)
-		}
-		return strings.Contains(v, s.contains)
-	case strRegex:
-		// Envoy's safe_regex matches the whole value.
-		return s.re.MatchString(v)
-	}
-	return false
+	return p.str.Match(v)
 }

@@ -3,7 +3,6 @@ package listener
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -11,11 +10,13 @@ import (
 	matcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
 	// The network inputs' protos, so that YAML typed_config resolves them.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/matching/common_inputs/network/v3"
+	envoymatcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/matcher"
 )
 
 // networkInputs maps the network input type URLs to inputs (the inputs
@@ -248,31 +249,29 @@ func (b *matcherBuilder) predicate(p *matcherv3.Matcher_MatcherList_Predicate, p
 	return predicate{kind: predOr}
 }
 
-func (b *matcherBuilder) stringMatch(s *matcherv3.StringMatcher, path string) *stringMatch {
-	out := &stringMatch{ignoreCase: s.GetIgnoreCase()}
-	switch s.GetMatchPattern().(type) {
+// stringMatch compiles an xds.type.matcher.v3.StringMatcher with
+// internal/matcher, the compiler the router and RBAC use: the xds proto
+// has the same fields as envoy.type.matcher.v3.StringMatcher, and Envoy
+// builds both with the one StringMatcherImpl.
+func (b *matcherBuilder) stringMatch(s *matcherv3.StringMatcher, path string) *matcher.String {
+	em := &envoymatcherv3.StringMatcher{IgnoreCase: s.GetIgnoreCase()}
+	switch p := s.GetMatchPattern().(type) {
 	case *matcherv3.StringMatcher_Exact:
-		out.kind, out.exact = strExact, s.GetExact()
+		em.MatchPattern = &envoymatcherv3.StringMatcher_Exact{Exact: p.Exact}
 	case *matcherv3.StringMatcher_Prefix:
-		out.kind, out.prefix = strPrefix, s.GetPrefix()
+		em.MatchPattern = &envoymatcherv3.StringMatcher_Prefix{Prefix: p.Prefix}
 	case *matcherv3.StringMatcher_Suffix:
-		out.kind, out.suffix = strSuffix, s.GetSuffix()
+		em.MatchPattern = &envoymatcherv3.StringMatcher_Suffix{Suffix: p.Suffix}
 	case *matcherv3.StringMatcher_Contains:
-		out.kind, out.contains = strContains, s.GetContains()
-		if out.ignoreCase {
-			out.contains = strings.ToLower(out.contains)
-		}
+		em.MatchPattern = &envoymatcherv3.StringMatcher_Contains{Contains: p.Contains}
 	case *matcherv3.StringMatcher_SafeRegex:
-		re, err := regexp.Compile("^(?:" + s.GetSafeRegex().GetRegex() + ")$")
-		if err != nil {
-			b.fail(path+".safe_regex.regex", "invalid regex: %v", err)
-			break
-		}
-		out.kind, out.re = strRegex, re
+		em.MatchPattern = &envoymatcherv3.StringMatcher_SafeRegex{SafeRegex: &envoymatcherv3.RegexMatcher{Regex: p.SafeRegex.GetRegex()}}
 	default:
 		b.fail(path, "string matcher %T is not supported by herald yet", s.GetMatchPattern())
+		return &matcher.String{}
 	}
-	return out
+	m, _ := matcher.NewString(em, path, &b.errs)
+	return &m
 }
 
 func xdsCIDR(r *xdscorev3.CidrRange) (netip.Prefix, error) {

@@ -144,6 +144,9 @@ func TestFilterChainMatcher(t *testing.T) {
 			matcher: `{"matcher_list":{"matchers":[{"predicate":{"single_predicate":{"input":` + input("SourceIPInput") + `,"custom_match":{"name":"ip","typed_config":{"@type":"type.googleapis.com/xds.type.matcher.v3.IPMatcher","range_matchers":[` +
 				`{"ranges":[{"address_prefix":"192.168.0.0","prefix_len":16}]}]}}}},"on_match":` + act("a") + `}]},"on_no_match":` + act("b") + `}`,
 			conn: base, want: "a"},
+		{name: "matcher_list contains ignore_case",
+			matcher: `{"matcher_list":{"matchers":[{"predicate":{"single_predicate":{"input":` + input("ServerNameInput") + `,"value_match":{"contains":"EXAMPLE","ignore_case":true}}},"on_match":` + act("a") + `}]},"on_no_match":` + act("b") + `}`,
+			conn:    base, want: "a"},
 		{name: "only on_no_match", matcher: `{"on_no_match":` + act("a") + `}`, conn: base, want: "a"},
 	}
 	for _, tc := range tests {

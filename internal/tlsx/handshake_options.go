@@ -3,7 +3,6 @@ package tlsx
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"net/url"
 )
 
@@ -60,11 +59,11 @@ func verifyName(cs tls.ConnectionState, name string) error {
 			return nil
 		}
 	}
-	if ip := net.ParseIP(name); ip != nil {
-		for _, san := range leaf.IPAddresses {
-			if san.Equal(ip) {
-				return nil
-			}
+	// Envoy compares non-DNS SANs as strings (Utility::generalNameAsString
+	// == name), IPs in the form matchSAN also uses.
+	for _, san := range leaf.IPAddresses {
+		if ipString(san) == name {
+			return nil
 		}
 	}
 	for _, san := range leaf.URIs {

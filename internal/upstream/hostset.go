@@ -136,7 +136,9 @@ func (c *Cluster) newHostSet(hosts []*Host) *HostSet {
 				lvl.localities, lvl.localityEDF = buildLocalities(lvl.hosts, c.policy, c.lb.rand.Uint64())
 			}
 		}
-		if len(lvl.pick) > 0 {
+		// With localities the per-locality pickers serve the level; a
+		// picker over the whole level would never be used.
+		if len(lvl.pick) > 0 && lvl.localityEDF == nil {
 			lvl.picker = c.policy.NewPicker(asLBHosts(lvl.pick))
 		}
 	}
@@ -166,19 +168,20 @@ func (c *Cluster) Pick(lb *LBContext) *Host {
 		}
 		lvl = &hs.levels[choosePriority(r, hs.cumLoad)]
 	}
-	if lvl.picker == nil {
-		c.Stats.UpstreamCxNoneHealthy.Inc()
-		return nil
-	}
-	if lvl.panic {
-		c.Stats.LbHealthyPanic.Inc()
-	} else if lvl.localityEDF != nil {
+	if lvl.localityEDF != nil {
 		l := &lvl.localities[lvl.localityEDF.pick()]
 		if i := l.picker.Pick(lb); i >= 0 && i < len(l.hosts) {
 			return l.hosts[i]
 		}
 		c.Stats.UpstreamCxNoneHealthy.Inc()
 		return nil
+	}
+	if lvl.picker == nil {
+		c.Stats.UpstreamCxNoneHealthy.Inc()
+		return nil
+	}
+	if lvl.panic {
+		c.Stats.LbHealthyPanic.Inc()
 	}
 	i := lvl.picker.Pick(lb)
 	if i < 0 || i >= len(lvl.pick) {

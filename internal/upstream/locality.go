@@ -1,9 +1,6 @@
 package upstream
 
 import (
-	"math"
-	"sync/atomic"
-
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
 	"github.com/herald-proxy/herald/internal/configerr"
@@ -127,50 +124,28 @@ func buildLocalities(hosts []*Host, policy lbpolicy.Policy, seed uint64) ([]loca
 	return locs, newLocalityEDF(weights, seed)
 }
 
-// localityEDF is Envoy's EDF scheduler over localities: the locality with
-// the earliest deadline is picked and its deadline moves 1/weight later.
-// As least_request's weighted schedule, each deadline is an atomic
-// float64 so that concurrent picks need no lock and no allocation: a pick
-// scans for the earliest deadline (ties to the lower index, Envoy's
-// insertion order) and moves it with a compare-and-swap, scanning again
-// if another goroutine moved it first. Localities are few, so the scan is
-// short.
+// localityEDF is Envoy's EDF scheduler over localities (lbpolicy.EDF):
+// the locality with the earliest deadline is picked and its deadline
+// moves 1/weight later. Localities are few, so the scan is short.
 type localityEDF struct {
-	inv       []float64       // 1/weight
-	deadlines []atomic.Uint64 // math.Float64bits of each deadline
+	inv   []float64 // 1/weight
+	sched *lbpolicy.EDF
 }
 
 func newLocalityEDF(weights []float64, seed uint64) *localityEDF {
-	e := &localityEDF{inv: make([]float64, len(weights)), deadlines: make([]atomic.Uint64, len(weights))}
+	e := &localityEDF{inv: make([]float64, len(weights))}
 	for i, w := range weights {
 		e.inv[i] = 1 / w
-		e.deadlines[i].Store(math.Float64bits(e.inv[i]))
 	}
-	// Envoy's createWithPicks starts the schedule a random number of picks
-	// in, so that processes do not move in lockstep.
-	for range seed % uint64(len(weights)) {
-		e.pick()
-	}
+	e.sched = lbpolicy.NewEDF(len(weights), e, seed)
 	return e
 }
 
+// Inverse implements lbpolicy.EDFWeights.
+func (e *localityEDF) Inverse(i int) float64 { return e.inv[i] }
+
 // pick returns a locality index.
-func (e *localityEDF) pick() int {
-	for {
-		best := 0
-		bestBits := e.deadlines[0].Load()
-		bestD := math.Float64frombits(bestBits)
-		for i := 1; i < len(e.deadlines); i++ {
-			b := e.deadlines[i].Load()
-			if d := math.Float64frombits(b); d < bestD {
-				best, bestBits, bestD = i, b, d
-			}
-		}
-		if e.deadlines[best].CompareAndSwap(bestBits, math.Float64bits(bestD+e.inv[best])) {
-			return best
-		}
-	}
-}
+func (e *localityEDF) pick() int { return e.sched.Pick(e) }
 
 // asLBHosts converts hosts to the policy's view (allocates; build time only).
 func asLBHosts(hosts []*Host) []lbpolicy.Host {

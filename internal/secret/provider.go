@@ -3,7 +3,6 @@ package secret
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/herald-proxy/herald/internal/filewatch"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/xds"
 )
@@ -44,10 +44,10 @@ type Provider struct {
 
 	mu       sync.Mutex
 	watchers []weakWatcher
-	res      *xds.Resource // last accepted resource, as received
-	files    []string      // files the secret names
-	dir      string        // its watched_directory, "" if none
-	print    fingerprint   // of files and dir when last read
+	res      *xds.Resource         // last accepted resource, as received
+	files    []string              // files the secret names
+	dir      string                // its watched_directory, "" if none
+	print    filewatch.Fingerprint // of files and dir when last read
 }
 
 // weakWatcher finds a watcher that is still alive; nil once it is gone.
@@ -158,7 +158,7 @@ func (p *Provider) applyResource(res *xds.Resource) error {
 		return fmt.Errorf("secret %q: resource is %T", p.name, res.Message)
 	}
 	files, dir := dataSourceFiles(sec)
-	print := fingerprintOf(files, dir)
+	print := filewatch.Of(files, dir)
 	resolved, err := resolve(sec)
 	if err != nil {
 		return fmt.Errorf("secret %q: %w", p.name, err)
@@ -213,8 +213,8 @@ func (p *Provider) checkFiles() {
 	if res == nil || len(files) == 0 && dir == "" {
 		return
 	}
-	fp := fingerprintOf(files, dir)
-	if fp.equal(prev) {
+	fp := filewatch.Of(files, dir)
+	if fp.Equal(prev) {
 		return
 	}
 	p.mu.Lock()
@@ -294,53 +294,4 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// fingerprint identifies files (and a directory's entries) on disk: a move
-// over a file changes its identity, a rewrite its size or mtime.
-type fingerprint struct {
-	files   []os.FileInfo
-	entries map[string]os.FileInfo
-}
-
-func fingerprintOf(files []string, dir string) fingerprint {
-	var p fingerprint
-	for _, f := range files {
-		fi, _ := os.Stat(f)
-		p.files = append(p.files, fi)
-	}
-	if dir != "" {
-		des, _ := os.ReadDir(dir)
-		p.entries = make(map[string]os.FileInfo, len(des))
-		for _, de := range des {
-			if fi, err := os.Stat(filepath.Join(dir, de.Name())); err == nil {
-				p.entries[de.Name()] = fi
-			}
-		}
-	}
-	return p
-}
-
-func sameInfo(a, b os.FileInfo) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
-}
-
-func (p fingerprint) equal(q fingerprint) bool {
-	if len(p.files) != len(q.files) || len(p.entries) != len(q.entries) {
-		return false
-	}
-	for i := range p.files {
-		if !sameInfo(p.files[i], q.files[i]) {
-			return false
-		}
-	}
-	for n, fi := range p.entries {
-		if !sameInfo(fi, q.entries[n]) {
-			return false
-		}
-	}
-	return true
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/herald-proxy/herald/internal/admin"
 	"github.com/herald-proxy/herald/internal/bootstrap"
 	"github.com/herald-proxy/herald/internal/configerr"
+	"github.com/herald-proxy/herald/internal/filewatch"
 	"github.com/herald-proxy/herald/internal/stats"
 )
 
@@ -242,28 +243,6 @@ func (s *Server) handleSignals(ctx context.Context, sigs <-chan os.Signal) {
 	}
 }
 
-// fileStamp identifies a version of a file: an atomic rename changes the
-// inode, an in-place write the size or mtime.
-type fileStamp struct {
-	ok    bool
-	ino   uint64
-	dev   uint64
-	size  int64
-	mtime time.Time
-}
-
-func stampOf(path string) fileStamp {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}
-	}
-	st := fileStamp{ok: true, size: fi.Size(), mtime: fi.ModTime()}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.ino, st.dev = uint64(sys.Ino), uint64(sys.Dev)
-	}
-	return st
-}
-
 // watchConfig polls -c every interval (stat follows symlinks, so a
 // Kubernetes ConfigMap's ..data swap is seen) and reloads when it changes:
 // a write in place, or an atomic rename over it. A file that is missing is
@@ -273,7 +252,7 @@ func (s *Server) watchConfig(ctx context.Context, interval time.Duration) {
 	if path == "" {
 		return
 	}
-	last := stampOf(path)
+	last := filewatch.Of([]string{path}, "")
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -282,8 +261,11 @@ func (s *Server) watchConfig(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		cur := stampOf(path)
-		if !cur.ok || cur == last {
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		cur := filewatch.Of([]string{path}, "")
+		if cur.Equal(last) {
 			continue
 		}
 		last = cur

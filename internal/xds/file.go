@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 
 	"github.com/herald-proxy/herald/internal/bootstrap"
+	"github.com/herald-proxy/herald/internal/filewatch"
 )
 
 // fileSource is a filesystem subscription: path (legacy) or
@@ -43,7 +43,7 @@ type fileSource struct {
 	w     *watch
 	last  []byte
 	cache map[string]*Resource
-	print fingerprint
+	print filewatch.Fingerprint
 }
 
 var _ source = (*fileSource)(nil)
@@ -102,7 +102,7 @@ func (fs *fileSource) interestChanged(*watch) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.last = nil // deliver again on the next tick
-	fs.print = fingerprint{}
+	fs.print = filewatch.Fingerprint{}
 }
 
 func (fs *fileSource) run(ctx context.Context) {
@@ -121,7 +121,7 @@ func (fs *fileSource) run(ctx context.Context) {
 		prev := fs.print
 		fs.mu.Unlock()
 		p := fs.fingerprint()
-		if !fs.always && p.equal(prev) {
+		if !fs.always && p.Equal(prev) {
 			continue
 		}
 		fs.mu.Lock()
@@ -173,42 +173,7 @@ func (fs *fileSource) remember(data []byte) {
 	fs.mu.Unlock()
 }
 
-// fingerprint identifies the watched file (and directory entries).
-type fingerprint struct {
-	file    os.FileInfo
-	entries map[string]os.FileInfo
-}
-
-func (fs *fileSource) fingerprint() fingerprint {
-	var p fingerprint
-	p.file, _ = os.Stat(fs.path)
-	if fs.dir != "" {
-		des, _ := os.ReadDir(fs.dir)
-		p.entries = make(map[string]os.FileInfo, len(des))
-		for _, de := range des {
-			if fi, err := de.Info(); err == nil {
-				p.entries[filepath.Join(fs.dir, de.Name())] = fi
-			}
-		}
-	}
-	return p
-}
-
-func sameInfo(a, b os.FileInfo) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
-}
-
-func (p fingerprint) equal(q fingerprint) bool {
-	if !sameInfo(p.file, q.file) || len(p.entries) != len(q.entries) {
-		return false
-	}
-	for n, fi := range p.entries {
-		if !sameInfo(fi, q.entries[n]) {
-			return false
-		}
-	}
-	return true
+// fingerprint identifies the watched file and directory entries.
+func (fs *fileSource) fingerprint() filewatch.Fingerprint {
+	return filewatch.Of([]string{fs.path}, fs.dir)
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/codec/http2"
@@ -58,22 +57,7 @@ func NewAsyncClient(clusters *upstream.Manager, store *stats.Store, cluster stri
 	if prefix == "" {
 		prefix = "http.async-client."
 	}
-	ra := &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
-		Timeout:          durationpb.New(opts.Timeout),
-		RetryPolicy:      opts.Retry,
-	}
-	table, err := Build(&routev3.RouteConfiguration{
-		Name: "async-client",
-		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    "async-client",
-			Domains: []string{"*"},
-			Routes: []*routev3.Route{{
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: ""}},
-				Action: &routev3.Route_Route{Route: ra},
-			}},
-		}},
-	}, BuildContext{Path: "async_client"})
+	rt, err := asyncRoute(cluster, opts.Timeout, opts.Retry)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +67,7 @@ func NewAsyncClient(clusters *upstream.Manager, store *stats.Store, cluster stri
 	}
 	return &AsyncClient{
 		cfg:     NewFilterConfig(clusters, store, prefix, false, h2),
-		route:   table.VirtualHosts()[0].Routes()[0],
+		route:   rt,
 		cluster: cluster,
 	}, nil
 }

@@ -2,14 +2,11 @@ package router
 
 import (
 	"errors"
-	"io"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
-	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
 
@@ -157,75 +154,8 @@ func (f *Filter) duplexRespond(dx *duplex) {
 		f.attemptFailed(resetReasonOf(err), err)
 		return
 	}
-	code := f.resp.StatusCode()
-	f.host.RecordResult(code)
-	f.cluster.RecordResponse(code)
-	if f.cluster.HealthChecked() && f.resp.Has(hdrImmediateHealthCheckFail) {
-		f.host.ImmediateHealthCheckFail()
-	}
-	f.cb.StreamInfo().ResponseCodeDetails = detailsViaUpstream
-	if !f.cfg.SuppressEnvoyHeaders {
-		f.resp.Set(hdrUpstreamServiceTime, strconv.FormatInt(time.Since(f.start).Milliseconds(), 10))
-	}
-	f.route.ApplyResponseHeaders(&f.resp, f.wc, f)
-	for _, c := range f.setCookies {
-		f.resp.Add("set-cookie", c)
-	}
-	if f.attemptResp {
-		f.resp.Set(hdrAttemptCount, attemptString(f.attempts))
-	}
-	if err := f.cb.EncodeHeaders(&f.resp, endStream); err != nil {
-		f.closeUpstream(err)
-		return
-	}
-	if endStream {
-		f.duplexComplete()
-		return
-	}
-	bp := network.GetCopyBuffer()
-	defer network.PutCopyBuffer(bp)
-	buf := *bp
-	for {
-		n, err := dx.up.ReadBody(buf)
-		if err == io.EOF {
-			tr := dx.up.Trailers()
-			if tr != nil && tr.Len() > 0 {
-				if n > 0 && f.cb.EncodeData(buf[:n], false) != nil {
-					f.closeUpstream(errDownstream)
-					return
-				}
-				if f.cb.EncodeTrailers(tr) != nil {
-					f.closeUpstream(errDownstream)
-					return
-				}
-			} else if f.cb.EncodeData(buf[:n], true) != nil {
-				f.closeUpstream(errDownstream)
-				return
-			}
-			f.duplexComplete()
-			return
-		}
-		if n > 0 && f.cb.EncodeData(buf[:n], false) != nil {
-			f.closeUpstream(errDownstream)
-			return
-		}
-		if err != nil {
-			f.closeUpstream(err)
-			f.loadDuplexDeadline(dx)
-			if !f.timedOut(err) {
-				f.host.RecordLocalOrigin(upstream.LocalOriginConnectFailed)
-			}
-			f.upstreamReset(err)
-			return
-		}
-	}
-}
-
-// duplexComplete releases the upstream stream after its response went
-// downstream; a request still being sent is cut off.
-func (f *Filter) duplexComplete() {
-	f.host.Stats.RqSuccess.Add(1)
-	f.closeUpstream(errDuplexDone)
+	f.host.RecordResult(f.resp.StatusCode())
+	f.relayResponse(endStream, dx)
 }
 
 // loadDuplexDeadline takes the route timeout's deadline the decode side

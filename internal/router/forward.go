@@ -431,10 +431,17 @@ func (f *Filter) finish() {
 		f.deadline = time.Time{}
 	}
 	f.armTry()
-	info := f.cb.StreamInfo()
 	var endStream bool
 	var err error
-	for {
+	for first := true; ; first = false {
+		if !first && !f.reqDone {
+			// A retry of an early response (earlyResponse) started before
+			// the request ended: the decode side goes on sending the
+			// request to the new attempt and calls finish again when the
+			// request is complete. Reading it here would wait for a
+			// request body this goroutine is the one to send.
+			return
+		}
 		if f.hedge && f.perTry > 0 && f.reqDone {
 			// Attempts race on their own goroutines (hedge.go); the
 			// per-try timer runs once the request is complete, as Envoy's.
@@ -490,6 +497,13 @@ func (f *Filter) finish() {
 		}
 		break
 	}
+	f.relayResponse(endStream, nil)
+}
+
+// relayResponse encodes the upstream response headers in f.resp, then its
+// body and trailers, downstream: the response half shared by finish and,
+// with dx set, the duplex response goroutine (duplexRespond).
+func (f *Filter) relayResponse(endStream bool, dx *duplex) {
 	code := f.resp.StatusCode()
 	f.cluster.RecordResponse(code)
 	if f.cluster.HealthChecked() && f.resp.Has(hdrImmediateHealthCheckFail) {
@@ -498,7 +512,7 @@ func (f *Filter) finish() {
 		// at once (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/router_filter#x-envoy-immediate-health-check-fail).
 		f.host.ImmediateHealthCheckFail()
 	}
-	info.ResponseCodeDetails = detailsViaUpstream
+	f.cb.StreamInfo().ResponseCodeDetails = detailsViaUpstream
 	if !f.cfg.SuppressEnvoyHeaders {
 		f.resp.Set(hdrUpstreamServiceTime, strconv.FormatInt(time.Since(f.start).Milliseconds(), 10))
 	}
@@ -521,7 +535,7 @@ func (f *Filter) finish() {
 		return
 	}
 	if endStream {
-		f.complete(code)
+		f.complete(dx)
 		return
 	}
 	// The per-try timeout ends with the response headers; the idle one
@@ -552,7 +566,7 @@ func (f *Filter) finish() {
 				f.closeUpstream(errDownstream)
 				return
 			}
-			f.complete(code)
+			f.complete(dx)
 			return
 		}
 		if n > 0 {
@@ -563,6 +577,9 @@ func (f *Filter) finish() {
 		}
 		if err != nil {
 			f.closeUpstream(err)
+			if dx != nil {
+				f.loadDuplexDeadline(dx)
+			}
 			if f.tryTimedOut(err) {
 				f.perTryTimeout()
 				return
@@ -596,9 +613,16 @@ func (f *Filter) earlyResponse(err error) bool {
 	return true
 }
 
-// complete releases the upstream stream after a full exchange.
-func (f *Filter) complete(code int) {
+// complete releases the upstream stream after a full exchange. A duplex
+// stream (dx set) may still be sending the request: it is cut off
+// (errDuplexDone), as Envoy resets an upstream request whose response
+// completed first.
+func (f *Filter) complete(dx *duplex) {
 	f.host.Stats.RqSuccess.Add(1)
+	if dx != nil {
+		f.closeUpstream(errDuplexDone)
+		return
+	}
 	f.closeUpstream(nil)
 }
 

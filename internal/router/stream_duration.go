@@ -20,8 +20,13 @@ func (r *Route) StreamDuration(h *hhttp.Headers) (time.Duration, bool) {
 	if !r.maxStreamDuration.set && !r.grpcTimeoutMax.set {
 		return 0, false
 	}
-	gt, hasGT := parseGrpcTimeout(h.Get("grpc-timeout"))
-	if !hasGT || !r.grpcTimeoutMax.set {
+	var gt time.Duration
+	hasGT := false
+	if r.grpcTimeoutMax.set {
+		// The header matters only with grpc_timeout_header_max.
+		gt, hasGT = parseGrpcTimeout(h.Get("grpc-timeout"))
+	}
+	if !hasGT {
 		if !r.maxStreamDuration.set || r.maxStreamDuration.d == 0 {
 			return 0, false
 		}

@@ -35,24 +35,37 @@ func (o *op) appendDynamicMetadata(dst []byte, info *streaminfo.Info) ([]byte, v
 	if ns == nil {
 		return dst, valueUnset
 	}
-	v := structpb.NewStructValue(ns)
+	// Walk from the namespace's Struct itself: wrapping it in a Value
+	// (structpb.NewStructValue) would allocate on every log line.
+	var v *structpb.Value
+	s := ns
 	for _, k := range o.metadata.keys {
-		s := v.GetStructValue()
 		if s == nil {
 			return dst, valueUnset
 		}
 		if v = s.GetFields()[k]; v == nil {
 			return dst, valueUnset
 		}
+		s = v.GetStructValue()
 	}
 	start := len(dst)
 	kind := valueString
-	switch x := v.GetKind().(type) {
+	var x any = ns
+	if v != nil {
+		x = v.GetKind()
+	}
+	switch x := x.(type) {
 	case *structpb.Value_StringValue:
 		dst = append(dst, x.StringValue...)
 	case *structpb.Value_NumberValue:
 		dst = strconv.AppendFloat(dst, x.NumberValue, 'g', -1, 64)
 		kind = valueNumber
+	case *structpb.Struct:
+		b, err := json.Marshal(x.AsMap())
+		if err != nil {
+			return dst, valueUnset
+		}
+		dst = append(dst, b...)
 	default:
 		b, err := json.Marshal(v.AsInterface())
 		if err != nil {

@@ -64,3 +64,26 @@ func TestSetDynamicMetadataMerges(t *testing.T) {
 		t.Errorf("merged metadata = %v, want a=1 b=2", got)
 	}
 }
+
+// TestDynamicMetadataScalarDoesNotAllocate: a string or number value is
+// appended without allocating per log line.
+func TestDynamicMetadataScalarDoesNotAllocate(t *testing.T) {
+	md, err := structpb.NewStruct(map[string]any{"k": "foo", "o": map[string]any{"n": 42.0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := &streaminfo.Info{}
+	info.SetDynamicMetadata("ns", md)
+	for _, format := range []string{"%DYNAMIC_METADATA(ns:k)%", "%DYNAMIC_METADATA(ns:o:n)%", "%DYNAMIC_METADATA(ns:missing)%"} {
+		t.Run(format, func(t *testing.T) {
+			f, err := NewFormatter(format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 0, 64)
+			if n := testing.AllocsPerRun(100, func() { buf = f.Format(buf[:0], info) }); n != 0 {
+				t.Errorf("Format(%s) allocates %v times per line, want 0", format, n)
+			}
+		})
+	}
+}

@@ -89,8 +89,8 @@ func TestGRPCStatusFromHTTP(t *testing.T) {
 		{code: 500, want: 2}, {code: 418, want: 2},
 	}
 	for _, tc := range tests {
-		if got := grpcStatusFromHTTP(tc.code); got != tc.want {
-			t.Errorf("grpcStatusFromHTTP(%d) = %d, want %d", tc.code, got, tc.want)
+		if got := GRPCStatusFromHTTP(tc.code); got != tc.want {
+			t.Errorf("GRPCStatusFromHTTP(%d) = %d, want %d", tc.code, got, tc.want)
 		}
 	}
 }
@@ -105,8 +105,8 @@ func TestGRPCPercentEncode(t *testing.T) {
 		{in: "caf\xc3\xa9", want: "caf%C3%A9"},
 	}
 	for _, tc := range tests {
-		if got := grpcPercentEncode(tc.in); got != tc.want {
-			t.Errorf("grpcPercentEncode(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := GRPCPercentEncode(tc.in); got != tc.want {
+			t.Errorf("GRPCPercentEncode(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

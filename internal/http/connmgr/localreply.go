@@ -28,9 +28,9 @@ func (as *stream) sendLocalReply(code int, body, details string, modify func(*hh
 	if as.isGRPC {
 		h.Add(hhttp.Status, "200")
 		h.Add("content-type", "application/grpc")
-		h.Add("grpc-status", strconv.Itoa(grpcStatusFromHTTP(code)))
+		h.Add("grpc-status", strconv.Itoa(GRPCStatusFromHTTP(code)))
 		if body != "" {
-			h.Add("grpc-message", grpcPercentEncode(body))
+			h.Add("grpc-message", GRPCPercentEncode(body))
 		}
 		if modify != nil {
 			modify(h)
@@ -56,10 +56,10 @@ func (as *stream) sendLocalReply(code int, body, details string, modify func(*hh
 	as.EncodeData([]byte(body), true)
 }
 
-// grpcStatusFromHTTP maps an HTTP status to a gRPC status code as Envoy's
+// GRPCStatusFromHTTP maps an HTTP status to a gRPC status code as Envoy's
 // Grpc::Utility::httpToGrpcStatus (and the gRPC spec's
 // doc/http-grpc-status-mapping.md).
-func grpcStatusFromHTTP(code int) int {
+func GRPCStatusFromHTTP(code int) int {
 	switch code {
 	case 400:
 		return 13 // INTERNAL
@@ -76,9 +76,9 @@ func grpcStatusFromHTTP(code int) int {
 	}
 }
 
-// grpcPercentEncode encodes a grpc-message value (gRPC spec: percent-encode
+// GRPCPercentEncode encodes a grpc-message value (gRPC spec: percent-encode
 // bytes outside 0x20..0x7E and '%').
-func grpcPercentEncode(s string) string {
+func GRPCPercentEncode(s string) string {
 	need := false
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c > 0x7e || c == '%' {

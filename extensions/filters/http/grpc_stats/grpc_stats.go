@@ -48,8 +48,12 @@ type Config struct {
 	// individual_method_stats_allowlist.
 	allowlist map[[2]string]bool
 
-	// cache holds the stats of one cluster and method (statsKey).
-	cache sync.Map
+	// cache holds the stats of one cluster and method (statsKey). It is
+	// copy-on-write: readers load the map without a lock or an allocation
+	// (a sync.Map would box the struct key on every Load); a miss, once
+	// per cluster and method, copies it under mu.
+	cache atomic.Pointer[map[statsKey]*methodStats]
+	mu    sync.Mutex
 }
 
 type statsKey struct {
@@ -114,8 +118,13 @@ func Build(cfg *grpcstatsv3.FilterConfig, ctx httpfilter.BuildContext) (httpfilt
 // empty: the stats without a service/method part).
 func (c *Config) statsFor(cluster, service, method string) *methodStats {
 	k := statsKey{cluster, service, method}
-	if v, ok := c.cache.Load(k); ok {
-		return v.(*methodStats)
+	if m, ok := c.lookup(k); ok {
+		return m
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.lookup(k); ok {
+		return m
 	}
 	prefix := "cluster." + cluster + ".grpc."
 	if service != "" {
@@ -124,8 +133,27 @@ func (c *Config) statsFor(cluster, service, method string) *methodStats {
 		}
 		prefix += service + "." + method + "."
 	}
-	v, _ := c.cache.LoadOrStore(k, &methodStats{prefix: prefix})
-	return v.(*methodStats)
+	m := &methodStats{prefix: prefix}
+	var next map[statsKey]*methodStats
+	if cur := c.cache.Load(); cur != nil {
+		next = make(map[statsKey]*methodStats, len(*cur)+1)
+		for key, v := range *cur {
+			next[key] = v
+		}
+	} else {
+		next = make(map[statsKey]*methodStats, 1)
+	}
+	next[k] = m
+	c.cache.Store(&next)
+	return m
+}
+
+func (c *Config) lookup(k statsKey) (*methodStats, bool) {
+	if cur := c.cache.Load(); cur != nil {
+		m, ok := (*cur)[k]
+		return m, ok
+	}
+	return nil, false
 }
 
 // resolve returns the service and method of a gRPC path ("/service/method",

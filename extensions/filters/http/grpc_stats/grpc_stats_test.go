@@ -190,3 +190,24 @@ func TestNonGRPCRequestIgnored(t *testing.T) {
 		t.Errorf("counters %v, want none", got)
 	}
 }
+
+// TestStatsForCachedAllocs: once a cluster's method stats exist, finding
+// them again (every request) allocates nothing.
+func TestStatsForCachedAllocs(t *testing.T) {
+	c := &Config{store: stats.NewStore()}
+	first := c.statsFor("backend", "grpc.testing.TestService", "UnaryCall")
+	other := c.statsFor("backend", "", "")
+	if first == other {
+		t.Fatal("distinct keys share stats")
+	}
+	var got *methodStats
+	allocs := testing.AllocsPerRun(100, func() {
+		got = c.statsFor("backend", "grpc.testing.TestService", "UnaryCall")
+	})
+	if got != first {
+		t.Errorf("statsFor returned new stats for a cached key")
+	}
+	if allocs != 0 {
+		t.Errorf("statsFor on a cached key: %v allocs, want 0", allocs)
+	}
+}

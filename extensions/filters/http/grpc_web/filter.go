@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/connmgr"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 )
 
@@ -295,8 +296,8 @@ func (f *Filter) encodeFrames(data []byte) []byte {
 func (f *Filter) sendTransformed() {
 	h := f.held
 	f.held, f.transform = nil, false
-	h.Set("grpc-message", percentEncode(f.message))
-	h.Set("grpc-status", strconv.Itoa(httpToGRPCStatus(h.StatusCode())))
+	h.Set("grpc-message", connmgr.GRPCPercentEncode(string(f.message)))
+	h.Set("grpc-status", strconv.Itoa(connmgr.GRPCStatusFromHTTP(h.StatusCode())))
 	h.Set("content-length", "0")
 	f.cb.EncodeHeaders(h, true)
 }
@@ -334,40 +335,4 @@ func AppendTrailerFrame(dst []byte, t *hhttp.Headers) []byte {
 	}
 	binary.BigEndian.PutUint32(dst[start+1:start+5], uint32(len(dst)-start-frameHeaderLength))
 	return dst
-}
-
-// httpToGRPCStatus is Grpc::Utility::httpToGrpcStatus
-// (https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md).
-func httpToGRPCStatus(code int) int {
-	switch code {
-	case 400:
-		return 13 // INTERNAL
-	case 401:
-		return 16 // UNAUTHENTICATED
-	case 403:
-		return 7 // PERMISSION_DENIED
-	case 404:
-		return 12 // UNIMPLEMENTED
-	case 429, 502, 503, 504:
-		return 14 // UNAVAILABLE
-	default:
-		return 2 // UNKNOWN
-	}
-}
-
-// percentEncode is Http::Utility::PercentEncoding::encode: bytes outside
-// ' '..'~' and '%' become %XX.
-func percentEncode(b []byte) string {
-	const hex = "0123456789ABCDEF"
-	var sb strings.Builder
-	for _, c := range b {
-		if c < ' ' || c > '~' || c == '%' {
-			sb.WriteByte('%')
-			sb.WriteByte(hex[c>>4])
-			sb.WriteByte(hex[c&15])
-			continue
-		}
-		sb.WriteByte(c)
-	}
-	return sb.String()
 }

@@ -71,7 +71,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 		}
 	} else {
 		for i := range c.rules {
-			if c.rules[i].match.matches(h) {
+			if c.rules[i].match.Matches(h) {
 				v = c.rules[i].v
 				break
 			}

@@ -1,9 +1,18 @@
 package jwtauthn
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rsa"
+	_ "crypto/sha256" // crypto.SHA256 for verifyWith
+	_ "crypto/sha512" // crypto.SHA384, crypto.SHA512 for verifyWith
 	"encoding/base64"
 	"encoding/json"
 	"math"
+	"math/big"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -29,6 +38,10 @@ type jwt struct {
 	// payloadB64 is the payload as it appears in the token (base64url,
 	// no padding), forwarded by forward_payload_header.
 	payloadB64 string
+	// signingInput is "header.payload" as it appears in the token; sig is
+	// the decoded signature (both decoded once here, not again to verify).
+	signingInput string
+	sig          []byte
 
 	iss, sub  string
 	audiences []string
@@ -52,7 +65,7 @@ func parseJWT(token string) (*jwt, status) {
 	if !ok1 || !ok2 || strings.Contains(sig, ".") {
 		return nil, statusJwtBadFormat
 	}
-	t := &jwt{raw: token, payloadB64: p}
+	t := &jwt{raw: token, payloadB64: p, signingInput: token[:len(h)+1+len(p)]}
 
 	hb, ok := decodeSegment(h)
 	if !ok || json.Unmarshal(hb, &t.header) != nil || t.header == nil {
@@ -78,7 +91,7 @@ func parseJWT(token string) (*jwt, status) {
 	if !t.claims() {
 		return nil, statusJwtPayloadParseError
 	}
-	if _, ok := decodeSegment(sig); !ok || sig == "" {
+	if t.sig, ok = decodeSegment(sig); !ok || sig == "" {
 		return nil, statusJwtSignatureParseError
 	}
 	return t, statusOK
@@ -144,12 +157,17 @@ func (t *jwt) checkTime(now, skew uint64) status {
 
 // verifySignature is jwt_verify_lib's verifyJwtWithoutTimeChecking: every
 // key whose kid (when both have one), alg (when the key has one) and type
-// fit the token is tried; JwksKidAlgMismatch when none fits.
+// fit the token is tried; JwksKidAlgMismatch when none fits. The token
+// parsed by parseJWT is verified as is: re-parsing it with go-jose's
+// ParseSignedCompact would decode and JSON-parse it a second time per
+// request.
 func (t *jwt) verifySignature(ks *keySet) status {
-	jws, err := jose.ParseSignedCompact(t.raw, []jose.SignatureAlgorithm{t.alg})
-	if err != nil {
+	if _, crit := t.header["crit"]; crit {
+		// herald understands no JWS extension, and RFC 7515 section 4.1.11
+		// says such a token MUST be rejected (go-jose, used before, did).
 		return statusJwtVerificationFail
 	}
+	signed := []byte(t.signingInput)
 	tried := false
 	for i := range ks.keys {
 		k := &ks.keys[i]
@@ -163,7 +181,7 @@ func (t *jwt) verifySignature(ks *keySet) status {
 			continue
 		}
 		tried = true
-		if _, err := jws.Verify(k.key); err == nil {
+		if verifyWith(k.key, t.alg, signed, t.sig) {
 			return statusOK
 		}
 	}
@@ -171,6 +189,68 @@ func (t *jwt) verifySignature(ks *keySet) status {
 		return statusJwksKidAlgMismatch
 	}
 	return statusJwtVerificationFail
+}
+
+// verifyWith checks sig over signed with key for alg (RFC 7518 section 3),
+// as go-jose's verifiers do.
+func verifyWith(key any, alg jose.SignatureAlgorithm, signed, sig []byte) bool {
+	var h crypto.Hash
+	switch alg {
+	case jose.RS256, jose.PS256, jose.ES256, jose.HS256:
+		h = crypto.SHA256
+	case jose.RS384, jose.PS384, jose.ES384, jose.HS384:
+		h = crypto.SHA384
+	case jose.RS512, jose.PS512, jose.ES512, jose.HS512:
+		h = crypto.SHA512
+	}
+	switch k := key.(type) {
+	case ed25519.PublicKey:
+		return alg == jose.EdDSA && len(k) == ed25519.PublicKeySize && ed25519.Verify(k, signed, sig)
+	case []byte:
+		// RFC 7518 section 3.2: "A key of the same size as the hash output
+		// ... or larger MUST be used" (go-jose enforces it; jwt_verify_lib
+		// does not, so herald is stricter here).
+		if h == 0 || len(k) < h.Size() {
+			return false
+		}
+		mac := hmac.New(h.New, k)
+		mac.Write(signed)
+		return hmac.Equal(mac.Sum(nil), sig)
+	}
+	if h == 0 {
+		return false
+	}
+	d := h.New()
+	d.Write(signed)
+	digest := d.Sum(nil)
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if strings.HasPrefix(string(alg), "PS") {
+			// nil options: salt length auto-detected, as go-jose verifies.
+			return rsa.VerifyPSS(k, h, digest, sig, nil) == nil
+		}
+		return rsa.VerifyPKCS1v15(k, h, digest, sig) == nil
+	case *ecdsa.PublicKey:
+		// JWS ECDSA signatures are R || S, each the curve's byte size
+		// (RFC 7518 section 3.4); the key's curve must be the alg's.
+		var curve elliptic.Curve
+		switch alg {
+		case jose.ES256:
+			curve = elliptic.P256()
+		case jose.ES384:
+			curve = elliptic.P384()
+		case jose.ES512:
+			curve = elliptic.P521()
+		}
+		size := (k.Curve.Params().BitSize + 7) / 8
+		if k.Curve != curve || len(sig) != 2*size {
+			return false
+		}
+		r := new(big.Int).SetBytes(sig[:size])
+		s := new(big.Int).SetBytes(sig[size:])
+		return ecdsa.Verify(k, digest, r, s)
+	}
+	return false
 }
 
 // claim returns the claim at path (nested objects), or nil.

@@ -125,6 +125,16 @@ stat_prefix: mine.`,
 			wantErr: ".rules[0].match.query_parameters: query_parameters is not supported by herald yet (#8)",
 		},
 		{
+			name:    "runtime_fraction match refused",
+			config:  `rules: [{match: {prefix: /, runtime_fraction: {default_value: {numerator: 1}}}}]`,
+			wantErr: ".rules[0].match.runtime_fraction: ",
+		},
+		{
+			name:    "grpc match refused",
+			config:  `rules: [{match: {prefix: /, grpc: {}}}]`,
+			wantErr: ".rules[0].match.grpc: grpc is not supported by herald yet (#8)",
+		},
+		{
 			name:    "bad remote uri",
 			config:  `providers: {p: {remote_jwks: {http_uri: {uri: "ftp://a/jwks", cluster: c, timeout: 1s}}}}`,
 			wantErr: ".providers[p].remote_jwks.http_uri.uri: invalid URI",

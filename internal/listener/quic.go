@@ -276,6 +276,11 @@ var _ net.Conn = (*quicConn)(nil)
 // QUICConn returns the QUIC connection.
 func (c *quicConn) QUICConn() *quic.Conn { return c.qc }
 
+// ConnectionState is the TLS state of the QUIC handshake, so that code
+// reading a connection's TLS state (network.Conn.PeerCertificate) treats
+// QUIC like TLS over TCP.
+func (c *quicConn) ConnectionState() tls.ConnectionState { return c.qc.ConnectionState().TLS }
+
 // describe fills what the handshake settled into nc before the filter
 // chain is matched.
 func (c *quicConn) describe(nc *network.Conn) {

@@ -2,6 +2,8 @@ package network
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/netip"
 	"sync"
@@ -188,4 +190,25 @@ func (d *Drain) Start() {
 	for _, fn := range fns {
 		fn()
 	}
+}
+
+// tlsState is what a TLS transport exposes (*tls.Conn, the QUIC
+// listener's connection).
+type tlsState interface {
+	ConnectionState() tls.ConnectionState
+}
+
+// PeerCertificate is the leaf certificate the client presented in the TLS
+// handshake, nil without TLS or without a client certificate. It takes the
+// TLS connection's lock and copies its state: call it when a rule needs it.
+func (c *Conn) PeerCertificate() *x509.Certificate {
+	if !c.TLS {
+		return nil
+	}
+	if cs, ok := c.Conn.(tlsState); ok {
+		if certs := cs.ConnectionState().PeerCertificates; len(certs) > 0 {
+			return certs[0]
+		}
+	}
+	return nil
 }

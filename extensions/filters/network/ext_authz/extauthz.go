@@ -1,7 +1,6 @@
 package extauthz
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"net/netip"
 	"time"
@@ -128,21 +127,14 @@ func (f *Filter) OnNewConnection(c *network.Conn) bool {
 	return false
 }
 
-// connectionState is what a TLS transport exposes (*tls.Conn).
-type connectionState interface {
-	ConnectionState() tls.ConnectionState
-}
-
 // checkRequest is Envoy's CheckRequestUtils::createTcpCheck: the source
 // peer (address; principal: the client certificate's first URI SAN, else
 // its subject), the destination peer (address; service: the SNI), and the
 // TLS session's SNI with include_tls_session.
 func (f *Filter) checkRequest(c *network.Conn) *authv3.CheckRequest {
 	src := &authv3.AttributeContext_Peer{Address: socketAddress(c.Remote)}
-	if cs, ok := c.Conn.(connectionState); ok && c.TLS {
-		if certs := cs.ConnectionState().PeerCertificates; len(certs) > 0 {
-			src.Principal = principal(certs[0])
-		}
+	if cert := c.PeerCertificate(); cert != nil {
+		src.Principal = principal(cert)
 	}
 	attrs := &authv3.AttributeContext{
 		Source:      src,

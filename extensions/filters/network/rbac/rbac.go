@@ -1,7 +1,6 @@
 package rbac
 
 import (
-	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -110,11 +109,6 @@ func statPrefixJoin(prefix, suffix string) string {
 	return prefix + "." + suffix
 }
 
-// connectionState is what a TLS transport exposes (*tls.Conn).
-type connectionState interface {
-	ConnectionState() tls.ConnectionState
-}
-
 // request builds what the engine matches from the connection; the peer
 // certificate only when cert is set (ConnectionState takes the TLS
 // connection's lock and copies its state).
@@ -126,10 +120,8 @@ func request(c *network.Conn, cert bool) rbacengine.Request {
 		SNI:    c.ServerName,
 		TLS:    c.TLS,
 	}
-	if cs, ok := c.Conn.(connectionState); ok && cert && c.TLS {
-		if certs := cs.ConnectionState().PeerCertificates; len(certs) > 0 {
-			q.PeerCert = certs[0]
-		}
+	if cert {
+		q.PeerCert = c.PeerCertificate()
 	}
 	return q
 }

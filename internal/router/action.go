@@ -15,6 +15,7 @@ import (
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
+	"github.com/herald-proxy/herald/internal/matcher"
 )
 
 // defaultRouteTimeout is RouteAction.timeout's default: "If not specified,
@@ -190,7 +191,7 @@ func (b *builder) buildRouteAction(r *Route, a *routev3.RouteAction, p string) {
 		if r.prefixRewrite != "" {
 			b.errs = append(b.errs, configerr.At(p+".regex_rewrite", "specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy"))
 		}
-		re, sub, err := compileRewrite(a.GetRegexRewrite())
+		re, sub, err := matcher.CompileRewrite(a.GetRegexRewrite())
 		if err != nil {
 			b.errs = append(b.errs, configerr.At(p+".regex_rewrite", "%v", err))
 		}
@@ -205,7 +206,7 @@ func (b *builder) buildRouteAction(r *Route, a *routev3.RouteAction, p string) {
 	case *routev3.RouteAction_HostRewriteHeader:
 		r.hostHeader = strings.ToLower(hr.HostRewriteHeader)
 	case *routev3.RouteAction_HostRewritePathRegex:
-		re, sub, err := compileRewrite(hr.HostRewritePathRegex)
+		re, sub, err := matcher.CompileRewrite(hr.HostRewritePathRegex)
 		if err != nil {
 			b.errs = append(b.errs, configerr.At(p+".host_rewrite_path_regex", "%v", err))
 		}

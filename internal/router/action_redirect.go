@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/matcher"
 )
 
 // redirectAction is a compiled RedirectAction.
@@ -45,7 +46,7 @@ func (b *builder) buildRedirect(r *Route, ra *routev3.RedirectAction, p string) 
 	case *routev3.RedirectAction_PrefixRewrite:
 		rd.prefixRewrite = s.PrefixRewrite
 	case *routev3.RedirectAction_RegexRewrite:
-		re, sub, err := compileRewrite(s.RegexRewrite)
+		re, sub, err := matcher.CompileRewrite(s.RegexRewrite)
 		if err != nil {
 			b.errs = append(b.errs, configerr.At(p+".regex_rewrite", "%v", err))
 		}

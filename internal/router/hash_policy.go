@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/matcher"
 )
 
 // HashPolicy is a route's RouteAction.hash_policy compiled once: the methods
@@ -82,7 +83,7 @@ func CompileHashPolicy(ps []*routev3.RouteAction_HashPolicy, path string) (*Hash
 			m.kind = hashHeader
 			m.name = strings.ToLower(spec.Header.GetHeaderName())
 			if rr := spec.Header.GetRegexRewrite(); rr != nil {
-				re, sub, err := compileRewrite(rr)
+				re, sub, err := matcher.CompileRewrite(rr)
 				if err != nil {
 					errs = append(errs, configerr.At(ip+".header.regex_rewrite", "%v", err))
 					continue

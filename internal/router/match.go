@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
@@ -132,58 +131,6 @@ func stripQueryAndFragment(p string) string {
 		return p[:i]
 	}
 	return p
-}
-
-// compileRewrite compiles a RegexMatchAndSubstitute: a pattern matched
-// anywhere (RE2::GlobalReplace) and an RE2 rewrite string (\1 for a group,
-// \\ for a backslash) turned into Go's template syntax (${1}, $$).
-func compileRewrite(rs *matcherv3.RegexMatchAndSubstitute) (*regexp.Regexp, string, error) {
-	re, err := regexp.Compile(rs.GetPattern().GetRegex())
-	if err != nil {
-		return nil, "", fmt.Errorf("invalid regex %q: %v", rs.GetPattern().GetRegex(), err)
-	}
-	sub, err := re2RewriteToGo(rs.GetSubstitution(), re.NumSubexp())
-	if err != nil {
-		return nil, "", err
-	}
-	return re, sub, nil
-}
-
-// re2RewriteToGo converts an RE2 rewrite string. RE2 fails the whole
-// replacement at run time on a bad escape or a missing group; herald rejects
-// the config instead, so the mistake is seen at load.
-func re2RewriteToGo(s string, groups int) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '$':
-			b.WriteString("$$")
-		case c == '\\':
-			if i+1 >= len(s) {
-				return "", fmt.Errorf("invalid substitution %q: trailing backslash", s)
-			}
-			i++
-			d := s[i]
-			switch {
-			case d == '\\':
-				b.WriteByte('\\')
-			case d >= '0' && d <= '9':
-				n := int(d - '0')
-				if n > groups {
-					return "", fmt.Errorf("invalid substitution %q: \\%d but the pattern has %d groups", s, n, groups)
-				}
-				b.WriteString("${")
-				b.WriteByte(d)
-				b.WriteByte('}')
-			default:
-				return "", fmt.Errorf("invalid substitution %q: invalid escape \\%c", s, d)
-			}
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String(), nil
 }
 
 // queryMatcher is a compiled route.v3.QueryParameterMatcher.

@@ -119,11 +119,7 @@ func (m *routeMatch) matchPath(path string) bool {
 
 // isGRPC is Envoy's Grpc::Common::isGrpcRequestHeaders: content-type is
 // "application/grpc" or starts with "application/grpc+".
-func isGRPC(h *hhttp.Headers) bool {
-	const grpc = "application/grpc"
-	ct := h.Get("content-type")
-	return strings.HasPrefix(ct, grpc) && (len(ct) == len(grpc) || ct[len(grpc)] == '+')
-}
+func isGRPC(h *hhttp.Headers) bool { return hhttp.IsGRPCContentType(h.Get("content-type")) }
 
 // stripQueryAndFragment is Envoy's PathUtil::removeQueryAndFragment.
 func stripQueryAndFragment(p string) string {

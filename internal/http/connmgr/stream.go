@@ -161,7 +161,7 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	h := s.RequestHeaders()
 	as.isHead = h.Method() == "HEAD"
 	ct := h.Get("content-type")
-	as.isGRPC = len(ct) >= 16 && ct[:16] == "application/grpc"
+	as.isGRPC = hhttp.IsGRPCContentType(ct)
 	if c.draining.Load() && !c.http2 {
 		as.closeConn = true
 	}

@@ -65,11 +65,6 @@ var (
 	_ httpfilter.EncoderFilter = (*Filter)(nil)
 )
 
-// isGRPCContentType is Grpc::Common::hasGrpcContentType.
-func isGRPCContentType(ct string) bool {
-	return strings.HasPrefix(ct, contentTypeGRPC) && (len(ct) == len(contentTypeGRPC) || ct[len(contentTypeGRPC)] == '+')
-}
-
 // DecodeHeaders implements httpfilter.DecoderFilter: Envoy's
 // Http1BridgeFilter::decodeHeaders.
 func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Status {
@@ -80,7 +75,7 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 			return st
 		}
 	}
-	if !f.http1() || !h.Has(hhttp.Path) || !isGRPCContentType(h.Get("content-type")) {
+	if !f.http1() || !h.Has(hhttp.Path) || !hhttp.IsGRPCContentType(h.Get("content-type")) {
 		return httpfilter.Continue
 	}
 	f.bridging = true

@@ -2,7 +2,6 @@ package grpcstats
 
 import (
 	"encoding/binary"
-	"strings"
 	"time"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
@@ -37,20 +36,13 @@ var (
 	_ httpfilter.Destroyer     = (*Filter)(nil)
 )
 
-// isGRPCContentType is Grpc::Common::hasGrpcContentType:
-// "application/grpc" or "application/grpc+<subtype>".
-func isGRPCContentType(ct string) bool {
-	const grpc = "application/grpc"
-	return strings.HasPrefix(ct, grpc) && (len(ct) == len(grpc) || ct[len(grpc)] == '+')
-}
-
 // DecodeHeaders implements httpfilter.DecoderFilter: Envoy's
 // GrpcStatsFilter::decodeHeaders. Requests not in the allowlist (or every
 // request without stats_for_all_methods) are counted without the
 // service/method part.
 func (f *Filter) DecodeHeaders(h *hhttp.Headers, _ bool) httpfilter.Status {
 	path, ok := h.Lookup(hhttp.Path)
-	f.grpcRequest = ok && isGRPCContentType(h.Get("content-type"))
+	f.grpcRequest = ok && hhttp.IsGRPCContentType(h.Get("content-type"))
 	if !f.grpcRequest {
 		return httpfilter.Continue
 	}
@@ -102,7 +94,7 @@ func (f *Filter) DecodeTrailers(*hhttp.Headers) httpfilter.Status { return httpf
 // EncodeHeaders implements httpfilter.EncoderFilter: a trailers-only
 // response (or any response headers with grpc-status) is charged here.
 func (f *Filter) EncodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Status {
-	f.grpcResponse = isGRPCResponseHeaders(h, endStream)
+	f.grpcResponse = hhttp.IsGRPCResponseHeaders(h, endStream)
 	if m := f.resolveStats(); m != nil {
 		if st, ok := h.Lookup("grpc-status"); ok {
 			m.chargeStatus(f.cfg.store, st)
@@ -112,14 +104,6 @@ func (f *Filter) EncodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 		}
 	}
 	return httpfilter.Continue
-}
-
-// isGRPCResponseHeaders is Grpc::Common::isGrpcResponseHeaders.
-func isGRPCResponseHeaders(h *hhttp.Headers, endStream bool) bool {
-	if endStream {
-		return h.Has("grpc-status")
-	}
-	return h.StatusCode() == 200 && isGRPCContentType(h.Get("content-type"))
 }
 
 // EncodeData implements httpfilter.EncoderFilter: counts response messages.

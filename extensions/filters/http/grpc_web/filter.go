@@ -182,7 +182,7 @@ func (f *Filter) EncodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	if !f.isGRPCWeb {
 		return httpfilter.Continue
 	}
-	f.transform = !isGRPCResponseHeaders(h, endStream) && !isProtoGRPCWebResponse(h)
+	f.transform = !hhttp.IsGRPCResponseHeaders(h, endStream) && !isProtoGRPCWebResponse(h)
 	h.Del("content-length")
 	if f.textResponse {
 		h.Set("content-type", contentTypeGRPCWebTextProto)
@@ -196,20 +196,6 @@ func (f *Filter) EncodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	// the call.
 	f.held = h.Clone()
 	return httpfilter.Stop
-}
-
-// isGRPCResponseHeaders is Grpc::Common::isGrpcResponseHeaders: a
-// trailers-only response needs only grpc-status; otherwise :status 200 and
-// a gRPC content-type.
-func isGRPCResponseHeaders(h *hhttp.Headers, endStream bool) bool {
-	if endStream {
-		return h.Has("grpc-status")
-	}
-	if h.StatusCode() != 200 {
-		return false
-	}
-	ct := h.Get("content-type")
-	return ct == contentTypeGRPC || strings.HasPrefix(ct, contentTypeGRPC+"+")
 }
 
 // isProtoGRPCWebResponse is isProtoEncodedGrpcWebResponseHeaders: :status

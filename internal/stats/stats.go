@@ -278,3 +278,12 @@ func (s *Store) MergeHistograms() {
 		h.merge()
 	}
 }
+
+// JoinPrefix is Envoy's Stats::Utility statPrefixJoin: prefix and name
+// joined by exactly one '.' (an empty prefix adds nothing).
+func JoinPrefix(prefix, name string) string {
+	if prefix == "" || prefix[len(prefix)-1] == '.' {
+		return prefix + name
+	}
+	return prefix + "." + name
+}

@@ -70,11 +70,8 @@ func Build(cfg *climitv3.ConnectionLimit, ctx netfilter.BuildContext) (netfilter
 	// Envoy's generateStats: "connection_limit." + stat_prefix, joined to
 	// each name by statPrefixJoin.
 	base := "connection_limit." + cfg.GetStatPrefix()
-	if base[len(base)-1] != '.' {
-		base += "."
-	}
-	f.limited = ctx.Stats.Counter(base + "limited_connections")
-	f.active = ctx.Stats.Gauge(base + "active_connections")
+	f.limited = ctx.Stats.Counter(stats.JoinPrefix(base, "limited_connections"))
+	f.active = ctx.Stats.Gauge(stats.JoinPrefix(base, "active_connections"))
 	f.onClose = f.closed
 	return f, nil
 }

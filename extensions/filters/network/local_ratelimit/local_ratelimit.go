@@ -86,17 +86,8 @@ func Build(cfg *lrlnetv3.LocalRateLimit, ctx netfilter.BuildContext) (netfilter.
 	// the stat name by statPrefixJoin. (The docs page says
 	// local_ratelimit.<stat_prefix>.; the code and its integration test
 	// say local_rate_limit.)
-	f.rateLimited = ctx.Stats.Counter(statPrefixJoin("local_rate_limit."+cfg.GetStatPrefix(), "rate_limited"))
+	f.rateLimited = ctx.Stats.Counter(stats.JoinPrefix("local_rate_limit."+cfg.GetStatPrefix(), "rate_limited"))
 	return f, nil
-}
-
-// statPrefixJoin is Envoy's statPrefixJoin: prefix and name joined by a
-// single '.'.
-func statPrefixJoin(prefix, name string) string {
-	if prefix == "" || prefix[len(prefix)-1] == '.' {
-		return prefix + name
-	}
-	return prefix + "." + name
 }
 
 // OnNewConnection implements netfilter.ConnectionFilter: Envoy's

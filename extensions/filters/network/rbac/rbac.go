@@ -89,24 +89,12 @@ func Build(cfg *rbacnetv3.RBAC, ctx netfilter.BuildContext) (netfilter.Filter, e
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	base := statPrefixJoin(cfg.GetStatPrefix(), "rbac.")
+	base := stats.JoinPrefix(cfg.GetStatPrefix(), "rbac.")
 	f.allowed = ctx.Stats.Counter(base + "allowed")
 	f.denied = ctx.Stats.Counter(base + "denied")
 	f.shadowAllowed = ctx.Stats.Counter(base + cfg.GetShadowRulesStatPrefix() + "shadow_allowed")
 	f.shadowDenied = ctx.Stats.Counter(base + cfg.GetShadowRulesStatPrefix() + "shadow_denied")
 	return f, nil
-}
-
-// statPrefixJoin is Envoy's statPrefixJoin: prefix and suffix joined by a
-// single '.'.
-func statPrefixJoin(prefix, suffix string) string {
-	switch {
-	case prefix == "":
-		return suffix
-	case prefix[len(prefix)-1] == '.':
-		return prefix + suffix
-	}
-	return prefix + "." + suffix
 }
 
 // request builds what the engine matches from the connection; the peer

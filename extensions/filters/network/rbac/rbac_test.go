@@ -151,21 +151,6 @@ shadow_rules:
 	}
 }
 
-func TestStatPrefixJoin(t *testing.T) {
-	tests := []struct{ prefix, want string }{
-		{prefix: "a", want: "a.rbac."},
-		{prefix: "a.", want: "a.rbac."},
-		{prefix: "", want: "rbac."},
-	}
-	for _, tc := range tests {
-		t.Run(tc.prefix, func(t *testing.T) {
-			if got := statPrefixJoin(tc.prefix, "rbac."); got != tc.want {
-				t.Errorf("statPrefixJoin(%q) = %q, want %q", tc.prefix, got, tc.want)
-			}
-		})
-	}
-}
-
 // TestDelayDeny: a denied connection is held for delay_deny, then refused;
 // an allowed one is not delayed.
 func TestDelayDeny(t *testing.T) {

@@ -72,6 +72,7 @@ type serverConn struct {
 	flightFrames  int // frames being written
 	flightControl int
 	flushing      bool // a goroutine is writing to conn with mu released
+	deferred      int  // streams whose HEADERS wait in out for their DATA (DeferHeadersFlush)
 	wclosed       bool // no new frames: shutting down or broken
 	broken        bool // the write side failed or the connection is gone
 	closeAfter    bool // close the write side once out is flushed

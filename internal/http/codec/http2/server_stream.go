@@ -26,6 +26,7 @@ type stream struct {
 	noBody      bool
 	headersSent bool // response headers (final) written; handler only
 	deferFlush  bool // DeferHeadersFlush: the next headers wait for the data; handler only
+	deferred    bool // HEADERS queued unflushed, counted in sc.deferred; under sc.mu
 
 	// Guarded by sc.mu.
 	inMap         bool // in sc.streams: open or half-closed
@@ -148,6 +149,7 @@ func (sc *serverConn) runStream(st *stream) {
 // open is closed with RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
 func (sc *serverConn) streamDone(st *stream) {
 	sc.mu.Lock()
+	st.undeferLocked()
 	st.handlerDone = true
 	switch {
 	case !st.inMap:
@@ -289,10 +291,21 @@ func (st *stream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 		// The body follows at once (DeferHeadersFlush): WriteData sends
 		// HEADERS and DATA in one write.
 		st.deferFlush = false
+		st.deferred = true
+		sc.deferred++
 		return nil
 	}
 	sc.flushLocked()
 	return nil
+}
+
+// undeferLocked ends a DeferHeadersFlush wait: whatever writes next flushes
+// the HEADERS.
+func (st *stream) undeferLocked() {
+	if st.deferred {
+		st.deferred = false
+		st.sc.deferred--
+	}
 }
 
 var _ hhttp.HeadersDeferrer = (*stream)(nil)
@@ -310,6 +323,7 @@ func (st *stream) WriteData(p []byte, endStream bool) error {
 	sc := st.sc
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	st.undeferLocked()
 	for {
 		if err := st.writableLocked(); err != nil {
 			return err
@@ -364,6 +378,7 @@ func (st *stream) WriteTrailers(t *hhttp.Headers) error {
 	sc := st.sc
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	st.undeferLocked()
 	if err := st.writableLocked(); err != nil {
 		return err
 	}

@@ -526,59 +526,95 @@ func TestServerSettings(t *testing.T) {
 	}
 }
 
-// writeCounter counts the server connection's Write calls.
-type writeCounter struct {
+// frameWriteRecorder records, for each Write on the server connection, the
+// (type, stream) of the frames it carried.
+type frameWriteRecorder struct {
 	net.Conn
-	writes *atomic.Int64
+	mu     *sync.Mutex
+	writes *[][]frameRef
 }
 
-func (w writeCounter) Write(p []byte) (int, error) {
-	w.writes.Add(1)
+type frameRef struct {
+	typ    xhttp2.FrameType
+	stream uint32
+}
+
+func (w frameWriteRecorder) Write(p []byte) (int, error) {
+	var frames []frameRef
+	for b := p; len(b) >= 9; {
+		n := int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+		frames = append(frames, frameRef{xhttp2.FrameType(b[3]), uint32(b[5]&0x7f)<<24 | uint32(b[6])<<16 | uint32(b[7])<<8 | uint32(b[8])})
+		if 9+n > len(b) {
+			break
+		}
+		b = b[9+n:]
+	}
+	w.mu.Lock()
+	*w.writes = append(*w.writes, frames)
+	w.mu.Unlock()
 	return w.Conn.Write(p)
 }
 
-// TestServerDeferHeadersFlush: after DeferHeadersFlush the response
-// HEADERS wait for the DATA and both leave in one write; without it they
-// are two writes. The response is the same either way.
+// TestServerDeferHeadersFlush: after DeferHeadersFlush the response HEADERS
+// wait for the DATA and both leave in the same write; without it the
+// HEADERS leave on their own before any DATA is written.
 func TestServerDeferHeadersFlush(t *testing.T) {
 	for _, deferFlush := range []bool{false, true} {
 		t.Run(fmt.Sprintf("defer=%v", deferFlush), func(t *testing.T) {
-			var writes atomic.Int64
-			var responded atomic.Int64 // writes counted when the handler returned
+			var mu sync.Mutex
+			var writes [][]frameRef
+			headersSeen := make(chan struct{})
+			var stalled atomic.Bool
 			srv, err := NewServer(hhttp.ServerOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			h := streamFunc(func(s hhttp.ServerStream) {
-				before := writes.Load()
 				if deferFlush {
 					s.(hhttp.HeadersDeferrer).DeferHeadersFlush()
 				}
 				_ = s.WriteHeaders(respHeadersH2(200), false)
+				if !deferFlush {
+					// The client has the headers before any data exists.
+					select {
+					case <-headersSeen:
+					case <-time.After(10 * time.Second):
+						stalled.Store(true)
+					}
+				}
 				_ = s.WriteData([]byte("body"), true)
-				responded.Store(writes.Load() - before)
 			})
-			ls := startLoopback(t, func(c net.Conn) { srv.ServeConn(writeCounter{Conn: c, writes: &writes}, h, nil) })
+			ls := startLoopback(t, func(c net.Conn) {
+				srv.ServeConn(frameWriteRecorder{Conn: c, mu: &mu, writes: &writes}, h, nil)
+			})
 			c := &nethttp.Client{Transport: h2cTransport(t)}
-			// The first request also carries the connection's SETTINGS
-			// exchange; the second, on the same connection, is measured.
-			for range 2 {
-				resp, err := c.Get("http://" + ls.addr + "/")
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(body) != "body" {
-					t.Fatalf("response %d %q, want 200 body", resp.StatusCode, body)
-				}
+			resp, err := c.Get("http://" + ls.addr + "/")
+			if err != nil {
+				t.Fatal(err)
 			}
-			want := int64(2)
-			if deferFlush {
-				want = 1
+			close(headersSeen)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "body" {
+				t.Fatalf("response %d %q, want 200 body", resp.StatusCode, body)
 			}
-			if got := responded.Load(); got != want {
-				t.Errorf("response took %d writes, want %d", got, want)
+			if !deferFlush {
+				if stalled.Load() {
+					t.Error("the client never saw the HEADERS before the DATA was written")
+				}
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, w := range writes {
+				hasHeaders, hasData := false, false
+				for _, f := range w {
+					hasHeaders = hasHeaders || f.typ == xhttp2.FrameHeaders && f.stream == 1
+					hasData = hasData || f.typ == xhttp2.FrameData && f.stream == 1
+				}
+				if hasHeaders && !hasData {
+					t.Errorf("HEADERS written without their DATA: writes %v", writes)
+				}
 			}
 		})
 	}

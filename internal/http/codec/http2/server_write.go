@@ -13,6 +13,8 @@ import (
 // goroutine that produced it (no channel hand-off). flushLocked writes out to
 // the socket with mu released; a goroutine that finds another one flushing
 // leaves its frames to it, so concurrent streams coalesce into one write.
+// While a stream's HEADERS wait for its DATA (DeferHeadersFlush) nothing is
+// flushed: that stream's WriteData, which follows at once, flushes both.
 
 // maxRetainedOut bounds the output buffer kept between flushes.
 const maxRetainedOut = 64 << 10
@@ -23,7 +25,7 @@ func (sc *serverConn) flushLocked() {
 		return
 	}
 	sc.flushing = true
-	for len(sc.out) > 0 && !sc.broken {
+	for len(sc.out) > 0 && !sc.broken && sc.deferred == 0 {
 		buf := sc.out
 		sc.out, sc.spare = sc.spare[:0], nil
 		sc.flightFrames, sc.flightControl = sc.queuedFrames, sc.queuedControl
@@ -40,7 +42,7 @@ func (sc *serverConn) flushLocked() {
 		}
 	}
 	sc.flushing = false
-	if sc.closeAfter && !sc.broken {
+	if sc.closeAfter && !sc.broken && len(sc.out) == 0 {
 		sc.broken = true
 		sc.out = sc.out[:0]
 		if cw, ok := sc.conn.(closeWriter); !ok || cw.CloseWrite() != nil {

@@ -245,3 +245,12 @@ func (i *Info) Duration() time.Duration {
 	}
 	return i.EndTime.Sub(i.StartTime)
 }
+
+// FilterStateDynamicMetadata is the connection filter-state key
+// (network.Conn.SetFilterState) under which listener filters keep the
+// connection's dynamic metadata, Envoy's connection-level
+// StreamInfo::dynamicMetadata(): a map[string]*structpb.Struct by
+// namespace (the proxy_protocol listener filter's TLV rules write it). A
+// connection's own record (tcp_proxy's Info) starts from it; HTTP streams do
+// not see it, as in Envoy (https://github.com/envoyproxy/envoy/issues/19046).
+const FilterStateDynamicMetadata = "herald.connection.dynamic_metadata"

@@ -31,6 +31,9 @@ type certOpts struct {
 	rsa      bool
 	notAfter time.Time
 	parent   *testCert // nil: self-signed
+	// curve is the ECDSA curve (nil: P-256); exts are extra extensions.
+	curve elliptic.Curve
+	exts  []pkix.Extension
 }
 
 func newCert(t *testing.T, o certOpts) *testCert {
@@ -40,7 +43,11 @@ func newCert(t *testing.T, o certOpts) *testCert {
 	if o.rsa {
 		key, err = rsa.GenerateKey(rand.Reader, 2048)
 	} else {
-		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		curve := o.curve
+		if curve == nil {
+			curve = elliptic.P256()
+		}
+		key, err = ecdsa.GenerateKey(curve, rand.Reader)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +67,7 @@ func newCert(t *testing.T, o certOpts) *testCert {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtraExtensions:       o.exts,
 	}
 	if o.isCA {
 		tmpl.KeyUsage |= x509.KeyUsageCRLSign

@@ -26,14 +26,22 @@ type Client struct {
 	// session cache, so no session outlives the certificate it used.
 	sessionKeys int
 
-	// config is the current config; nil while SDS secrets are not ready.
-	config atomic.Pointer[tls.Config]
+	// state is the current config; nil while SDS secrets are not ready.
+	state atomic.Pointer[clientState]
 
 	// updated are ssl_context_update_by_sds counters; updates counts the
 	// SDS installs so far. Guarded by mu.
 	mu      sync.Mutex
 	updated []*stats.Counter
 	updates uint64
+}
+
+// clientState is one built crypto/tls config. Immutable.
+type clientState struct {
+	config *tls.Config
+	// soft is the ACCEPT_UNTRUSTED validator whose checks run after the
+	// handshake, only to count their stats; nil otherwise.
+	soft *validator
 }
 
 var upstreamFields = []string{"common_tls_context", "sni", "max_session_keys", "allow_renegotiation"}
@@ -84,7 +92,7 @@ func BuildClient(uc *tlsv3.UpstreamTlsContext, path string, defaultALPN []string
 	}
 	cl := &Client{c: c, base: cfg, sessionKeys: keys}
 	if !c.dynamic() {
-		cl.config.Store(cl.build(c.certs, c.v))
+		cl.state.Store(cl.build(c.certs, c.v))
 		return cl, nil
 	}
 	var initErr error
@@ -94,7 +102,7 @@ func BuildClient(uc *tlsv3.UpstreamTlsContext, path string, defaultALPN []string
 		case err != nil:
 			initErr = err
 		case ok:
-			cl.config.Store(cl.build(certs, v))
+			cl.state.Store(cl.build(certs, v))
 			cl.updates++
 		}
 	})
@@ -105,16 +113,26 @@ func BuildClient(uc *tlsv3.UpstreamTlsContext, path string, defaultALPN []string
 }
 
 // build is base with the client certificate and the validator.
-func (cl *Client) build(certs []tls.Certificate, v *validator) *tls.Config {
+func (cl *Client) build(certs []tls.Certificate, v *validator) *clientState {
 	cfg := cl.base.Clone()
-	cfg.Certificates = certs
+	// Envoy's client contexts never use ocsp_staple.
+	cfg.Certificates = make([]tls.Certificate, len(certs))
+	for i := range certs {
+		cfg.Certificates[i] = certs[i]
+		cfg.Certificates[i].OCSPStaple = nil
+	}
 	if cl.sessionKeys > 0 {
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(cl.sessionKeys)
 	}
-	if v != nil {
+	st := &clientState{config: cfg}
+	switch {
+	case v != nil && v.acceptUntrusted:
+		// A server always sends its certificate: nothing to enforce.
+		st.soft = v
+	case v != nil:
 		cfg.VerifyConnection = v.verify
 	}
-	return cfg
+	return st
 }
 
 // PrepareSecret implements secret.Watcher.
@@ -126,9 +144,9 @@ func (cl *Client) PrepareSecret(p *secret.Provider, sec *tlsv3.Secret) (func(), 
 	if !ok {
 		return func() {}, nil
 	}
-	cfg := cl.build(certs, v)
+	st := cl.build(certs, v)
 	return func() {
-		cl.config.Store(cfg)
+		cl.state.Store(st)
 		cl.mu.Lock()
 		cl.updates++
 		for _, c := range cl.updated {
@@ -152,21 +170,34 @@ func (cl *Client) Track(st *Stats) {
 
 // Config returns the client's current crypto/tls config (nil while SDS
 // secrets are not ready); do not modify it.
-func (cl *Client) Config() *tls.Config { return cl.config.Load() }
+func (cl *Client) Config() *tls.Config {
+	if st := cl.state.Load(); st != nil {
+		return st.config
+	}
+	return nil
+}
 
 // Handshake runs the client handshake on conn until ctx ends (the
 // cluster's connect_timeout) and counts it into st (cluster.<name>.ssl.*;
 // nil counts nothing). HandshakeOptions in ctx (WithHandshakeOptions)
 // adjust the SNI and the SAN check of this connection.
 func (cl *Client) Handshake(ctx context.Context, conn net.Conn, st *Stats) (*tls.Conn, error) {
-	cfg := cl.config.Load()
-	if cfg == nil {
+	state := cl.state.Load()
+	if state == nil {
 		if st != nil && st.SecretsNotReady != nil {
 			st.SecretsNotReady.Inc()
 		}
 		return nil, ErrSecretsNotReady
 	}
+	cfg := state.config
+	var verifyName string
 	if o, ok := ctx.Value(handshakeOptionsKey{}).(*HandshakeOptions); ok && o != nil {
+		if state.soft != nil {
+			// ACCEPT_UNTRUSTED: the SAN check only counts, after the
+			// handshake.
+			verifyName = o.VerifyName
+			o = &HandshakeOptions{ServerName: o.ServerName}
+		}
 		cfg = withOptions(cfg, o)
 	}
 	tc := tls.Client(conn, cfg)
@@ -178,6 +209,11 @@ func (cl *Client) Handshake(ctx context.Context, conn net.Conn, st *Stats) (*tls
 	}
 	if st != nil {
 		cs := tc.ConnectionState()
+		if state.soft != nil {
+			if err := state.soft.softFailure(&cs, verifyName); err != nil {
+				st.countVerify(err)
+			}
+		}
 		st.countHandshake(&cs)
 	}
 	return tc, nil

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -17,8 +18,12 @@ import (
 type common struct {
 	params params
 	alpn   []string
-	// certs are inline tls_certificates or static secrets.
-	certs []tls.Certificate
+	// certs are inline tls_certificates or static secrets; certPaths are
+	// their YAML paths, for errors found when a server context checks
+	// their OCSP staples. A certificate's ocsp_staple (DER) is in its
+	// OCSPStaple, not yet parsed.
+	certs     []tls.Certificate
+	certPaths []string
 	// v is the inline validation_context or a static secret's; nil
 	// without one or when it comes from SDS.
 	v *validator
@@ -60,9 +65,9 @@ var commonFields = []string{
 	"tls_certificate_sds_secret_configs", "validation_context_sds_secret_config", "combined_validation_context",
 }
 
-var certificateFields = []string{"certificate_chain", "private_key"}
+var certificateFields = []string{"certificate_chain", "private_key", "ocsp_staple"}
 
-var certificateIssues = map[string]string{"ocsp_staple": "#5", "watched_directory": "#5"}
+var certificateIssues = map[string]string{"watched_directory": "#5"}
 
 // buildCommon builds a CommonTlsContext. secrets resolves SDS references;
 // nil refuses them.
@@ -78,6 +83,7 @@ func buildCommon(c *tlsv3.CommonTlsContext, path string, server bool, secrets *s
 		errs = append(errs, cerrs...)
 		if len(cerrs) == 0 {
 			out.certs = append(out.certs, cert)
+			out.certPaths = append(out.certPaths, p)
 		}
 	}
 	if len(c.GetTlsCertificates()) > 0 && len(c.GetTlsCertificateSdsSecretConfigs()) > 0 {
@@ -98,6 +104,7 @@ func buildCommon(c *tlsv3.CommonTlsContext, path string, server bool, secrets *s
 			errs = append(errs, cerrs...)
 			if len(cerrs) == 0 {
 				out.certs = append(out.certs, cert)
+				out.certPaths = append(out.certPaths, p)
 				out.slots = append(out.slots, certSlot{static: cert, path: p})
 			}
 		}
@@ -201,7 +208,23 @@ func kindOf(s *tlsv3.Secret) string {
 	return "empty"
 }
 
-// loadCertificate reads one TlsCertificate's chain and key (PEM).
+// paths are the YAML paths of the certificates secretValues returns, in
+// the same order.
+func (c *common) paths() []string {
+	if len(c.slots) == 0 {
+		return c.certPaths
+	}
+	out := make([]string, len(c.slots))
+	for i, sl := range c.slots {
+		out[i] = sl.path
+	}
+	return out
+}
+
+// loadCertificate reads one TlsCertificate's chain and key (PEM), and its
+// ocsp_staple (DER) into the certificate's OCSPStaple; a server context
+// parses and checks it (serverStaples), a client context drops it, as
+// Envoy's client contexts never use it.
 func loadCertificate(tc *tlsv3.TlsCertificate, path string) (tls.Certificate, configerr.List) {
 	errs := configerr.RejectUnlisted(tc, path, certificateIssues, certificateFields...)
 	chain, ferr := LoadDataSource(tc.GetCertificateChain(), path+".certificate_chain")
@@ -212,6 +235,18 @@ func loadCertificate(tc *tlsv3.TlsCertificate, path string) (tls.Certificate, co
 	if kerr != nil {
 		errs = append(errs, kerr)
 	}
+	var staple []byte
+	if ds := tc.GetOcspStaple(); ds != nil {
+		if _, ok := ds.GetSpecifier().(*corev3.DataSource_InlineString); ok {
+			// Envoy (tls_certificate_config_impl.cc, maybeReadOcspStaple).
+			errs = append(errs, configerr.At(path+".ocsp_staple.inline_string", "OCSP staple cannot be provided via inline_string").
+				WithHint("use filename or inline_bytes: the staple is DER"))
+		} else if b, serr := LoadDataSource(ds, path+".ocsp_staple"); serr != nil {
+			errs = append(errs, serr)
+		} else {
+			staple = b
+		}
+	}
 	if len(errs) > 0 {
 		return tls.Certificate{}, errs
 	}
@@ -221,5 +256,6 @@ func loadCertificate(tc *tlsv3.TlsCertificate, path string) (tls.Certificate, co
 	if err != nil {
 		return tls.Certificate{}, configerr.List{configerr.At(path, "failed to load certificate chain and private key: %v", err)}
 	}
+	cert.OCSPStaple = staple
 	return cert, nil
 }

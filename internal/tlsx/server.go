@@ -3,6 +3,7 @@ package tlsx
 import (
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -26,6 +27,10 @@ type Server struct {
 	c              *common
 	required       bool
 	disableTickets bool
+	// fullScan is full_scan_certs_on_sni_mismatch; policy is
+	// ocsp_staple_policy.
+	fullScan bool
+	policy   tlsv3.DownstreamTlsContext_OcspStaplePolicy
 
 	// state is the current config; nil while SDS secrets are not ready.
 	state atomic.Pointer[serverState]
@@ -46,18 +51,21 @@ type serverState struct {
 	// protocols none of which are configured: BoringSSL (Envoy) then
 	// completes the handshake without ALPN, where crypto/tls would fail it.
 	noALPN *tls.Config
-	certs  []tls.Certificate
+	sel    *certSelector
+	// soft is the ACCEPT_UNTRUSTED validator whose checks run after the
+	// handshake, only to count their stats; nil otherwise.
+	soft *validator
 }
 
 var downstreamFields = []string{
 	"common_tls_context", "require_client_certificate",
 	"disable_stateless_session_resumption", "disable_stateful_session_resumption",
+	"full_scan_certs_on_sni_mismatch", "ocsp_staple_policy",
 }
 
 var downstreamIssues = map[string]string{
 	"session_ticket_keys":                   "#5",
 	"session_ticket_keys_sds_secret_config": "#5",
-	"ocsp_staple_policy":                    "#5",
 }
 
 // BuildServer builds a DownstreamTlsContext; path is the YAML path of the
@@ -80,25 +88,42 @@ func BuildServer(dc *tlsv3.DownstreamTlsContext, path string, secrets *secret.Ma
 		// Envoy: "No TLS certificates found for server context".
 		errs = append(errs, configerr.At(cpath+".tls_certificates", "a server TLS context needs at least one certificate"))
 	}
+	s := &Server{
+		c:              c,
+		required:       dc.GetRequireClientCertificate().GetValue(),
+		disableTickets: dc.GetDisableStatelessSessionResumption(),
+		// Envoy: full_scan_certs_on_sni_mismatch defaults to false
+		// (server_context_config_impl.cc, PROTOBUF_GET_WRAPPED_OR_DEFAULT).
+		fullScan: dc.GetFullScanCertsOnSniMismatch().GetValue(),
+		policy:   dc.GetOcspStaplePolicy(),
+	}
+	var ocsp []*ocspResponse
+	if !c.dynamic() && len(errs) == 0 {
+		var oerrs configerr.List
+		ocsp, oerrs = s.staples(c.certs, c.certPaths)
+		errs = append(errs, oerrs...)
+	}
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	s := &Server{c: c, required: dc.GetRequireClientCertificate().GetValue(), disableTickets: dc.GetDisableStatelessSessionResumption()}
 	if !c.dynamic() {
-		s.state.Store(s.build(c.certs, c.v))
+		s.state.Store(s.build(c.certs, ocsp, c.v))
 		return s, nil
 	}
 	var initErr error
 	secrets.Follow(c.providers(), secret.WeakWatcher(s), func() {
 		certs, v, ok, err := c.secretValues(nil, nil)
-		switch {
-		case err != nil:
+		if err == nil && ok {
+			var st *serverState
+			if st, err = s.buildSecrets(certs, v); err == nil {
+				// Envoy runs the update callback at once when the secret
+				// is there, counting ssl_context_update_by_sds.
+				s.state.Store(st)
+				s.updates++
+			}
+		}
+		if err != nil {
 			initErr = err
-		case ok:
-			// Envoy runs the update callback at once when the secret is
-			// there, counting ssl_context_update_by_sds.
-			s.state.Store(s.build(certs, v))
-			s.updates++
 		}
 	})
 	if initErr != nil {
@@ -107,17 +132,71 @@ func BuildServer(dc *tlsv3.DownstreamTlsContext, path string, secrets *secret.Ma
 	return s, nil
 }
 
-// build makes the crypto/tls config of certs and v.
-func (s *Server) build(certs []tls.Certificate, v *validator) *serverState {
+// staples parses and checks the OCSP staples of certs (their
+// OCSPStaple, paths[i] the YAML path of certs[i]) as Envoy's
+// ServerContextImpl does when it loads them
+// (source/common/tls/server_context_impl.cc): a must-staple certificate
+// needs a response, ocsp_staple_policy MUST_STAPLE needs one for every
+// certificate, and a response must parse and be for its certificate's
+// serial number. An expired response is accepted here; the policy decides
+// per handshake.
+func (s *Server) staples(certs []tls.Certificate, paths []string) ([]*ocspResponse, configerr.List) {
+	var errs configerr.List
+	out := make([]*ocspResponse, len(certs))
+	for i := range certs {
+		leaf, p := certs[i].Leaf, paths[i]
+		if len(certs[i].OCSPStaple) == 0 {
+			switch {
+			case leaf != nil && isMustStaple(leaf):
+				errs = append(errs, configerr.At(p, "OCSP response is required for must-staple certificate").
+					WithHint("set ocsp_staple: the certificate has the TLS feature status_request (RFC 7633)"))
+			case s.policy == tlsv3.DownstreamTlsContext_MUST_STAPLE:
+				errs = append(errs, configerr.At(p, "Required OCSP response is missing from TLS context").
+					WithHint("ocsp_staple_policy is MUST_STAPLE"))
+			}
+			continue
+		}
+		r, err := parseOCSPResponse(certs[i].OCSPStaple)
+		if err != nil {
+			errs = append(errs, configerr.At(p+".ocsp_staple", "%v", err))
+			continue
+		}
+		if leaf == nil || !r.matches(leaf) {
+			errs = append(errs, configerr.At(p+".ocsp_staple", "OCSP response does not match its TLS certificate").
+				WithHint("the response's serial number is not the certificate's"))
+			continue
+		}
+		if r.thisUpdate.After(time.Now()) {
+			// Envoy warns and keeps it (OcspResponseWrapperImpl).
+			slog.Warn("OCSP Response thisUpdate field is set in the future", "path", p, "this_update", r.thisUpdate)
+		}
+		out[i] = r
+	}
+	return out, errs
+}
+
+// buildSecrets is build for certificates from SDS: their staples are
+// checked first, and a bad one rejects the secret.
+func (s *Server) buildSecrets(certs []tls.Certificate, v *validator) (*serverState, error) {
+	ocsp, errs := s.staples(certs, s.c.paths())
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return s.build(certs, ocsp, v), nil
+}
+
+// build makes the crypto/tls config of certs (ocsp[i] the parsed staple
+// of certs[i]) and v.
+func (s *Server) build(certs []tls.Certificate, ocsp []*ocspResponse, v *validator) *serverState {
 	c := s.c
-	st := &serverState{certs: certs}
+	st := &serverState{sel: newCertSelector(certs, ocsp, c.params, s.fullScan, s.policy)}
 	cfg := &tls.Config{
 		MinVersion:             c.params.min,
 		MaxVersion:             c.params.max,
 		CipherSuites:           c.params.ciphers,
 		CurvePreferences:       c.params.curves,
 		NextProtos:             c.alpn,
-		GetCertificate:         st.getCertificate,
+		GetCertificate:         st.sel.getCertificate,
 		SessionTicketsDisabled: s.disableTickets,
 	}
 	required := s.required
@@ -134,6 +213,10 @@ func (s *Server) build(certs []tls.Certificate, v *validator) *serverState {
 			val.required = required
 		}
 		cfg.VerifyConnection = val.verify
+		if val.acceptUntrusted {
+			cfg.VerifyConnection = val.verifyPresence
+			st.soft = &val
+		}
 	}
 	if len(c.alpn) > 0 {
 		st.noALPN = cfg.Clone()
@@ -154,7 +237,10 @@ func (s *Server) PrepareSecret(p *secret.Provider, sec *tlsv3.Secret) (func(), e
 	if !ok {
 		return func() {}, nil
 	}
-	st := s.build(certs, v)
+	st, err := s.buildSecrets(certs, v)
+	if err != nil {
+		return nil, err
+	}
 	return func() {
 		s.state.Store(st)
 		s.mu.Lock()
@@ -178,30 +264,6 @@ func (st *serverState) configForClient(hi *tls.ClientHelloInfo) (*tls.Config, er
 		}
 	}
 	return st.noALPN, nil
-}
-
-// getCertificate picks the certificate as Envoy does with several
-// tls_certificates: one valid for the SNI whose key type the client
-// supports, else the first whose key type it supports, else the first.
-func (st *serverState) getCertificate(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if len(st.certs) == 1 {
-		return &st.certs[0], nil
-	}
-	for i := range st.certs {
-		if hi.SupportsCertificate(&st.certs[i]) == nil {
-			return &st.certs[i], nil
-		}
-	}
-	if hi.ServerName != "" {
-		noSNI := *hi
-		noSNI.ServerName = ""
-		for i := range st.certs {
-			if noSNI.SupportsCertificate(&st.certs[i]) == nil {
-				return &st.certs[i], nil
-			}
-		}
-	}
-	return &st.certs[0], nil
 }
 
 // Config returns the server's current crypto/tls config (nil while SDS
@@ -241,7 +303,9 @@ func (s *Server) Handshake(c net.Conn, deadline time.Time, st *Stats) (*tls.Conn
 	if !deadline.IsZero() {
 		_ = c.SetDeadline(deadline)
 	}
-	err := tc.Handshake()
+	// The context carries st to certificate selection (ssl.ocsp_staple_*);
+	// it has no Done channel, so crypto/tls starts no goroutine for it.
+	err := tc.HandshakeContext(withStats(st))
 	if err != nil {
 		var ne net.Error
 		if !(errors.As(err, &ne) && ne.Timeout()) {
@@ -253,6 +317,11 @@ func (s *Server) Handshake(c net.Conn, deadline time.Time, st *Stats) (*tls.Conn
 		_ = c.SetDeadline(time.Time{})
 	}
 	cs := tc.ConnectionState()
+	if state.soft != nil {
+		if err := state.soft.softFailure(&cs, ""); err != nil {
+			st.countVerify(err)
+		}
+	}
 	st.countHandshake(&cs)
 	return tc, nil
 }

@@ -194,15 +194,18 @@ func colonHex(b []byte) string {
 	return strings.Join(parts, ":")
 }
 
-// TestCertificateSelection: with an ECDSA and an RSA certificate, a client
-// that only supports RSA suites gets the RSA one (Envoy picks by what the
-// client supports).
+// TestCertificateSelection: with an ECDSA and an RSA certificate, a TLS 1.2
+// client that only supports RSA suites gets the RSA one (Envoy picks by what
+// the client supports). The context stops at TLS 1.2: with TLS 1.3 allowed,
+// Envoy judges a client that sends supported_versions (Go's always does) by
+// its signature algorithms alone (see TestFindCertificate).
 func TestCertificateSelection(t *testing.T) {
 	p := newPKI(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(p.ca.cert)
 	y := serverYAML(p, `  - certificate_chain: { inline_string: `+fmt.Sprintf("%q", p.rsaServer.certPEM)+` }
     private_key: { inline_string: `+fmt.Sprintf("%q", p.rsaServer.keyPEM)+` }
+  tls_params: { tls_maximum_protocol_version: TLSv1_2 }
 `)
 	srv, err := BuildServer(parse(t, &tlsv3.DownstreamTlsContext{}, y), "ctx", nil)
 	if err != nil {

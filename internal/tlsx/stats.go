@@ -22,6 +22,16 @@ type Stats struct {
 	FailVerifySAN      *stats.Counter
 	FailVerifyCertHash *stats.Counter
 
+	// OCSP stapling (servers only; Envoy's selectTlsContext):
+	// ocsp_staple_requests counts clients that sent status_request,
+	// ocsp_staple_responses those that got a staple, ocsp_staple_omitted
+	// those that did not, ocsp_staple_failed handshakes the staple policy
+	// refused.
+	OCSPStapleRequests  *stats.Counter
+	OCSPStapleResponses *stats.Counter
+	OCSPStapleOmitted   *stats.Counter
+	OCSPStapleFailed    *stats.Counter
+
 	// The socket factory's SDS stats (nil from NewStats): Envoy's
 	// <scope>.server_ssl_socket_factory.* for a listener and
 	// <scope>.client_ssl_socket_factory.* for a cluster
@@ -66,9 +76,14 @@ func NewStats(scope stats.Scope) *Stats {
 		FailVerifyError:    sc.Counter("fail_verify_error"),
 		FailVerifySAN:      sc.Counter("fail_verify_san"),
 		FailVerifyCertHash: sc.Counter("fail_verify_cert_hash"),
-		ciphers:            map[uint16]*lazyCounter{},
-		versions:           map[uint16]*lazyCounter{},
-		curves:             map[tls.CurveID]*lazyCounter{},
+		// Envoy: source/common/tls/stats.h, ALL_SSL_STATS.
+		OCSPStapleRequests:  sc.Counter("ocsp_staple_requests"),
+		OCSPStapleResponses: sc.Counter("ocsp_staple_responses"),
+		OCSPStapleOmitted:   sc.Counter("ocsp_staple_omitted"),
+		OCSPStapleFailed:    sc.Counter("ocsp_staple_failed"),
+		ciphers:             map[uint16]*lazyCounter{},
+		versions:            map[uint16]*lazyCounter{},
+		curves:              map[tls.CurveID]*lazyCounter{},
 	}
 	for id, n := range cipherNames {
 		s.ciphers[id] = &lazyCounter{scope: sc, name: "ciphers." + n}
@@ -128,6 +143,14 @@ func (s *Stats) countHandshake(cs *tls.ConnectionState) {
 // countFailure counts a failed handshake: connection_error, and the
 // fail_verify_* stat of a refused certificate.
 func (s *Stats) countFailure(err error) {
+	s.countVerify(err)
+	s.ConnectionError.Inc()
+}
+
+// countVerify counts the fail_verify_* stat of a refused certificate (none
+// for other errors); an ACCEPT_UNTRUSTED connection counts its failure
+// this way and goes on.
+func (s *Stats) countVerify(err error) {
 	switch {
 	case errors.Is(err, ErrNoCertificate):
 		s.FailVerifyNoCert.Inc()
@@ -138,5 +161,4 @@ func (s *Stats) countFailure(err error) {
 	case errors.Is(err, ErrVerifyHash):
 		s.FailVerifyCertHash.Inc()
 	}
-	s.ConnectionError.Inc()
 }

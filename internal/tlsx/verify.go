@@ -67,6 +67,13 @@ type validator struct {
 	// is checked against them (only_verify_leaf_cert_crl).
 	crls        []*x509.RevocationList
 	onlyLeafCRL bool
+	// acceptUntrusted is trust_chain_verification ACCEPT_UNTRUSTED: every
+	// check still runs and counts its fail_verify_* stat, but none fails
+	// the handshake, and SAN, hash and SPKI checks no longer require a
+	// certificate (Envoy's DefaultCertValidator: verify mode SSL_VERIFY_PEER
+	// without SSL_VERIFY_FAIL_IF_NO_PEER_CERT, and "return
+	// (allow_untrusted_certificate_ || success)").
+	acceptUntrusted bool
 }
 
 type sanMatcher struct {
@@ -90,9 +97,9 @@ var validationIssues = map[string]string{"watched_directory": "#5"}
 
 func buildValidator(vc *tlsv3.CertificateValidationContext, path string) (*validator, configerr.List) {
 	errs := configerr.RejectUnlisted(vc, path, validationIssues, validationFields...)
-	v := &validator{allowExpired: vc.GetAllowExpiredCertificate()}
-	if vc.GetTrustChainVerification() != tlsv3.CertificateValidationContext_VERIFY_TRUST_CHAIN {
-		errs = append(errs, configerr.At(path+".trust_chain_verification", "ACCEPT_UNTRUSTED is %s", configerr.NotSupported))
+	v := &validator{
+		allowExpired:    vc.GetAllowExpiredCertificate(),
+		acceptUntrusted: vc.GetTrustChainVerification() == tlsv3.CertificateValidationContext_ACCEPT_UNTRUSTED,
 	}
 	if ca := vc.GetTrustedCa(); ca != nil {
 		pem, ferr := LoadDataSource(ca, path+".trusted_ca")
@@ -152,7 +159,7 @@ func buildValidator(vc *tlsv3.CertificateValidationContext, path string) (*valid
 			v.sans = append(v.sans, sanMatcher{kind: tlsv3.SubjectAltNameMatcher_SAN_TYPE_UNSPECIFIED, m: sm, exact: exactOf(m)})
 		}
 	}
-	v.required = len(v.hashes) > 0 || len(v.spkis) > 0 || len(v.sans) > 0
+	v.required = !v.acceptUntrusted && (len(v.hashes) > 0 || len(v.spkis) > 0 || len(v.sans) > 0)
 	return v, errs
 }
 
@@ -161,6 +168,37 @@ func exactOf(m *matcherv3.StringMatcher) string {
 		return e.Exact
 	}
 	return ""
+}
+
+// verifyPresence is the VerifyConnection of an ACCEPT_UNTRUSTED
+// validator: only a required certificate (require_client_certificate) is
+// enforced; the other checks run after the handshake (softFailure).
+func (v *validator) verifyPresence(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 && v.required {
+		return &verifyError{kind: ErrNoCertificate}
+	}
+	return nil
+}
+
+// softFailure runs an ACCEPT_UNTRUSTED validator's checks on an accepted
+// connection and returns the first that failed (nil: none), for its
+// fail_verify_* stat. As Envoy's doVerifyCertChain, an untrusted chain
+// stops there: SANs and pins are not looked at. name is the SAN an
+// auto_san_validation connection asks for ("" for none); Envoy checks it
+// before the SAN matchers.
+func (v *validator) softFailure(cs *tls.ConnectionState, name string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	if err := v.verifyChain(cs.PeerCertificates); err != nil {
+		return err
+	}
+	if name != "" {
+		if err := verifyName(*cs, name); err != nil {
+			return err
+		}
+	}
+	return v.verifyLeaf(cs.PeerCertificates[0])
 }
 
 // verify checks the peer's certificates in Envoy's order: presence, chain,
@@ -173,6 +211,15 @@ func (v *validator) verify(cs tls.ConnectionState) error {
 		}
 		return nil
 	}
+	if err := v.verifyChain(certs); err != nil {
+		return err
+	}
+	return v.verifyLeaf(certs[0])
+}
+
+// verifyChain verifies certs against trusted_ca and the CRLs (nil without
+// trusted_ca).
+func (v *validator) verifyChain(certs []*x509.Certificate) error {
 	leaf := certs[0]
 	if v.roots != nil {
 		opts := x509.VerifyOptions{Roots: v.roots, Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
@@ -192,6 +239,11 @@ func (v *validator) verify(cs tls.ConnectionState) error {
 			}
 		}
 	}
+	return nil
+}
+
+// verifyLeaf checks the leaf's SANs, then the hash/SPKI pins.
+func (v *validator) verifyLeaf(leaf *x509.Certificate) error {
 	if len(v.sans) > 0 && !v.matchSAN(leaf) {
 		return &verifyError{kind: ErrVerifySAN}
 	}

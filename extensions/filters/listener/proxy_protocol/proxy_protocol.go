@@ -28,6 +28,7 @@ type Filter struct {
 	allowV1, allowV2 bool
 	// allowWithout is allow_requests_without_proxy_protocol.
 	allowWithout bool
+	tlvs         tlvConfig
 	stats        filterStats
 }
 
@@ -46,11 +47,19 @@ type filterStats struct {
 }
 
 func build(cfg *ppv3.ProxyProtocol, ctx listenerfilter.BuildContext) (listenerfilter.Filter, error) {
-	// rules (TLVs to dynamic metadata), pass_through_tlvs (TLVs to filter
-	// state for the upstream PROXY header) and tlv_location are refused
-	// by CheckFields: herald keeps no TLVs.
-	errs := configerr.CheckFields(cfg, ctx.Path, "allow_requests_without_proxy_protocol", "disallowed_versions", "stat_prefix")
-	f := &Filter{allowV1: true, allowV2: true, allowWithout: cfg.GetAllowRequestsWithoutProxyProtocol()}
+	// tlv_location FILTER_STATE is refused by CheckFields (its default,
+	// DYNAMIC_METADATA, is zero and so not "set"): herald's access log has
+	// no %FILTER_STATE% to read it with yet.
+	errs := configerr.CheckFields(cfg, ctx.Path, "allow_requests_without_proxy_protocol", "disallowed_versions", "stat_prefix",
+		"rules", "pass_through_tlvs")
+	for i, r := range cfg.GetRules() {
+		p := fmt.Sprintf("%s.rules[%d]", ctx.Path, i)
+		errs = append(errs, configerr.CheckFields(r, p, "tlv_type", "on_tlv_present")...)
+		if r.GetOnTlvPresent() != nil {
+			errs = append(errs, configerr.CheckFields(r.GetOnTlvPresent(), p+".on_tlv_present", "metadata_namespace", "key", "value_string_encoding")...)
+		}
+	}
+	f := &Filter{allowV1: true, allowV2: true, allowWithout: cfg.GetAllowRequestsWithoutProxyProtocol(), tlvs: buildTLVConfig(cfg)}
 	for _, v := range cfg.GetDisallowedVersions() {
 		switch v {
 		case corev3.ProxyProtocolConfig_V1:
@@ -131,6 +140,7 @@ func (f *Filter) OnDataConsume(c *network.Conn, data []byte) (listenerfilter.Sta
 		return listenerfilter.Close, 0
 	}
 	vs.found.Inc()
+	f.tlvs.apply(c, h, v2TLVs(data, h))
 	if !h.keep {
 		c.Remote, c.Local = h.src, h.dst
 	}

@@ -191,8 +191,9 @@ func TestBuild(t *testing.T) {
 	}{
 		{name: "all versions disallowed", cfg: &ppv3.ProxyProtocol{DisallowedVersions: []corev3.ProxyProtocolConfig_Version{corev3.ProxyProtocolConfig_V1, corev3.ProxyProtocolConfig_V2}},
 			wantErr: "f.disallowed_versions: Proxy Protocol filter is misconfigured: all proxy protocol versions are disallowed."},
-		{name: "rules refused", cfg: &ppv3.ProxyProtocol{Rules: []*ppv3.ProxyProtocol_Rule{{TlvType: 1}}}, wantErr: "f.rules: not supported by herald yet"},
-		{name: "pass_through_tlvs refused", cfg: &ppv3.ProxyProtocol{PassThroughTlvs: &corev3.ProxyProtocolPassThroughTLVs{}}, wantErr: "f.pass_through_tlvs: not supported by herald yet"},
+		{name: "rules", cfg: &ppv3.ProxyProtocol{Rules: []*ppv3.ProxyProtocol_Rule{{TlvType: 1, OnTlvPresent: &ppv3.ProxyProtocol_KeyValuePair{Key: "k"}}}}},
+		{name: "pass_through_tlvs", cfg: &ppv3.ProxyProtocol{PassThroughTlvs: &corev3.ProxyProtocolPassThroughTLVs{}}},
+		{name: "tlv_location FILTER_STATE refused", cfg: &ppv3.ProxyProtocol{TlvLocation: ppv3.ProxyProtocol_FILTER_STATE}, wantErr: "f.tlv_location: not supported by herald yet"},
 		{name: "plain", cfg: &ppv3.ProxyProtocol{StatPrefix: "x", AllowRequestsWithoutProxyProtocol: true}},
 	}
 	for _, tt := range tests {

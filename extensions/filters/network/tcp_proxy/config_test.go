@@ -209,11 +209,6 @@ func TestBuildInvalidConfig(t *testing.T) {
 			wantErr: ".metadata_match: metadata_match is not supported by herald yet",
 		},
 		{
-			name:    "tunneling_config",
-			config:  "stat_prefix: db\ncluster: backend\ntunneling_config: { hostname: example.com:443 }\n",
-			wantErr: ".tunneling_config: tunneling_config is not supported by herald yet",
-		},
-		{
 			name:    "hash_policy filter_state",
 			config:  "stat_prefix: db\ncluster: backend\nhash_policy: [{ filter_state: { key: k } }]\n",
 			wantErr: ".hash_policy[0].filter_state: filter_state is not supported by herald yet",

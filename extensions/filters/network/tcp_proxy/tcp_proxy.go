@@ -16,6 +16,8 @@ import (
 
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/configerr"
+	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/codec/http2"
 	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/network/netfilter"
 	"github.com/herald-proxy/herald/internal/stats"
@@ -54,6 +56,14 @@ type Filter struct {
 	// hashSourceIP: hash_policy source_ip, the connection's hash for
 	// ring_hash and maglev clusters.
 	hashSourceIP bool
+	// tunnel is tunneling_config, nil when the connection goes over raw
+	// TCP; h2 multiplexes the tunnels to HTTP/2 clusters (nil without
+	// tunnel).
+	tunnel *tunnelConfig
+	h2     *http2.Client
+	// store creates the cluster's upstream_cx_connect_attempts_exceeded
+	// on the failure path.
+	store *stats.Store
 }
 
 var _ netfilter.Terminal = (*Filter)(nil)
@@ -69,14 +79,12 @@ type tcpStats struct {
 
 // supported are the TcpProxy fields herald interprets; any other field
 // that is set is an error naming it (STYLE.md §5).
-var supported = []string{"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log", "max_connect_attempts", "hash_policy"}
-
-var unsupportedIssues = map[string]string{"tunneling_config": "#6"}
+var supported = []string{"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log", "max_connect_attempts", "hash_policy", "tunneling_config"}
 
 // Build interprets a TcpProxy config once per snapshot.
 func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, error) {
 	var errs configerr.List
-	errs = append(errs, configerr.RejectUnlisted(cfg, ctx.Path, unsupportedIssues, supported...)...)
+	errs = append(errs, configerr.RejectUnlisted(cfg, ctx.Path, nil, supported...)...)
 	for i, wc := range cfg.GetWeightedClusters().GetClusters() {
 		errs = append(errs, configerr.RejectUnlisted(wc, fmt.Sprintf("%s.weighted_clusters.clusters[%d]", ctx.Path, i), nil, "name", "weight")...)
 	}
@@ -103,12 +111,25 @@ func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, e
 		errs = append(errs, configerr.At(ctx.Path, "one of cluster or weighted_clusters is required"))
 	}
 	errs = append(errs, f.buildHashPolicy(cfg, ctx.Path)...)
+	tc, terrs := buildTunnelConfig(cfg.GetTunnelingConfig(), ctx.Path+".tunneling_config")
+	errs = append(errs, terrs...)
 	logs, lerrs := accesslog.BuildAll(cfg.GetAccessLog(), ctx.Path, ctx.Server)
 	f.accessLogs = logs
 	errs = append(errs, lerrs...)
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
+	if tc != nil {
+		// One HTTP/2 client per built filter: its pool keys connections by
+		// cluster and host. Idle connections close after Envoy's default
+		// cluster idle_timeout (1 h). NewClient starts no goroutine.
+		h2, err := http2.NewClient(http2.ClientOptions{IdleTimeout: upstream.DefaultIdleTimeout})
+		if err != nil {
+			return nil, configerr.At(ctx.Path+".tunneling_config", "%v", err)
+		}
+		f.tunnel, f.h2 = tc, h2
+	}
+	f.store = ctx.Stats
 	sc := ctx.Stats.Scope("tcp." + cfg.GetStatPrefix() + ".")
 	f.stats = &tcpStats{
 		cxTotal:     sc.Counter("downstream_cx_total"),
@@ -199,36 +220,73 @@ func (f *Filter) ServeConn(c *network.Conn) {
 		info.SetFlag(streaminfo.NoClusterFound)
 		return
 	}
-	var up net.Conn
+	up, err := f.connect(c, cl, info)
+	if err != nil {
+		info.SetFlag(streaminfo.UpstreamConnectionFailure)
+		info.UpstreamTransportFailureReason = err.Error()
+		return
+	}
+	if up == nil {
+		return
+	}
+	defer up.Close()
+	p := &pipe{down: c.Conn, up: up, idle: f.idleTimeout}
+	p.run(info, f.stats)
+	if ct, ok := up.(*countedTunnel); ok && f.tunnel.propagateTrailers {
+		if tr := ct.trailers(); tr != nil {
+			c.SetFilterState(FilterStateResponseTrailers, tr)
+		}
+	}
+}
+
+// connect makes up to max_connect_attempts attempts to reach a host of cl:
+// a TCP connection, or with tunneling_config an HTTP tunnel. It returns
+// nil, nil when the cluster has no healthy host (flag UH). When every
+// attempt failed it returns the last error after recording what Envoy
+// does once the attempts run out (Filter::establishUpstreamConnection,
+// source/common/tcp_proxy/tcp_proxy.cc): response flag URX and the
+// cluster's upstream_cx_connect_attempts_exceeded.
+func (f *Filter) connect(c *network.Conn, cl *upstream.Cluster, info *streaminfo.Info) (upstreamConn, error) {
 	var err error
 	lbctx := f.lbContext(c.Remote)
 	for attempt := 0; attempt < f.maxAttempts; attempt++ {
 		h := cl.Pick(&lbctx)
 		if h == nil {
 			info.SetFlag(streaminfo.NoHealthyUpstream)
-			return
+			return nil, nil
 		}
 		info.UpstreamHost = h.Address()
-		up, err = cl.Dial(c.Ctx, h)
+		if f.tunnel != nil {
+			var up upstreamConn
+			var resp *hhttp.Headers
+			up, resp, err = f.openTunnel(c, cl, h, info)
+			if resp != nil && f.tunnel.propagateHeaders {
+				// Envoy stores the response headers of every attempt,
+				// refused ones included (HttpUpstream's DecoderShim).
+				c.SetFilterState(FilterStateResponseHeaders, resp)
+			}
+			if err == nil {
+				return up, nil
+			}
+			continue
+		}
+		var nc net.Conn
+		nc, err = cl.Dial(c.Ctx, h)
 		if err == nil {
-			break
+			info.UpstreamLocalAddress = nc.LocalAddr().String()
+			return nc, nil
 		}
 	}
-	if err != nil {
-		info.SetFlag(streaminfo.UpstreamConnectionFailure)
-		info.UpstreamTransportFailureReason = err.Error()
-		return
-	}
-	defer up.Close()
-	info.UpstreamLocalAddress = up.LocalAddr().String()
-	p := &pipe{down: c.Conn, up: up, idle: f.idleTimeout}
-	p.run(info, f.stats)
+	info.SetFlag(streaminfo.UpstreamRetryLimitExceeded)
+	f.store.Counter("cluster." + cl.Name() + ".upstream_cx_connect_attempts_exceeded").Inc()
+	return nil, err
 }
 
 // pipe copies bytes both ways with half-close and an idle timeout shared by
 // both directions.
 type pipe struct {
-	down, up net.Conn
+	down     net.Conn
+	up       upstreamConn
 	idle     time.Duration
 	last     atomic.Int64
 	timedOut atomic.Bool
@@ -279,7 +337,7 @@ type closeWriter interface{ CloseWrite() error }
 // copy moves bytes from src to dst until src reaches EOF, then half-closes
 // dst (Envoy forwards half-close by default). A read or write error closes
 // both sides.
-func (p *pipe) copy(dst, src net.Conn, counter *stats.Counter) (uint64, error) {
+func (p *pipe) copy(dst io.Writer, src io.Reader, counter *stats.Counter) (uint64, error) {
 	bufp := network.GetCopyBuffer()
 	defer network.PutCopyBuffer(bufp)
 	buf := *bufp
@@ -300,8 +358,8 @@ func (p *pipe) copy(dst, src net.Conn, counter *stats.Counter) (uint64, error) {
 			if errors.Is(err, io.EOF) {
 				if cw, ok := dst.(closeWriter); ok {
 					cw.CloseWrite()
-				} else {
-					dst.Close()
+				} else if cl, ok := dst.(io.Closer); ok {
+					cl.Close()
 				}
 				return total, nil
 			}

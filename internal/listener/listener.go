@@ -70,6 +70,10 @@ type Config struct {
 	// Inbound is false for listeners with traffic_direction OUTBOUND
 	// (/drain_listeners?inboundonly skips them).
 	Inbound bool
+	// UseOriginalDst is use_original_dst: a connection whose original
+	// destination (restored by the original_dst listener filter) is
+	// another listener's address is handed to that listener (Directory).
+	UseOriginalDst bool
 }
 
 // SocketNetwork returns the protocol of the socket c binds: "udp" for a QUIC
@@ -115,28 +119,16 @@ type Listener struct {
 	cur atomic.Pointer[generation]
 
 	mu       sync.Mutex
-	conns    map[net.Conn]*generation // every open connection, with its generation
+	conns    map[net.Conn]*chainState // every open connection, with the chain state it counts in
 	wg       sync.WaitGroup           // the accept loop and every connection
 	closed   bool                     // the socket is closed
 	serving  bool                     // Serve was called
 	stop     chan struct{}            // closed by CloseAll: drain timers end
 	stopOnce sync.Once
-}
 
-// generation is one config of a listener and what was built for it per
-// listener (transport sockets, drain signal). Connections keep the
-// generation they were accepted under until they end.
-type generation struct {
-	cfg *Config
-	// sockets[i] is the transport socket for chain index i (nil for
-	// raw_buffer chains).
-	sockets []transportsocket.DownstreamSocket
-	drain   *network.Drain
-
-	// Guarded by Listener.mu:
-	active  int           // open connections of this generation
-	retired bool          // replaced by Update or drained for removal
-	done    chan struct{} // closed when retired and active == 0
+	// dir finds the listener a use_original_dst connection is handed to;
+	// set once before Serve (SetDirectory), nil when none.
+	dir *atomic.Pointer[Directory]
 }
 
 type listenerStats struct {
@@ -190,7 +182,7 @@ func Bind(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, erro
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
 	}
-	l := &Listener{ln: ln, ctx: ctx, conns: map[net.Conn]*generation{}, stop: make(chan struct{})}
+	l := &Listener{ln: ln, ctx: ctx, conns: map[net.Conn]*chainState{}, stop: make(chan struct{})}
 	if ql != nil {
 		defer ql.setOwner(l)
 	}
@@ -212,23 +204,8 @@ func Bind(ctx context.Context, cfg *Config, store *stats.Store) (*Listener, erro
 		preCxActive:      sc.Gauge("downstream_pre_cx_active"),
 		transportTimeout: sc.Counter("downstream_cx_transport_socket_connect_timeout"),
 	}
-	l.cur.Store(l.newGeneration(cfg))
+	l.cur.Store(l.newGeneration(cfg, nil, nil))
 	return l, nil
-}
-
-// newGeneration prepares cfg for this listener: chain indexes and one
-// transport socket per TLS chain.
-func (l *Listener) newGeneration(cfg *Config) *generation {
-	g := &generation{cfg: cfg, drain: network.NewDrain(), done: make(chan struct{})}
-	for i, fc := range cfg.chains() {
-		fc.index = i
-		var sock transportsocket.DownstreamSocket
-		if fc.Transport != nil {
-			sock = fc.Transport.ForListener(l.scope)
-		}
-		g.sockets = append(g.sockets, sock)
-	}
-	return g
 }
 
 // Serve starts accepting on a listener from Bind. It is a no-op after the
@@ -247,71 +224,6 @@ func (l *Listener) Serve() {
 // Close releases a listener that Bind returned and that was never served
 // (a rejected update). For a serving listener it is CloseAll.
 func (l *Listener) Close() { l.CloseAll() }
-
-// Update makes cfg the listener's config: connections accepted from now on
-// use it, with no gap in accepting since the socket stays bound; the
-// connections accepted under the previous config are told to drain (HTTP/1.1
-// answers their next response with connection: close and closes idle ones,
-// HTTP/2 sends GOAWAY) and closed when drainTime has passed. The returned
-// channel is closed when the previous config's last connection has ended.
-// cfg must be able to run on the bound socket (Config.SameSocket: same
-// address, same protocol); Update does not rebind and panics otherwise.
-//
-// Envoy: "when a listener is updated, an entirely new listener is created
-// (if the listener's address is unchanged, the new one uses the same listen
-// socket)" and the old one drains for --drain-time-s
-// (https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/lds#config-listeners-lds).
-func (l *Listener) Update(cfg *Config, drainTime time.Duration) <-chan struct{} {
-	if cfg.SocketNetwork() != l.network {
-		// A caller bug: a TCP socket must never serve a QUIC config (or
-		// the reverse).
-		panic(fmt.Sprintf("listener %s: Update from a %s socket to a %s config", cfg.Name, l.network, cfg.SocketNetwork()))
-	}
-	g := l.newGeneration(cfg)
-	l.mu.Lock()
-	old := l.cur.Swap(g)
-	l.mu.Unlock()
-	return l.retire(old, drainTime)
-}
-
-// retire drains generation g and closes what is left of it after
-// drainTime (never when drainTime is 0 or less: the connections end on
-// their own). It returns g.done.
-func (l *Listener) retire(g *generation, drainTime time.Duration) <-chan struct{} {
-	l.mu.Lock()
-	if !g.retired {
-		g.retired = true
-		if g.active == 0 {
-			close(g.done)
-		}
-	}
-	l.mu.Unlock()
-	g.drain.Start()
-	if drainTime > 0 {
-		go func() {
-			t := time.NewTimer(drainTime)
-			defer t.Stop()
-			select {
-			case <-g.done:
-			case <-l.stop:
-			case <-t.C:
-				l.closeGeneration(g)
-			}
-		}()
-	}
-	return g.done
-}
-
-// closeGeneration closes every open connection of g.
-func (l *Listener) closeGeneration(g *generation) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for c, cg := range l.conns {
-		if cg == g {
-			c.Close()
-		}
-	}
-}
 
 // tcpNetwork binds IPv4 addresses IPv4-only and IPv6 addresses IPv6-only, as
 // Envoy does (0.0.0.0 is not dual-stack; use [::] with ipv4_compat for that).
@@ -385,8 +297,8 @@ func (l *Listener) acceptLoop(ctx context.Context) {
 			continue
 		}
 		g := l.cur.Load()
-		l.conns[c] = g
-		g.active++
+		l.conns[c] = g.pending
+		g.pending.active++
 		l.wg.Add(1)
 		l.mu.Unlock()
 		go l.serve(ctx, g, c)
@@ -394,31 +306,42 @@ func (l *Listener) acceptLoop(ctx context.Context) {
 }
 
 func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
+	nc := network.NewConn(ctx, c, g.pending.drain)
+	if qc, ok := c.(*quicConn); ok {
+		qc.describe(nc)
+	}
+	// A use_original_dst hand-off continues on the target listener, which
+	// does not hand off again (Envoy passes
+	// hand_off_restored_destination_connections = false).
+	cur, handOff := l, true
+	for cur != nil {
+		cur, g = cur.serveConn(g, c, nc, handOff)
+		handOff = false
+	}
+}
+
+// serveConn runs nc, counted in l's generation g, from its listener filters
+// on. It returns the listener (and its generation) the connection was
+// handed off to, or nil when it ended here.
+func (l *Listener) serveConn(g *generation, c net.Conn, nc *network.Conn, handOff bool) (next *Listener, ng *generation) {
 	cfg := g.cfg
 	start := time.Now()
 	l.stats.cxTotal.Inc()
 	l.stats.cxActive.Inc()
-	nc := network.NewConn(ctx, c, g.drain)
-	if qc, ok := c.(*quicConn); ok {
-		qc.describe(nc)
-	}
 	defer func() {
 		if r := recover(); r != nil {
 			// Peer input must never take the process down (STYLE §5).
 			slog.Error("connection panic", "listener", cfg.Name, "panic", r)
+			next = nil
 		}
-		c.Close()
-		nc.Closed()
 		l.stats.cxActive.Dec()
-		l.stats.cxDestroy.Inc()
-		l.stats.cxLength.Record(uint64(time.Since(start).Milliseconds()))
-		l.mu.Lock()
-		delete(l.conns, c)
-		g.active--
-		if g.active == 0 && g.retired {
-			close(g.done)
+		if next == nil {
+			c.Close()
+			nc.Closed()
+			l.stats.cxDestroy.Inc()
+			l.stats.cxLength.Record(uint64(time.Since(start).Milliseconds()))
 		}
-		l.mu.Unlock()
+		l.leave(c)
 		l.wg.Done()
 	}()
 	nc.ListenerName = cfg.Name
@@ -426,20 +349,38 @@ func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
 	if cfg.BufferLimit > 0 {
 		nc.BufferLimit = cfg.BufferLimit
 	}
+	accepted := nc.Local
 	if len(cfg.ListenerFilters) > 0 && !l.runListenerFilters(cfg, nc) {
-		return
+		return nil, nil
+	}
+	if handOff && cfg.UseOriginalDst {
+		if t := l.handOffTarget(accepted, nc.Local); t != nil {
+			if tg := t.adopt(c); tg != nil {
+				nc.SetDrain(tg.pending.drain)
+				return t, tg
+			}
+		}
 	}
 	if nc.TransportProtocol == "" {
 		// Envoy (ActiveTcpSocket::newConnection): "raw_buffer" when no
 		// listener filter detected a transport protocol.
 		nc.TransportProtocol = rawBuffer
 	}
-	fc := cfg.pickChain(nc)
-	if fc == nil {
+	picked := cfg.pickChain(nc)
+	if picked == nil {
 		l.stats.noFilterChain.Inc()
-		return
+		return nil, nil
 	}
-	if sock := g.sockets[fc.index]; sock != nil {
+	// From here the connection belongs to its chain: it drains and closes
+	// with it. A chain kept by a filter-chain-only update runs on the
+	// chain built first (cs.fc), as Envoy keeps the FilterChainImpl.
+	cs := l.join(c, g.chains[picked.index])
+	if cs == nil {
+		return nil, nil
+	}
+	nc.SetDrain(cs.drain)
+	fc := cs.fc
+	if sock := cs.sock; sock != nil {
 		raw := nc.Conn
 		if tc, ok := raw.(*net.TCPConn); ok {
 			// The TLS record layer reads and writes through sockio's raw
@@ -453,7 +394,7 @@ func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
 				l.stats.transportTimeout.Inc()
 			}
 			slog.Debug("transport socket handshake failed", "listener", cfg.Name, "remote", nc.Remote.String(), "error", err)
-			return
+			return nil, nil
 		}
 		nc.Conn = sc
 		nc.TLS = true
@@ -464,10 +405,11 @@ func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
 	}
 	for _, f := range fc.Filters {
 		if !f.OnNewConnection(nc) {
-			return
+			return nil, nil
 		}
 	}
 	fc.Terminal.ServeConn(nc)
+	return nil, nil
 }
 
 const rawBuffer = "raw_buffer"
@@ -519,62 +461,6 @@ func (l *Listener) StopAccepting() {
 	l.mu.Unlock()
 	l.ln.Close()
 }
-
-// Drain tells every open connection, whatever config it was accepted under,
-// to finish: HTTP/1.1 closes after the current response (idle ones at
-// once), HTTP/2 sends GOAWAY. Connections accepted afterwards drain too.
-func (l *Listener) Drain() {
-	l.mu.Lock()
-	gens := l.generationsLocked()
-	l.mu.Unlock()
-	for _, g := range gens {
-		g.drain.Start()
-	}
-}
-
-// Remove is a listener's end in a configuration update: it stops accepting,
-// drains its connections and closes what is left after drainTime
-// (Envoy: "When a listener is removed, the old listener will be placed into
-// a draining state ... for some period of time before the listener is
-// removed and any remaining connections are closed"). The returned channel
-// is closed when the last connection has ended.
-func (l *Listener) Remove(drainTime time.Duration) <-chan struct{} {
-	l.StopAccepting()
-	l.mu.Lock()
-	gens := l.generationsLocked()
-	l.mu.Unlock()
-	done := make(chan struct{})
-	var chans []<-chan struct{}
-	for _, g := range gens {
-		chans = append(chans, l.retire(g, drainTime))
-	}
-	go func() {
-		for _, c := range chans {
-			<-c
-		}
-		close(done)
-	}()
-	return done
-}
-
-// generationsLocked returns the current generation and every older one
-// that still has connections.
-func (l *Listener) generationsLocked() []*generation {
-	cur := l.cur.Load()
-	gens := []*generation{cur}
-	seen := map[*generation]bool{cur: true}
-	for _, g := range l.conns {
-		if !seen[g] {
-			seen[g] = true
-			gens = append(gens, g)
-		}
-	}
-	return gens
-}
-
-// Draining reports whether the current config drains (Drain or Remove was
-// called).
-func (l *Listener) Draining() bool { return l.cur.Load().drain.Draining() }
 
 // ActiveConnections returns the number of open connections.
 func (l *Listener) ActiveConnections() int {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/herald-proxy/herald/internal/network"
+	"github.com/herald-proxy/herald/internal/network/listenerfilter"
 	"github.com/herald-proxy/herald/internal/stats"
 )
 
@@ -27,13 +29,22 @@ type greeter struct {
 func (g *greeter) ServeConn(nc *network.Conn) {
 	done := make(chan struct{})
 	defer close(done)
+	// The drain callback writes from another goroutine; sockio conns take
+	// one writer at a time.
+	var wmu sync.Mutex
+	write := func(s string) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, err := io.WriteString(nc, s)
+		return err
+	}
 	if !g.ignoreDrain {
 		unregister := nc.OnDrain(func() {
 			go func() {
 				select {
 				case <-done:
 				default:
-					io.WriteString(nc, "bye\n")
+					write("bye\n")
 					nc.Close()
 				}
 			}()
@@ -45,7 +56,7 @@ func (g *greeter) ServeConn(nc *network.Conn) {
 		if _, err := r.ReadString('\n'); err != nil {
 			return
 		}
-		if _, err := io.WriteString(nc, g.name+"\n"); err != nil {
+		if err := write(g.name + "\n"); err != nil {
 			return
 		}
 	}
@@ -192,4 +203,202 @@ func TestBindThenClose(t *testing.T) {
 		t.Fatalf("port not released: %v", err)
 	}
 	ln.Close()
+}
+
+// firstByte is a listener filter that sets the connection's transport
+// protocol to the first byte the client sends, so that a test picks a
+// filter chain per connection ("a..." → chain matching "a").
+type firstByte struct{}
+
+// MaxReadBytes implements listenerfilter.Filter.
+func (firstByte) MaxReadBytes() int { return 1 }
+
+// OnData implements listenerfilter.Filter.
+func (firstByte) OnData(c *network.Conn, data []byte) listenerfilter.Status {
+	if len(data) == 0 {
+		return listenerfilter.NeedMoreData
+	}
+	c.TransportProtocol = string(data[:1])
+	return listenerfilter.Continue
+}
+
+var _ listenerfilter.Filter = firstByte{}
+
+// chainsConfig is a listener whose chains are picked by a connection's
+// first byte: names[i] is the chain for byte 'a'+i, answering with its
+// name.
+func chainsConfig(t *testing.T, ignoreDrain bool, names ...string) *Config {
+	t.Helper()
+	cfg := &Config{Name: "l", Network: "tcp", Address: "127.0.0.1:0", ListenerFilters: []listenerfilter.Filter{firstByte{}}}
+	var matches []ChainMatch
+	for i, n := range names {
+		cfg.Chains = append(cfg.Chains, &FilterChain{Name: n, Terminal: &greeter{name: n, ignoreDrain: ignoreDrain}})
+		matches = append(matches, ChainMatch{TransportProtocol: string(rune('a' + i))})
+	}
+	m, err := NewChainMatcher(cfg.Chains, matches, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Matcher = m
+	return cfg
+}
+
+// askOn sends a line starting with the chain's byte and returns the
+// answer.
+func (c *client) askOn(chain byte) string {
+	c.t.Helper()
+	io.WriteString(c.c, string(chain)+"\n")
+	return c.read()
+}
+
+func waitDone(t *testing.T, done <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: the drained chains' connections never ended", what)
+	}
+}
+
+func TestUpdateFilterChains(t *testing.T) {
+	tests := []struct {
+		name        string
+		ignoreDrain bool
+		drainTime   time.Duration
+		// wantChanged is what the connection on the changed chain sees
+		// after the update.
+		wantChanged string
+	}{
+		// A connection that honours drain ends itself.
+		{name: "changed chain drains", drainTime: time.Minute, wantChanged: "bye"},
+		// A connection that ignores drain (a tcp_proxy tunnel) is closed
+		// after the drain time; the unchanged chain's connection is not.
+		{name: "changed chain closed after drain time", ignoreDrain: true, drainTime: 50 * time.Millisecond, wantChanged: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			l, err := Start(ctx, chainsConfig(t, tc.ignoreDrain, "a1", "b1"), stats.NewStore())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.CloseAll()
+			bound := l.Bound()
+			onA, onB := dial(t, l), dial(t, l)
+			if got := onA.askOn('a'); got != "a1" {
+				t.Fatalf("chain a before the update: got %q, want a1", got)
+			}
+			if got := onB.askOn('b'); got != "b1" {
+				t.Fatalf("chain b before the update: got %q, want b1", got)
+			}
+
+			// Chain a is unchanged (it continues chain 0), chain b changed.
+			done, n := l.UpdateFilterChains(chainsConfig(t, tc.ignoreDrain, "a2", "b2"), []int{0, -1}, tc.drainTime)
+			if n != 1 {
+				t.Errorf("draining chains: got %d, want 1", n)
+			}
+			if l.Bound() != bound {
+				t.Fatalf("socket changed: %v, want %v", l.Bound(), bound)
+			}
+			if got := onB.read(); got != tc.wantChanged {
+				t.Errorf("connection on the changed chain: got %q, want %q", got, tc.wantChanged)
+			}
+			waitDone(t, done, "update")
+			// The kept chain's connection outlived the drain, and new
+			// connections on it run on the chain built first (Envoy keeps
+			// the FilterChainImpl of an identical chain).
+			if got := onA.askOn('a'); got != "a1" {
+				t.Errorf("connection on the unchanged chain: got %q, want a1", got)
+			}
+			if got := dial(t, l).askOn('a'); got != "a1" {
+				t.Errorf("new connection on the unchanged chain: got %q, want a1", got)
+			}
+			if got := dial(t, l).askOn('b'); got != "b2" {
+				t.Errorf("new connection on the changed chain: got %q, want b2", got)
+			}
+			if l.ActiveConnections() < 1 || l.Draining() {
+				t.Errorf("after the update: %d connections, draining %v", l.ActiveConnections(), l.Draining())
+			}
+
+			// A later update that changes chain a drains the connection
+			// accepted two configs ago.
+			done, n = l.UpdateFilterChains(chainsConfig(t, tc.ignoreDrain, "a3", "b2"), []int{-1, 1}, tc.drainTime)
+			if n != 1 {
+				t.Errorf("second update, draining chains: got %d, want 1", n)
+			}
+			if got := onA.read(); got != tc.wantChanged {
+				t.Errorf("connection on chain a after it changed: got %q, want %q", got, tc.wantChanged)
+			}
+			waitDone(t, done, "second update")
+			if got := dial(t, l).askOn('a'); got != "a3" {
+				t.Errorf("new connection on chain a: got %q, want a3", got)
+			}
+		})
+	}
+}
+
+func TestUpdateFilterChainsThenFullUpdateAndRemove(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := Start(ctx, chainsConfig(t, false, "a1", "b1"), stats.NewStore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.CloseAll()
+	onA := dial(t, l)
+	if got := onA.askOn('a'); got != "a1" {
+		t.Fatalf("got %q, want a1", got)
+	}
+	// Nothing changed on chain a, chain b changed.
+	done, _ := l.UpdateFilterChains(chainsConfig(t, false, "a1", "b2"), []int{0, -1}, time.Minute)
+	waitDone(t, done, "in-place update")
+	onA2 := dial(t, l)
+	if got := onA2.askOn('a'); got != "a1" {
+		t.Fatalf("got %q, want a1", got)
+	}
+
+	// A full update drains every connection of the running chains, also
+	// the one accepted before the in-place update.
+	done = l.Update(chainsConfig(t, false, "a3", "b3"), time.Minute)
+	for i, c := range []*client{onA, onA2} {
+		if got := c.read(); got != "bye" {
+			t.Errorf("connection %d after a full update: got %q, want bye", i, got)
+		}
+	}
+	waitDone(t, done, "full update")
+	onA3 := dial(t, l)
+	if got := onA3.askOn('a'); got != "a3" {
+		t.Fatalf("got %q, want a3", got)
+	}
+	done = l.Remove(time.Minute)
+	if got := onA3.read(); got != "bye" {
+		t.Errorf("connection of a removed listener: got %q, want bye", got)
+	}
+	waitDone(t, done, "remove")
+}
+
+func TestCheckKeep(t *testing.T) {
+	tests := []struct {
+		name       string
+		keep       []int
+		newN, oldN int
+		wantErr    bool
+	}{
+		{name: "valid", keep: []int{1, -1, 0}, newN: 3, oldN: 2},
+		{name: "all new", keep: []int{-1, -1}, newN: 2, oldN: 0},
+		{name: "too few entries", keep: []int{0}, newN: 2, oldN: 2, wantErr: true},
+		{name: "out of range", keep: []int{2}, newN: 1, oldN: 2, wantErr: true},
+		{name: "below -1", keep: []int{-2}, newN: 1, oldN: 2, wantErr: true},
+		// One running chain cannot continue as two new chains.
+		{name: "kept twice", keep: []int{0, 0}, newN: 2, oldN: 2, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkKeep(tc.keep, tc.newN, tc.oldN)
+			if (err != nil) != tc.wantErr {
+				t.Errorf("checkKeep(%v, %d, %d) = %v, want error %v", tc.keep, tc.newN, tc.oldN, err, tc.wantErr)
+			}
+		})
+	}
 }

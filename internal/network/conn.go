@@ -116,6 +116,12 @@ func NewConn(ctx context.Context, c net.Conn, d *Drain) *Conn {
 	return nc
 }
 
+// SetDrain replaces the drain signal c follows. The listener calls it once,
+// on the conn goroutine, when it has matched c's filter chain and before any
+// network filter sees c: a filter-chain-only listener update drains the
+// connections of the chains it changed and leaves the others alone.
+func (c *Conn) SetDrain(d *Drain) { c.drain = d }
+
 // Draining reports whether the listener that accepted c is draining.
 func (c *Conn) Draining() bool { return c.drain != nil && c.drain.Draining() }
 

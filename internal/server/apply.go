@@ -79,6 +79,10 @@ type listenerStep struct {
 	bound *listener.Listener
 	// index is the listener's position in Resources.Listeners.
 	index int
+	// keep is set for a filter-chain-only update of prev
+	// (snapshot.FilterChainOnlyChange): for each chain of cfg, the index
+	// of the running chain it continues, or -1 (snapshot.DiffFilterChains).
+	keep []int
 }
 
 // plan is a validated update: every new and changed listener built and its
@@ -163,6 +167,9 @@ func (s *Server) prepare(ctx context.Context, r Resources) (*plan, error) {
 			continue
 		}
 		step.cfg = cfg
+		if step.prev != nil && snapshot.FilterChainOnlyChange(step.prev.proto, lp) {
+			step.keep = snapshot.DiffFilterChains(step.prev.proto, lp)
+		}
 		p.steps = append(p.steps, step)
 	}
 	// A new listener whose fixed address is held by a listener that leaves
@@ -282,7 +289,9 @@ func (s *Server) commitClusters(ctx context.Context, p *plan, warm time.Duration
 }
 
 // commitListeners swaps the listener set in: unchanged listeners run on
-// untouched; a changed listener on the same address keeps its socket and
+// untouched; a listener whose filter chains alone changed is updated in
+// place (listener.UpdateFilterChains: only the connections of changed or
+// removed chains drain); another changed listener on the same address keeps its socket and
 // takes the new config for new connections while its old connections drain
 // (listener.Update); new sockets start accepting; listeners that left stop
 // accepting and drain (listener.Remove). Drained connections are closed
@@ -292,16 +301,29 @@ func (s *Server) commitListeners(p *plan) {
 	drain := s.drainTime()
 	next := make([]*runningListener, 0, len(p.steps))
 	var draining []<-chan struct{}
+	var chainsDraining []drainingChains
 	for _, st := range p.steps {
 		switch {
 		case st.cfg == nil:
 			next = append(next, st.prev)
+		case st.bound == nil && st.keep != nil:
+			// Only filter chains changed: the listener stays, unchanged
+			// chains keep their connections, changed and removed ones
+			// drain (Envoy's in-place filter chain update).
+			done, n := st.prev.l.UpdateFilterChains(st.cfg, st.keep, drain)
+			s.lmStats.inPlaceUpdated.Inc()
+			if n > 0 {
+				chainsDraining = append(chainsDraining, drainingChains{done: done, n: int64(n)})
+			}
+			next = append(next, &runningListener{proto: st.proto, l: st.prev.l, updated: now})
+			s.log.Info("listener updated in place", "name", st.cfg.Name, "address", st.prev.l.Bound().String(), "filter_chains_draining", n)
 		case st.bound == nil:
 			// Same address: the socket stays, the config changes.
 			draining = append(draining, st.prev.l.Update(st.cfg, drain))
 			next = append(next, &runningListener{proto: st.proto, l: st.prev.l, updated: now})
 			s.log.Info("listener updated", "name", st.cfg.Name, "address", st.prev.l.Bound().String())
 		default:
+			st.bound.SetDirectory(&s.listenerDir)
 			st.bound.Serve()
 			next = append(next, &runningListener{proto: st.proto, l: st.bound, updated: now})
 			s.log.Info("listener started", "name", st.cfg.Name, "address", st.bound.Bound().String())
@@ -322,6 +344,11 @@ func (s *Server) commitListeners(p *plan) {
 	s.mu.Lock()
 	s.running = next
 	s.mu.Unlock()
+	ls := make([]*listener.Listener, len(next))
+	for i, rl := range next {
+		ls[i] = rl.l
+	}
+	s.listenerDir.Store(listener.NewDirectory(ls))
 	s.lmStats.added.Add(uint64(len(p.changes.ListenersAdded)))
 	s.lmStats.modified.Add(uint64(len(p.changes.ListenersModified)))
 	s.lmStats.removed.Add(uint64(len(p.changes.ListenersRemoved)))
@@ -333,6 +360,22 @@ func (s *Server) commitListeners(p *plan) {
 			s.lmStats.draining.Dec()
 		}()
 	}
+	// Envoy keeps a drained chain in the gauge until the drain time has
+	// passed; herald, as for total_listeners_draining, until its last
+	// connection has ended (at the latest when the drain time closes it).
+	for _, d := range chainsDraining {
+		s.lmStats.chainsDraining.Add(d.n)
+		go func() {
+			<-d.done
+			s.lmStats.chainsDraining.Add(-d.n)
+		}()
+	}
+}
+
+// drainingChains are the filter chains one in-place update drains.
+type drainingChains struct {
+	done <-chan struct{}
+	n    int64
 }
 
 // errShuttingDown rejects updates once shutdown has begun.

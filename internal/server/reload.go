@@ -60,6 +60,11 @@ func newReloadStats(st *stats.Store) reloadStats {
 type listenerManagerStats struct {
 	added, modified, removed *stats.Counter
 	active, draining         *stats.Gauge
+	// inPlaceUpdated counts filter-chain-only updates (also counted in
+	// modified, as Envoy does); chainsDraining is the filter chains those
+	// updates drain that still have connections.
+	inPlaceUpdated *stats.Counter
+	chainsDraining *stats.Gauge
 }
 
 func newListenerManagerStats(st *stats.Store) listenerManagerStats {
@@ -69,6 +74,9 @@ func newListenerManagerStats(st *stats.Store) listenerManagerStats {
 		removed:  st.Counter("listener_manager.listener_removed"),
 		active:   st.Gauge("listener_manager.total_listeners_active"),
 		draining: st.Gauge("listener_manager.total_listeners_draining"),
+
+		inPlaceUpdated: st.Counter("listener_manager.listener_in_place_updated"),
+		chainsDraining: st.Gauge("listener_manager.total_filter_chains_draining"),
 	}
 }
 

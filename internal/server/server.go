@@ -68,6 +68,9 @@ type Server struct {
 
 	lmStats     listenerManagerStats
 	reloadStats reloadStats
+	// listenerDir is the running TCP listeners by address, for
+	// use_original_dst hand-offs; commitListeners replaces it.
+	listenerDir atomic.Pointer[listener.Directory]
 
 	admin   *admin.Admin
 	adminLn net.Listener

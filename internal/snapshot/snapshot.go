@@ -71,6 +71,10 @@ var supportedListenerFields = []string{
 	// herald does not drain on /healthcheck/fail yet, so both behave as
 	// MODIFY_ONLY there.
 	"drain_type",
+	// use_original_dst: connections whose original destination (restored
+	// by envoy.filters.listener.original_dst) is another listener's
+	// address are handed to that listener (listener.Directory).
+	"use_original_dst",
 }
 
 // supportedChainFields are the FilterChain fields herald interprets
@@ -79,9 +83,7 @@ var supportedChainFields = []string{
 	"filters", "filter_chain_match", "transport_socket", "name", "metadata", "transport_socket_connect_timeout",
 }
 
-var listenerIssues = map[string]string{
-	"use_original_dst": "#5",
-}
+var listenerIssues = map[string]string{}
 
 // defaultListenerFiltersTimeout is Envoy's listener_filters_timeout
 // default: "Default: 15s" (listener.proto).
@@ -101,6 +103,8 @@ func BuildListener(l *listenerv3.Listener, path string, deps Deps) (*listener.Co
 		Address:     addr,
 		BufferLimit: 1 << 20,
 		Inbound:     l.GetTrafficDirection() != corev3.TrafficDirection_OUTBOUND,
+		// Envoy: use_original_dst defaults to false (listener.proto).
+		UseOriginalDst: l.GetUseOriginalDst().GetValue(),
 	}
 	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
 		cfg.BufferLimit = int(v.GetValue())

@@ -102,9 +102,8 @@ func TestBuildListeners(t *testing.T) {
 		{name: "filter_chain_matcher unknown input", yaml: listener("    filter_chain_matcher: { matcher_tree: { input: { name: h, typed_config: { \"@type\": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput, header_name: x } }, exact_match_map: { map: { a: { action: { name: a, typed_config: { \"@type\": type.googleapis.com/google.protobuf.StringValue, value: x } } } } } } }\n",
 			"    filter_chains:\n    - name: x\n      filters:"+tcp+"\n"),
 			wantErr: "filter_chain_matcher.matcher_tree.input.typed_config: input"},
-		{name: "use_original_dst refused with its issue", yaml: listener("    use_original_dst: true\n    listener_filters:\n    - name: envoy.filters.listener.original_dst\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst }\n",
-			"    filter_chains:\n    - filters:"+tcp+"\n"),
-			wantErr: "static_resources.listeners[0].use_original_dst: use_original_dst is not supported by herald yet (#5)"},
+		{name: "use_original_dst with original_dst", yaml: listener("    use_original_dst: true\n    listener_filters:\n    - name: envoy.filters.listener.original_dst\n      typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst }\n",
+			"    filter_chains:\n    - filters:"+tcp+"\n")},
 		{name: "unknown network filter named", yaml: listener("", "    filter_chains:\n    - filters:\n      - name: envoy.filters.network.redis_proxy\n        typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy, stat_prefix: r, settings: { op_timeout: 1s } }\n"),
 			wantErr: `static_resources.listeners[0].filter_chains[0].filters[0].typed_config: network filter "envoy.filters.network.redis_proxy"`},
 		{name: "TLS transport socket", yaml: listener(tlsInspector, "    filter_chains:\n    - filter_chain_match: { transport_protocol: tls }\n      transport_socket_connect_timeout: 2s\n      transport_socket:\n        name: envoy.transport_sockets.tls\n"+

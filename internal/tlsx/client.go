@@ -192,13 +192,17 @@ func (cl *Client) Handshake(ctx context.Context, conn net.Conn, st *Stats) (*tls
 	cfg := state.config
 	var verifyName string
 	if o, ok := ctx.Value(handshakeOptionsKey{}).(*HandshakeOptions); ok && o != nil {
+		opts := *o
 		if state.soft != nil {
 			// ACCEPT_UNTRUSTED: the SAN check only counts, after the
 			// handshake.
-			verifyName = o.VerifyName
-			o = &HandshakeOptions{ServerName: o.ServerName}
+			verifyName, opts.VerifyName = opts.VerifyName, ""
 		}
-		cfg = withOptions(cfg, o)
+		// withOptions copies the shared config: only when there is
+		// something to change.
+		if opts != (HandshakeOptions{}) {
+			cfg = withOptions(cfg, &opts)
+		}
 	}
 	tc := tls.Client(conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {

@@ -73,6 +73,12 @@ var (
 // signature is not checked ("OCSP responses are expected to be delivered
 // from a reliable source"), extensions are ignored, the status must be
 // successful and the response must cover exactly one certificate.
+//
+// golang.org/x/crypto/ocsp.ParseResponse is not used because it refuses
+// responses Envoy accepts: with an embedded responder certificate it
+// always checks the response's signature against it (even with a nil
+// issuer), it refuses critical singleExtensions, and it parses the
+// responder name and embedded certificates, where Envoy skips all three.
 func parseOCSPResponse(der []byte) (*ocspResponse, error) {
 	in := cryptobyte.String(der)
 	var resp cryptobyte.String

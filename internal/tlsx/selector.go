@@ -148,6 +148,11 @@ func newCertSelector(certs []tls.Certificate, ocsp []*ocspResponse, p params, fu
 	return s
 }
 
+// curveOf is the selection curve of an ECDSA key; 0 for curves a client
+// cannot name (P-224), which then select like an RSA key. Envoy refuses
+// such certificates at load ("only P-256, P-384 or P-521 ECDSA
+// certificates are supported", context_impl.cc); herald does not yet, and
+// crypto/tls cannot sign with them, so the handshake fails instead.
 func curveOf(c elliptic.Curve) curveSet {
 	switch c {
 	case elliptic.P256():
@@ -160,20 +165,31 @@ func curveOf(c elliptic.Curve) curveSet {
 	return 0
 }
 
-// oidSubjectAltName is the subjectAltName extension.
-var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+// oidSubjectAltName is the subjectAltName extension; oidCommonName the
+// commonName attribute.
+var (
+	oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+	oidCommonName     = asn1.ObjectIdentifier{2, 5, 4, 3}
+)
 
 // serverNames are the names a certificate is selected by: its DNS SANs when
 // it has a subjectAltName extension (of whatever types), else its subject's
-// common name (Envoy's populateServerNamesMap, RFC 6125 section 6.4.4).
+// first common name (Envoy's populateServerNamesMap, RFC 6125 section
+// 6.4.4, X509_NAME_get_index_by_NID(..., -1); Go's Subject.CommonName is
+// the last one).
 func serverNames(c *x509.Certificate) []string {
 	for _, e := range c.Extensions {
 		if e.Id.Equal(oidSubjectAltName) {
 			return c.DNSNames
 		}
 	}
-	if c.Subject.CommonName != "" {
-		return []string{c.Subject.CommonName}
+	for _, a := range c.Subject.Names {
+		if a.Type.Equal(oidCommonName) {
+			if cn, ok := a.Value.(string); ok && cn != "" {
+				return []string{cn}
+			}
+			return nil
+		}
 	}
 	return nil
 }
@@ -236,7 +252,12 @@ func (s *certSelector) stapleAction(e *certEntry, ocspCapable bool, now time.Tim
 // certificate matches it and full_scan_certs_on_sni_mismatch is set, the
 // same choice over all certificates. Otherwise the first certificate.
 func (s *certSelector) find(sni string, ecdsa curveSet, ocspCapable bool) (*certEntry, stapleAction) {
-	now := s.now()
+	// The clock matters only to the staple policy of an OCSP-capable
+	// client (stapleAction returns before looking at it otherwise).
+	var now time.Time
+	if ocspCapable {
+		now = s.now()
+	}
 	var (
 		selected, candidate *certEntry
 		action              stapleAction
@@ -371,12 +392,17 @@ type handshakeStatsKey struct{}
 
 // getCertificate implements tls.Config.GetCertificate: Envoy's
 // selectTlsContext, counting ssl.ocsp_staple_* into the stats the
-// handshake context carries.
+// handshake context carries (Stats.handshakeContext). A client that did
+// not send status_request counts nothing, so its handshake does not look
+// the stats up.
 func (s *certSelector) getCertificate(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	ocspCapable := slices.Contains(hi.Extensions, stapleExtension)
 	e, action := s.find(hi.ServerName, s.clientECDSACurves(hi), ocspCapable)
+	if action == stapleClientNotCapable {
+		return e.plain, nil
+	}
 	st, _ := hi.Context().Value(handshakeStatsKey{}).(*Stats)
-	if st != nil && ocspCapable {
+	if st != nil {
 		st.OCSPStapleRequests.Inc()
 	}
 	switch action {
@@ -385,21 +411,22 @@ func (s *certSelector) getCertificate(hi *tls.ClientHelloInfo) (*tls.Certificate
 			st.OCSPStapleResponses.Inc()
 		}
 		return e.stapled, nil
-	case stapleNone:
-		if st != nil {
-			st.OCSPStapleOmitted.Inc()
-		}
 	case stapleFail:
 		if st != nil {
 			st.OCSPStapleFailed.Inc()
 		}
 		return nil, ErrOCSPStapleFailed
-	case stapleClientNotCapable:
+	default: // stapleNone
+		if st != nil {
+			st.OCSPStapleOmitted.Inc()
+		}
+		return e.plain, nil
 	}
-	return e.plain, nil
 }
 
-// withStats returns the handshake context carrying st.
+// withStats returns a handshake context carrying st. Stats built by
+// NewStats keep one (Stats.handshakeContext), so handshakes do not
+// allocate it.
 func withStats(st *Stats) context.Context {
 	return context.WithValue(context.Background(), handshakeStatsKey{}, st)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"net"
 	"strings"
@@ -259,11 +260,46 @@ func TestServerNames(t *testing.T) {
 		{name: "DNS SANs", cert: c.rsaDup.cert, want: "a.example.com,dup.example.com"},
 		{name: "common name without SAN extension", cert: c.cnOnly.cert, want: "cn.example.com"},
 		{name: "SAN extension without DNS names", cert: c.ipOnly.cert, want: ""},
+		// Envoy takes the first CN (X509_NAME_get_index_by_NID from -1).
+		{name: "first of two common names", cert: &x509.Certificate{Subject: pkix.Name{CommonName: "second.example.com", Names: []pkix.AttributeTypeAndValue{
+			{Type: oidCommonName, Value: "first.example.com"}, {Type: oidCommonName, Value: "second.example.com"}}}}, want: "first.example.com"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := strings.Join(serverNames(tc.cert), ","); got != tc.want {
 				t.Errorf("serverNames = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSelectionAllocs: certificate selection runs on every handshake and
+// allocates nothing; the stats context is built once per Stats, not per
+// handshake.
+func TestSelectionAllocs(t *testing.T) {
+	c := newSelectorCerts(t)
+	s := selectorOf(t, params{max: tls.VersionTLS13, ciphers: defaultCipherSuites}, true,
+		c.rsaDefault, c.ecA, c.rsaA, c.ecWild384, c.cnOnly, c.ipOnly, c.rsaDup, c.ecWild)
+	st := NewStats(stats.NewStore().Scope("l."))
+	// A TLS 1.3 client without status_request: getCertificate does not
+	// look at the handshake context, so a bare ClientHelloInfo will do.
+	hello := &tls.ClientHelloInfo{
+		ServerName: "nomatch.test", Extensions: []uint16{supportedVersionsExtension},
+		SupportedVersions: []uint16{tls.VersionTLS13}, SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP384AndSHA384},
+	}
+	tests := []struct {
+		name string
+		run  func()
+	}{
+		{name: "find, SNI mismatch with full scan, OCSP-capable", run: func() { s.find("nomatch.test", curveP384, true) }},
+		{name: "find, wildcard", run: func() { s.find("x.b.example.com", curveP256, false) }},
+		{name: "getCertificate, client not OCSP-capable", run: func() { _, _ = s.getCertificate(hello) }},
+		{name: "handshake context", run: func() { _ = st.handshakeContext() }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if n := testing.AllocsPerRun(100, tc.run); n != 0 {
+				t.Errorf("%v allocations per run, want 0", n)
 			}
 		})
 	}

@@ -303,9 +303,8 @@ func (s *Server) Handshake(c net.Conn, deadline time.Time, st *Stats) (*tls.Conn
 	if !deadline.IsZero() {
 		_ = c.SetDeadline(deadline)
 	}
-	// The context carries st to certificate selection (ssl.ocsp_staple_*);
-	// it has no Done channel, so crypto/tls starts no goroutine for it.
-	err := tc.HandshakeContext(withStats(st))
+	// The context carries st to certificate selection (ssl.ocsp_staple_*).
+	err := tc.HandshakeContext(st.handshakeContext())
 	if err != nil {
 		var ne net.Error
 		if !(errors.As(err, &ne) && ne.Timeout()) {

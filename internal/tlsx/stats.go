@@ -1,6 +1,7 @@
 package tlsx
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"sync"
@@ -49,6 +50,21 @@ type Stats struct {
 	versions map[uint16]*lazyCounter
 	curves   map[tls.CurveID]*lazyCounter
 	unknown  *lazyCounter
+
+	// ctx is the handshake context carrying these stats to certificate
+	// selection (ssl.ocsp_staple_*), built once by NewStats: a context is
+	// immutable, so every handshake of the listener shares it.
+	ctx context.Context
+}
+
+// handshakeContext is the context a server handshake counting into s
+// runs with. It has no Done channel, so crypto/tls starts no goroutine
+// for it.
+func (s *Stats) handshakeContext() context.Context {
+	if s.ctx != nil {
+		return s.ctx
+	}
+	return withStats(s)
 }
 
 type lazyCounter struct {
@@ -95,6 +111,7 @@ func NewStats(scope stats.Scope) *Stats {
 		s.curves[id] = &lazyCounter{scope: sc, name: "curves." + CurveName(id)}
 	}
 	s.unknown = &lazyCounter{scope: sc, name: "ciphers.unknown_ssl_cipher"}
+	s.ctx = withStats(s)
 	return s
 }
 

@@ -53,6 +53,9 @@ type header struct {
 	src, dst netip.AddrPort
 	// length is the whole header's length, TLVs included.
 	length int
+	// tlvStart is where the TLV block starts in the data (it ends at
+	// length); 0 for headers whose TLVs Envoy ignores (v1, v2 LOCAL).
+	tlvStart int
 }
 
 // prefixOf reports whether data is a prefix of sig or starts with sig.
@@ -202,14 +205,15 @@ func parseV2(data []byte) (header, error) {
 	if !checkTLVs(b[addrLen:hdrLen]) {
 		return h, errMalformed
 	}
+	h.tlvStart = v2HeaderLen + addrLen
 	if !unicast(h.src.Addr()) || !unicast(h.dst.Addr()) {
 		return h, errMalformed
 	}
 	return h, nil
 }
 
-// checkTLVs walks the TLVs (type, 16-bit length, value); herald stores
-// none of them, but a truncated one is an error as in Envoy's parseTlvs.
+// checkTLVs walks the TLVs (type, 16-bit length, value): a truncated one
+// is an error as in Envoy's parseTlvs, whatever the rules keep (tlv.go).
 func checkTLVs(b []byte) bool {
 	for len(b) > 0 {
 		if len(b) < 3 {

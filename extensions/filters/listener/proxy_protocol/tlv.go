@@ -93,20 +93,20 @@ func buildTLVConfig(cfg *ppv3.ProxyProtocol) tlvConfig {
 // v2TLVs is the TLV block of a parsed v2 PROXY header at the start of
 // data (nil for v1 and LOCAL headers, whose TLVs Envoy ignores).
 func v2TLVs(data []byte, h header) []byte {
-	if h.version != versionV2 || h.keep {
+	if h.tlvStart == 0 {
 		return nil
 	}
-	addrLen := v2AddrLenInet
-	if data[13]>>4 == v2FamInet6 {
-		addrLen = v2AddrLenInet6
-	}
-	return data[v2HeaderLen+addrLen : h.length]
+	return data[h.tlvStart:h.length]
 }
 
 // apply runs the rules over the TLV block b (already checked by parse)
 // and records the header in c's filter state, as Envoy's parseTlvs and
 // parseBuffer do. Values are copied: b is the listener's read buffer.
+// Without rules or pass_through_tlvs it does nothing.
 func (tc *tlvConfig) apply(c *network.Conn, h header, b []byte) {
+	if tc.rules == nil && !tc.keep {
+		return
+	}
 	var opts *Options
 	if tc.keep {
 		opts = &Options{Src: c.Remote, Dst: c.Local}

@@ -126,6 +126,19 @@ func TestUseOriginalDstHandOff(t *testing.T) {
 		})
 	}
 
+	// A connection counts in the stats of the listener that serves it
+	// only: Envoy's accepting listener hands the socket off before it
+	// becomes a connection.
+	for _, want := range []struct {
+		l    *Listener
+		name string
+		n    uint64
+	}{{l: lf, name: "front", n: 3}, {l: lp, name: "plain", n: 1}, {l: target, name: "target", n: 1}} {
+		if got := store.Scope(want.l.statPrefix).Counter("downstream_cx_total").Value(); got != want.n {
+			t.Errorf("%s: downstream_cx_total = %d, want %d", want.name, got, want.n)
+		}
+	}
+
 	// A handed-off connection belongs to the target: it drains with it.
 	dst.Store(func() *netip.AddrPort { a := target.Bound(); return &a }())
 	c := dial(t, lf)

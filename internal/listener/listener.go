@@ -325,21 +325,22 @@ func (l *Listener) serve(ctx context.Context, g *generation, c net.Conn) {
 // handed off to, or nil when it ended here.
 func (l *Listener) serveConn(g *generation, c net.Conn, nc *network.Conn, handOff bool) (next *Listener, ng *generation) {
 	cfg := g.cfg
-	start := time.Now()
-	l.stats.cxTotal.Inc()
-	l.stats.cxActive.Inc()
+	// start is set once c counts in the listener's downstream_cx_* stats.
+	var start time.Time
 	defer func() {
 		if r := recover(); r != nil {
 			// Peer input must never take the process down (STYLE §5).
 			slog.Error("connection panic", "listener", cfg.Name, "panic", r)
 			next = nil
 		}
-		l.stats.cxActive.Dec()
+		if !start.IsZero() {
+			l.stats.cxActive.Dec()
+			l.stats.cxDestroy.Inc()
+			l.stats.cxLength.Record(uint64(time.Since(start).Milliseconds()))
+		}
 		if next == nil {
 			c.Close()
 			nc.Closed()
-			l.stats.cxDestroy.Inc()
-			l.stats.cxLength.Record(uint64(time.Since(start).Milliseconds()))
 		}
 		l.leave(c)
 		l.wg.Done()
@@ -361,6 +362,10 @@ func (l *Listener) serveConn(g *generation, c net.Conn, nc *network.Conn, handOf
 			}
 		}
 	}
+	// A filter-chain-only update may have replaced the config while the
+	// listener filters ran.
+	g = g.latest()
+	cfg = g.cfg
 	if nc.TransportProtocol == "" {
 		// Envoy (ActiveTcpSocket::newConnection): "raw_buffer" when no
 		// listener filter detected a transport protocol.
@@ -378,6 +383,15 @@ func (l *Listener) serveConn(g *generation, c net.Conn, nc *network.Conn, handOf
 	if cs == nil {
 		return nil, nil
 	}
+	// Envoy counts a connection in the listener's downstream_cx_* once it
+	// has a filter chain (the ActiveTcpConnection constructor), not while
+	// in its listener filters (downstream_pre_cx_active), nor when it is
+	// handed off to another listener or matches no chain
+	// (ActiveTcpListener::newConnection,
+	// https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/stats).
+	start = time.Now()
+	l.stats.cxTotal.Inc()
+	l.stats.cxActive.Inc()
 	nc.SetDrain(cs.drain)
 	fc := cs.fc
 	if sock := cs.sock; sock != nil {

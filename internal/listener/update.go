@@ -3,6 +3,7 @@ package listener
 import (
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-proxy/herald/internal/network"
@@ -22,6 +23,27 @@ type generation struct {
 	// filter-chain-only update (UpdateFilterChains) shares the states of
 	// the chains it keeps with the generation it replaces.
 	chains []*chainState
+	// inPlace is the generation a filter-chain-only update replaced this
+	// one with (nil otherwise): a connection accepted here that is still
+	// in its listener filters picks its chain there (latest).
+	inPlace atomic.Pointer[generation]
+}
+
+// latest follows g's filter-chain-only successors to the newest one: the
+// config a connection accepted under g matches its filter chain against
+// once its listener filters are done. A full update is not followed: the
+// connections of the replaced config go on with it and drain.
+//
+// Envoy: an in-place update replaces the config of the running
+// ActiveTcpListener (updateListenerConfig), and a socket that finishes its
+// listener filters looks its chain up in that listener's current config
+// (ActiveTcpListener::newConnection); a full update creates a new
+// listener and drains the old one with its sockets.
+func (g *generation) latest() *generation {
+	for n := g.inPlace.Load(); n != nil; n = g.inPlace.Load() {
+		g = n
+	}
+	return g
 }
 
 // chainState is one filter chain as it runs on this listener: the built
@@ -97,8 +119,9 @@ func (l *Listener) Update(cfg *Config, drainTime time.Duration) <-chan struct{} 
 // and its new connections still run on the chain built first; the running
 // chains no entry keeps drain and are closed after drainTime, as a whole
 // listener would. The socket is not touched. It returns a channel closed
-// when the drained chains' last connection has ended, and how many chains
-// drain (listener_manager.total_filter_chains_draining).
+// when the drained chains' last connection has ended and every connection
+// accepted before the update has left its listener filters, and how many
+// chains drain (listener_manager.total_filter_chains_draining).
 //
 // Envoy: "If the new filter chain and the old filter chain is protobuf
 // message equivalent, the corresponding filter chain runtime info survives.
@@ -118,6 +141,7 @@ func (l *Listener) UpdateFilterChains(cfg *Config, keep []int, drainTime time.Du
 	}
 	g := l.newGeneration(cfg, old, keep)
 	l.cur.Store(g)
+	old.inPlace.Store(g)
 	kept := make([]bool, len(old.chains))
 	for _, k := range keep {
 		if k >= 0 {
@@ -131,13 +155,14 @@ func (l *Listener) UpdateFilterChains(cfg *Config, keep []int, drainTime time.Du
 		}
 	}
 	// Connections of the old generation still in their listener filters
-	// pick a chain of the old config: a kept one runs on, a drained one
-	// drains at once.
-	l.retireLocked(old.pending, drainTime)
+	// pick a chain of the new config (generation.latest). The update is
+	// done once they have, as one that races another update may still
+	// land on a drained chain (join).
+	drained = append(drained, old.pending)
 	done := l.retireAllLocked(drained, drainTime)
 	l.mu.Unlock()
-	startDrains(append(drained, old.pending))
-	return done, len(drained)
+	startDrains(drained)
+	return done, len(drained) - 1
 }
 
 // checkKeep validates UpdateFilterChains' keep against the new and old
@@ -248,11 +273,19 @@ func (l *Listener) closeState(cs *chainState) {
 // join moves c from its generation's pending state to the state of the
 // chain it matched. It returns nil when that chain's drain time has passed
 // (the connection must close).
+//
+// A chain retired while c was in its listener filters may already have
+// ended (done closed, no drain timer). c then stays counted in its
+// pending state, retired with it: that state's drain timer closes c and
+// its done waits for c.
 func (l *Listener) join(c net.Conn, cs *chainState) *chainState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cs.closed {
 		return nil
+	}
+	if cs.finished {
+		return cs
 	}
 	l.leaveLocked(c)
 	l.conns[c] = cs

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -401,4 +402,73 @@ func TestCheckKeep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitActive polls until l counts n open connections.
+func waitActive(t *testing.T, l *Listener, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.ActiveConnections() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("active connections: got %d, want %d", l.ActiveConnections(), n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestUpdateWhileInListenerFilters covers a connection accepted before an
+// update and still in its listener filters when the update runs.
+func TestUpdateWhileInListenerFilters(t *testing.T) {
+	t.Run("full update: old chain, closed after the drain time", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		l, err := Start(ctx, chainsConfig(t, true, "a1", "b1"), stats.NewStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.CloseAll()
+		c := dial(t, l)
+		waitActive(t, l, 1)
+		// Envoy drains the whole old listener, whose sockets still in
+		// their listener filters go on with its config.
+		done := l.Update(chainsConfig(t, true, "a2", "b2"), time.Second)
+		if got := c.askOn('a'); got != "a1" {
+			t.Fatalf("connection accepted before the full update: got %q, want a1", got)
+		}
+		select {
+		case <-done:
+			t.Error("update done while a connection still runs on a drained chain")
+		default:
+		}
+		// It ignores drain (a tunnel): the drain time closes it.
+		if got := c.read(); got != "" {
+			t.Errorf("after the drain time: got %q, want the connection closed", got)
+		}
+		waitDone(t, done, "full update")
+	})
+	t.Run("in-place update: the new config picks the chain", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		l, err := Start(ctx, chainsConfig(t, false, "a1", "b1"), stats.NewStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.CloseAll()
+		onA, onB := dial(t, l), dial(t, l)
+		waitActive(t, l, 2)
+		done, _ := l.UpdateFilterChains(chainsConfig(t, false, "a1", "b2"), []int{0, -1}, time.Minute)
+		// Envoy's ActiveTcpSocket matches a chain of the listener's
+		// config when its listener filters are done, and an in-place
+		// update has replaced that config.
+		if got := onB.askOn('b'); got != "b2" {
+			t.Errorf("connection in its listener filters during the update, changed chain: got %q, want b2", got)
+		}
+		if got := onA.askOn('a'); got != "a1" {
+			t.Errorf("connection in its listener filters during the update, kept chain: got %q, want a1", got)
+		}
+		waitDone(t, done, "in-place update")
+		if got := onB.askOn('b'); got != "b2" {
+			t.Errorf("second line on the changed chain: got %q, want b2", got)
+		}
+	})
 }

@@ -74,20 +74,21 @@ func equalExceptChains(a, b protoreflect.Message) bool {
 func DiffFilterChains(prev, next *listenerv3.Listener) []int {
 	byMsg := make(map[string][]int, len(prev.GetFilterChains()))
 	for i, fc := range prev.GetFilterChains() {
-		k := chainKey(fc)
-		byMsg[k] = append(byMsg[k], i)
+		if k, ok := chainKey(fc); ok {
+			byMsg[k] = append(byMsg[k], i)
+		}
 	}
-	used := make([]bool, len(prev.GetFilterChains()))
 	keep := make([]int, 0, len(next.GetFilterChains())+1)
 	for _, fc := range next.GetFilterChains() {
-		keep = append(keep, -1)
-		for _, i := range byMsg[chainKey(fc)] {
-			if !used[i] && proto.Equal(prev.GetFilterChains()[i], fc) {
-				used[i] = true
-				keep[len(keep)-1] = i
-				break
-			}
+		k, ok := chainKey(fc)
+		same := byMsg[k]
+		if !ok || len(same) == 0 {
+			keep = append(keep, -1)
+			continue
 		}
+		// Identical chains pair up in order, each running chain once.
+		keep = append(keep, same[0])
+		byMsg[k] = same[1:]
 	}
 	if d := next.GetDefaultFilterChain(); d != nil {
 		k := -1
@@ -99,13 +100,13 @@ func DiffFilterChains(prev, next *listenerv3.Listener) []int {
 	return keep
 }
 
-// chainKey buckets filter chains for DiffFilterChains (proto.Equal decides);
-// a chain that does not marshal gets the empty key and is compared with
-// every other such chain.
-func chainKey(fc *listenerv3.FilterChain) string {
+// chainKey is a filter chain's deterministic encoding: equal keys are
+// equal messages. ok is false when the chain does not marshal; it is then
+// never paired, so it drains as a changed chain would.
+func chainKey(fc *listenerv3.FilterChain) (key string, ok bool) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(fc)
 	if err != nil {
-		return ""
+		return "", false
 	}
-	return string(b)
+	return string(b), true
 }

@@ -129,13 +129,86 @@ type ServerOptions struct {
 	DrainTimeout time.Duration
 	// HTTP2 holds HTTP/2 settings; nil means defaults.
 	HTTP2 *HTTP2Options
+	// OnPrematureResets is called once when the HTTP/2 codec closes a
+	// connection for too many premature stream resets (CVE-2023-44487);
+	// the connection manager counts downstream_rq_too_many_premature_resets
+	// with it. nil means nothing is counted; the connection closes anyway.
+	OnPrematureResets func()
+	// PrematureResetMinStreamLifetime and PrematureResetTotalStreamCount
+	// are Envoy's runtime keys
+	// overload.premature_reset_min_stream_lifetime_seconds (default 1 s)
+	// and overload.premature_reset_total_stream_count (default 500); zero
+	// means the default.
+	PrematureResetMinStreamLifetime time.Duration
+	PrematureResetTotalStreamCount  int
 }
 
-// HTTP2Options are the Envoy http2_protocol_options herald applies.
+// HTTP2Options are the Envoy http2_protocol_options herald applies
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto#config-core-v3-http2protocoloptions).
+// A zero field means Envoy's default. The struct is comparable, so that a
+// client can key its connection pools by the options' value.
 type HTTP2Options struct {
-	MaxConcurrentStreams        uint32
-	InitialStreamWindowSize     uint32
+	// MaxConcurrentStreams: default 1024.
+	MaxConcurrentStreams uint32
+	// InitialStreamWindowSize: default 16 MiB.
+	InitialStreamWindowSize uint32
+	// InitialConnectionWindowSize: default 24 MiB.
 	InitialConnectionWindowSize uint32
+	// HpackTableSize bounds the HPACK dynamic table both ways (advertised
+	// as SETTINGS_HEADER_TABLE_SIZE and capping the encoder). Unset means
+	// 4096; 0 disables header compression.
+	HpackTableSize OptionalUint32
+	// AllowConnect advertises SETTINGS_ENABLE_CONNECT_PROTOCOL and accepts
+	// extended CONNECT (RFC 8441), e.g. WebSocket over HTTP/2. Default false.
+	AllowConnect bool
+	// Flood limits; 0 or unset means Envoy's default: max_outbound_frames
+	// 10000, max_outbound_control_frames 1000,
+	// max_consecutive_inbound_frames_with_empty_payload 1 (0 is a valid
+	// limit), max_inbound_priority_frames_per_stream 100 (0 is valid),
+	// max_inbound_window_update_frames_per_data_frame_sent 10.
+	MaxOutboundFrames                            uint32
+	MaxOutboundControlFrames                     uint32
+	MaxConsecutiveInboundFramesWithEmptyPayload  OptionalUint32
+	MaxInboundPriorityFramesPerStream            OptionalUint32
+	MaxInboundWindowUpdateFramesPerDataFrameSent uint32
+	// StreamErrorOnInvalidHTTPMessage resets only the offending stream of
+	// an invalid request instead of closing the connection (Envoy's
+	// override_stream_error_on_invalid_http_message, falling back to
+	// stream_error_on_invalid_http_messaging). Default false.
+	StreamErrorOnInvalidHTTPMessage bool
+	// Keepalive is connection_keepalive; a zero Timeout means no keepalive.
+	Keepalive KeepaliveOptions
+}
+
+// OptionalUint32 is a uint32 option whose zero value is meaningful (an
+// unset protobuf UInt32Value versus an explicit 0).
+type OptionalUint32 struct {
+	Value uint32
+	Set   bool
+}
+
+// Or returns o.Value when set, def otherwise.
+func (o OptionalUint32) Or(def uint32) uint32 {
+	if o.Set {
+		return o.Value
+	}
+	return def
+}
+
+// KeepaliveOptions are Envoy's KeepaliveSettings for HTTP/2 PINGs
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto#config-core-v3-keepalivesettings).
+type KeepaliveOptions struct {
+	// Interval between PINGs; zero sends none on a timer.
+	Interval time.Duration
+	// Timeout closes the connection when no frame arrives this long after
+	// a PING; zero disables keepalive (Envoy requires it when set).
+	Timeout time.Duration
+	// IntervalJitterPercent adds up to this percentage of Interval to each
+	// interval; Envoy's default is 15.
+	IntervalJitterPercent float64
+	// ConnectionIdleInterval (upstream only): a connection idle this long
+	// is PINGed before it carries a new stream. Zero disables it.
+	ConnectionIdleInterval time.Duration
 }
 
 // UpstreamStream is one request/response exchange on an upstream

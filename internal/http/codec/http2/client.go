@@ -48,18 +48,27 @@ type ClientOptions struct {
 // authority.
 type Client struct {
 	// Immutable after NewClient.
-	t          *xhttp2.Transport
-	maxStreams int32
+	t            *xhttp2.Transport
+	maxStreams   int32
+	opts         ClientOptions
+	idleInterval time.Duration // connection_keepalive.connection_idle_interval
+	pingTimeout  time.Duration // connection_keepalive.timeout
 
 	hosts  sync.Map // string → *hostPool
 	closed atomic.Bool
+
+	// Clients for other http2_protocol_options (NewStreamWith), by value;
+	// copy-on-write under variantsMu, read without a lock.
+	variants   atomic.Pointer[map[hhttp.HTTP2Options]*Client]
+	variantsMu sync.Mutex
 }
 
 // hostPool holds the connections of one key.
 type hostPool struct {
-	mu      sync.Mutex
-	conns   []*poolConn // guarded by mu
-	dialing *dialCall   // guarded by mu; non-nil while a dial is in flight
+	idleInterval time.Duration // immutable: the Client's
+	mu           sync.Mutex
+	conns        []*poolConn // guarded by mu
+	dialing      *dialCall   // guarded by mu; non-nil while a dial is in flight
 }
 
 type dialCall struct {
@@ -70,6 +79,9 @@ type dialCall struct {
 // poolConn is one upstream connection.
 type poolConn struct {
 	cc *xhttp2.ClientConn
+	// lastUsed is when the last stream left the connection (Unix ns), kept
+	// only with connection_idle_interval.
+	lastUsed atomic.Int64
 	// active counts streams handed out and not yet closed.
 	active atomic.Int32
 	// spare counts x/net stream reservations that streams closed before
@@ -91,11 +103,28 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 // ErrClientClosed is returned by NewStream after Close.
 var ErrClientClosed = errors.New("http2: client closed")
 
-// NewClient builds a Client from opts.
+// NewClient builds a Client from opts. Of http2_protocol_options the
+// client applies max_concurrent_streams, the window sizes,
+// hpack_table_size (0 becomes 1: no entry fits, as x/net cannot advertise
+// 0), and connection_keepalive: interval and timeout become x/net's
+// ReadIdleTimeout and PingTimeout (a PING after interval without frames
+// received, the connection closed when its ACK does not arrive within
+// timeout; x/net has no jitter), and connection_idle_interval PINGs a
+// connection idle that long when it takes a new stream, closing it when
+// the PING fails within timeout (Envoy's ClientConnectionImpl::newStream).
+// allow_connect changes nothing on a client: extended CONNECT is sent
+// whenever the peer advertises it. The flood limits are server-side in
+// herald: x/net's client has none to configure.
 func NewClient(opts ClientOptions) (*Client, error) {
 	streams, streamWin, connWin, err := http2Settings(opts.HTTP2)
 	if err != nil {
 		return nil, err
+	}
+	var ka hhttp.KeepaliveOptions
+	hpackTable := uint32(defaultHpackTableSize)
+	if o := opts.HTTP2; o != nil {
+		ka = o.Keepalive
+		hpackTable = max(o.HpackTableSize.Or(defaultHpackTableSize), 1)
 	}
 	maxHeaders := opts.MaxResponseHeadersBytes
 	if maxHeaders <= 0 {
@@ -114,6 +143,8 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		HTTP2: &nethttp.HTTP2Config{
 			MaxReceiveBufferPerStream:     int(streamWin),
 			MaxReceiveBufferPerConnection: connRecv,
+			MaxDecoderHeaderTableSize:     int(hpackTable),
+			MaxEncoderHeaderTableSize:     int(hpackTable),
 		},
 	}
 	t, err := xhttp2.ConfigureTransports(t1)
@@ -126,7 +157,74 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	t.DisableCompression = true
 	t.IdleConnTimeout = opts.IdleTimeout
 	t.MaxHeaderListSize = uint32(maxHeaders + hpackFieldOverhead*defaultMaxHeadersCount)
-	return &Client{t: t, maxStreams: int32(streams)}, nil
+	if ka.Timeout > 0 {
+		t.ReadIdleTimeout = ka.Interval
+		t.PingTimeout = ka.Timeout
+	}
+	c := &Client{t: t, maxStreams: int32(streams), opts: opts}
+	if ka.Timeout > 0 && ka.ConnectionIdleInterval > 0 {
+		c.idleInterval, c.pingTimeout = ka.ConnectionIdleInterval, ka.Timeout
+	}
+	return c, nil
+}
+
+// NewStreamWith is NewStream on connections built with o instead of the
+// Client's own HTTP/2 options (a cluster's http2_protocol_options). One
+// client per distinct o is built on first use and kept until Close;
+// connections are never shared between different options. A nil o, or
+// one equal to the Client's, is NewStream.
+func (c *Client) NewStreamWith(ctx context.Context, key string, o *hhttp.HTTP2Options, dial hhttp.Dialer) (hhttp.UpstreamStream, error) {
+	if o == nil || c.opts.HTTP2 != nil && *o == *c.opts.HTTP2 {
+		return c.NewStream(ctx, key, dial)
+	}
+	v, err := c.variant(*o)
+	if err != nil {
+		return nil, err
+	}
+	return v.NewStream(ctx, key, dial)
+}
+
+func (c *Client) variant(o hhttp.HTTP2Options) (*Client, error) {
+	if m := c.variants.Load(); m != nil {
+		if v, ok := (*m)[o]; ok {
+			return v, nil
+		}
+	}
+	c.variantsMu.Lock()
+	defer c.variantsMu.Unlock()
+	old := c.variants.Load()
+	if old != nil {
+		if v, ok := (*old)[o]; ok {
+			return v, nil
+		}
+	}
+	opts := c.opts
+	opts.HTTP2 = &o
+	v, err := NewClient(opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.closed.Load() {
+		v.closed.Store(true)
+	}
+	m := make(map[hhttp.HTTP2Options]*Client, 1)
+	if old != nil {
+		for k, x := range *old {
+			m[k] = x
+		}
+	}
+	m[o] = v
+	c.variants.Store(&m)
+	return v, nil
+}
+
+// eachVariant calls f for every client built by NewStreamWith.
+func (c *Client) eachVariant(f func(*Client)) {
+	if m := c.variants.Load(); m != nil {
+		for _, v := range *m {
+			f(v)
+		}
+	}
 }
 
 // NewStream returns a stream on a connection for key, dialing one with dial
@@ -145,7 +243,7 @@ func (c *Client) hostPool(key string) *hostPool {
 	if v, ok := c.hosts.Load(key); ok {
 		return v.(*hostPool)
 	}
-	v, _ := c.hosts.LoadOrStore(key, &hostPool{})
+	v, _ := c.hosts.LoadOrStore(key, &hostPool{idleInterval: c.idleInterval})
 	return v.(*hostPool)
 }
 
@@ -160,6 +258,7 @@ func (c *Client) acquire(ctx context.Context, key string, dial hhttp.Dialer) (*h
 		hp.mu.Lock()
 		if pc := hp.reserveLocked(c.maxStreams); pc != nil {
 			hp.mu.Unlock()
+			c.maybeProbe(pc)
 			return hp, pc, nil
 		}
 		if d := hp.dialing; d != nil {
@@ -221,6 +320,29 @@ func (c *Client) dial(ctx context.Context, dial hhttp.Dialer) (*poolConn, error)
 	return &poolConn{cc: cc}, nil
 }
 
+// maybeProbe applies connection_idle_interval: a connection that carried no
+// stream for that long is PINGed as it takes this one, and closed when the
+// ACK does not come within the keepalive timeout. The stream is not held
+// back, as in Envoy (ClientConnectionImpl::newStream sends the PING and
+// proceeds).
+func (c *Client) maybeProbe(pc *poolConn) {
+	if c.idleInterval <= 0 || pc.active.Load() != 1 {
+		return
+	}
+	last := pc.lastUsed.Load()
+	if last == 0 || time.Since(time.Unix(0, last)) < c.idleInterval {
+		return
+	}
+	pc.lastUsed.Store(time.Now().UnixNano())
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.pingTimeout)
+		defer cancel()
+		if err := pc.cc.Ping(ctx); err != nil {
+			pc.cc.Close()
+		}
+	}()
+}
+
 // reserveLocked picks the first connection with a free stream slot and
 // reserves it, dropping connections that are closed or going away.
 func (hp *hostPool) reserveLocked(maxStreams int32) *poolConn {
@@ -263,11 +385,14 @@ func (hp *hostPool) release(pc *poolConn, unused bool) {
 		pc.spare++
 		hp.mu.Unlock()
 	}
-	pc.active.Add(-1)
+	if pc.active.Add(-1) == 0 && hp.idleInterval > 0 {
+		pc.lastUsed.Store(time.Now().UnixNano())
+	}
 }
 
 // CloseIdle closes every connection that carries no stream.
 func (c *Client) CloseIdle() {
+	c.eachVariant((*Client).CloseIdle)
 	c.hosts.Range(func(_, v any) bool {
 		hp := v.(*hostPool)
 		hp.mu.Lock()
@@ -289,6 +414,9 @@ func (c *Client) CloseIdle() {
 // fails with ErrClientClosed afterwards.
 func (c *Client) Close() error {
 	c.closed.Store(true)
+	c.variantsMu.Lock()
+	c.eachVariant(func(v *Client) { v.Close() })
+	c.variantsMu.Unlock()
 	c.hosts.Range(func(_, v any) bool {
 		hp := v.(*hostPool)
 		hp.mu.Lock()

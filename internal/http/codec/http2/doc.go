@@ -44,19 +44,42 @@
 //     RST_STREAM(REFUSED_STREAM). Drain is Envoy's two-step GOAWAY (2^31-1,
 //     then after the drain timeout the last stream id); the idle timeout sends
 //     GOAWAY and closes; a client GOAWAY closes once active streams finish.
-//   - Flood limits as Envoy's defaults: max_outbound_frames 10000 and
-//     max_outbound_control_frames 1000 close the connection;
-//     max_consecutive_inbound_frames_with_empty_payload 1,
-//     max_inbound_priority_frames_per_stream 100 and
-//     max_inbound_window_update_frames_per_data_frame_sent 10 close it with
-//     GOAWAY(ENHANCE_YOUR_CALM). PRIORITY is otherwise ignored.
+//   - Flood limits from http2_protocol_options, Envoy's defaults when
+//     unset: max_outbound_frames (10000) and max_outbound_control_frames
+//     (1000) close the connection;
+//     max_consecutive_inbound_frames_with_empty_payload (1),
+//     max_inbound_priority_frames_per_stream (100) and
+//     max_inbound_window_update_frames_per_data_frame_sent (10) close it
+//     with GOAWAY(ENHANCE_YOUR_CALM). PRIORITY is otherwise ignored.
+//   - hpack_table_size is advertised as SETTINGS_HEADER_TABLE_SIZE (when
+//     not 4096) and caps both HPACK tables; the decoder applies it once the
+//     client acknowledged our SETTINGS.
+//   - allow_connect advertises SETTINGS_ENABLE_CONNECT_PROTOCOL and accepts
+//     extended CONNECT (RFC 8441), presented to the handler as Envoy's
+//     transformUpgradeRequestFromH2toH1 does (GET plus "upgrade:
+//     <:protocol>" and "connection: upgrade"); the handler's 101 goes out
+//     as 200 without the upgrade fields (transformUpgradeResponseFromH1toH2).
+//     Plain CONNECT (:method and :authority only) is served as a tunnel.
+//     DATA carries the tunnel both ways; END_STREAM is the half-close.
+//   - override_stream_error_on_invalid_http_message (or the deprecated
+//     stream_error_on_invalid_http_messaging) turns the connection errors
+//     for invalid requests into RST_STREAM(PROTOCOL_ERROR).
+//   - connection_keepalive: a PING every interval (plus jitter); with no
+//     frame received within timeout after it the connection is closed
+//     without flushing; any frame received extends the timeout and a PING
+//     ACK schedules the next PING (Envoy's ConnectionImpl keepalive).
+//   - Premature resets (CVE-2023-44487), as Envoy's connection manager:
+//     a stream closed before its response headers and within
+//     premature_reset_min_stream_lifetime_seconds (1) is premature; once
+//     half of premature_reset_total_stream_count (500) closed streams
+//     are, or half of all closed streams past that count, the connection
+//     gets GOAWAY(NO_ERROR) and is closed, reported through
+//     ServerOptions.OnPrematureResets (downstream_rq_too_many_premature_resets).
 //
 // Conformance: h2spec 2.2.1 (generic, http2, hpack, strict cases included)
 // passes every case (146/146) in server_h2spec_test.go; no case is skipped.
 //
-// Not done yet: Envoy's premature-reset
-// (rapid reset) mitigation, SETTINGS_ENABLE_CONNECT_PROTOCOL (extended
-// CONNECT), and per-connection buffer watermarks.
+// Not done yet: per-connection buffer watermarks.
 //
 // Performance (BenchmarkServerRoundTrip, x/net client and server in one
 // process, 2 cores): x/net server adapter 59 allocs/op, 5.9 KB/op, ≈77 µs
@@ -73,7 +96,18 @@
 // or PATCH (x/net rule); response header order is lost (x/net hands over a
 // map); only declared trailers reach an x/net-based upstream; streams
 // refused by a GOAWAY fail with an error for the router's retry policy
-// rather than being retried here.
+// rather than being retried here; keepalive PINGs only after interval
+// without frames received, with no jitter (x/net's ReadIdleTimeout); the
+// flood limits are not applied upstream.
+//
+// A request carrying HTTP/1.1 upgrade headers goes out as an extended
+// CONNECT (Envoy's transformUpgradeRequestFromH1toH2) once the peer's first
+// SETTINGS enabled it, and the peer's 200 comes back as 101 with the
+// upgrade headers (transformUpgradeResponseFromH2toH1); without the setting
+// the stream fails with ErrExtendedConnectNotSupported before any response.
+// A plain CONNECT goes out with :method and :authority only. NewStreamWith
+// applies a cluster's own http2_protocol_options on connections of their
+// own.
 //
 // This package may import net/http (as nethttp) and x/net/http2; it must not
 // import anything under extensions/ nor another codec.

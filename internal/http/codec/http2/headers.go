@@ -77,12 +77,17 @@ func wireKey(name string) string {
 }
 
 // fillHeader copies the regular (non-pseudo) fields of h into m, one
-// allocation for all values. Pseudo-headers are skipped.
-func fillHeader(m nethttp.Header, h *hhttp.Headers) {
+// allocation for all values. Pseudo-headers are skipped; for an upgrade
+// sent as extended CONNECT so are upgrade, connection and
+// "content-length: 0" (Envoy's transformUpgradeRequestFromH1toH2).
+func fillHeader(m nethttp.Header, h *hhttp.Headers, upgrade bool) {
 	vals := make([]string, len(h.Fields))
 	for i := range h.Fields {
 		f := &h.Fields[i]
 		if len(f.Name) > 0 && f.Name[0] == ':' {
+			continue
+		}
+		if upgrade && (f.Name == "upgrade" || f.Name == "connection" || f.Name == "content-length" && f.Value == "0") {
 			continue
 		}
 		k := wireKey(f.Name)

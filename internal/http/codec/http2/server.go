@@ -44,17 +44,65 @@ const maxSettingValue = math.MaxInt32
 // above): max_outbound_frames 10000, max_outbound_control_frames 1000,
 // max_consecutive_inbound_frames_with_empty_payload 1,
 // max_inbound_priority_frames_per_stream 100,
-// max_inbound_window_update_frames_per_data_frame_sent 10.
+// max_inbound_window_update_frames_per_data_frame_sent 10; hpack_table_size
+// 4096.
 const (
-	maxOutboundFrames                   = 10000
-	maxOutboundControlFrames            = 1000
-	maxConsecutiveInboundEmptyFrames    = 1
-	maxInboundPriorityFramesPerStream   = 100
-	maxInboundWindowUpdatesPerDataFrame = 10
-	defaultDrainTimeout                 = 5 * time.Second
-	closeLinger                         = time.Second
-	maxHeaderBlockSlack                 = 16 << 10
+	defaultMaxOutboundFrames                   = 10000
+	defaultMaxOutboundControlFrames            = 1000
+	defaultMaxConsecutiveInboundEmptyFrames    = 1
+	defaultMaxInboundPriorityFramesPerStream   = 100
+	defaultMaxInboundWindowUpdatesPerDataFrame = 10
+	defaultHpackTableSize                      = 4096
+	defaultDrainTimeout                        = 5 * time.Second
+	closeLinger                                = time.Second
+	maxHeaderBlockSlack                        = 16 << 10
 )
+
+// Envoy's premature-reset (CVE-2023-44487) defaults: the runtime keys
+// overload.premature_reset_min_stream_lifetime_seconds (1) and
+// overload.premature_reset_total_stream_count (500), read in
+// source/common/http/conn_manager_impl.cc (isPrematureRstStream,
+// maybeDrainDueToPrematureResets;
+// https://www.envoyproxy.io/docs/envoy/latest/configuration/operations/runtime).
+const (
+	defaultPrematureResetMinLifetime  = time.Second
+	defaultPrematureResetTotalStreams = 500
+)
+
+// limits are the per-connection flood limits, resolved from
+// hhttp.HTTP2Options once.
+type limits struct {
+	outboundFrames        int
+	outboundControlFrames int
+	emptyFrames           int
+	priorityPerStream     int
+	windowUpdatesPerData  int
+}
+
+func resolveLimits(o *hhttp.HTTP2Options) limits {
+	l := limits{
+		outboundFrames:        defaultMaxOutboundFrames,
+		outboundControlFrames: defaultMaxOutboundControlFrames,
+		emptyFrames:           defaultMaxConsecutiveInboundEmptyFrames,
+		priorityPerStream:     defaultMaxInboundPriorityFramesPerStream,
+		windowUpdatesPerData:  defaultMaxInboundWindowUpdatesPerDataFrame,
+	}
+	if o == nil {
+		return l
+	}
+	if o.MaxOutboundFrames != 0 {
+		l.outboundFrames = int(min(o.MaxOutboundFrames, maxSettingValue))
+	}
+	if o.MaxOutboundControlFrames != 0 {
+		l.outboundControlFrames = int(min(o.MaxOutboundControlFrames, maxSettingValue))
+	}
+	l.emptyFrames = int(min(o.MaxConsecutiveInboundFramesWithEmptyPayload.Or(defaultMaxConsecutiveInboundEmptyFrames), maxSettingValue))
+	l.priorityPerStream = int(min(o.MaxInboundPriorityFramesPerStream.Or(defaultMaxInboundPriorityFramesPerStream), maxSettingValue))
+	if o.MaxInboundWindowUpdateFramesPerDataFrameSent != 0 {
+		l.windowUpdatesPerData = int(min(o.MaxInboundWindowUpdateFramesPerDataFrameSent, maxSettingValue))
+	}
+	return l
+}
 
 // Server serves downstream HTTP/2 connections for one listener configuration.
 // Build it once per connection-manager config with NewServer and call
@@ -69,6 +117,17 @@ type Server struct {
 	maxHeaderList  uint32 // SETTINGS_MAX_HEADER_LIST_SIZE advertised
 	maxBlockBytes  int    // bound on an encoded header block (CONTINUATION flood)
 	idleTimeout    time.Duration
+	limits         limits
+	hpackTable     uint32 // hpack_table_size
+	allowConnect   bool   // allow_connect: extended CONNECT accepted
+	streamErrors   bool   // invalid requests reset the stream, not the connection
+	keepalive      hhttp.KeepaliveOptions
+	// Premature resets (rapid reset): streams closed within
+	// prematureLifetime without response headers, judged over
+	// prematureTotal closed streams; onPremature counts a closed connection.
+	prematureLifetime time.Duration
+	prematureTotal    int
+	onPremature       func()
 	// drainTimeout is the grace between the two GOAWAY frames of a drain:
 	// Envoy's HCM drain_timeout, default 5 s
 	// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto).
@@ -83,10 +142,30 @@ type Server struct {
 // client sent, as Envoy's codec does.
 func NewServer(opts hhttp.ServerOptions) (*Server, error) {
 	s := &Server{
-		maxHeadersSize: opts.MaxRequestHeadersBytes,
-		maxHeadersN:    opts.MaxRequestHeadersCount,
-		idleTimeout:    opts.IdleTimeout,
-		drainTimeout:   opts.DrainTimeout,
+		maxHeadersSize:    opts.MaxRequestHeadersBytes,
+		maxHeadersN:       opts.MaxRequestHeadersCount,
+		idleTimeout:       opts.IdleTimeout,
+		drainTimeout:      opts.DrainTimeout,
+		limits:            resolveLimits(opts.HTTP2),
+		hpackTable:        defaultHpackTableSize,
+		prematureLifetime: opts.PrematureResetMinStreamLifetime,
+		prematureTotal:    opts.PrematureResetTotalStreamCount,
+		onPremature:       opts.OnPrematureResets,
+	}
+	if s.prematureLifetime <= 0 {
+		s.prematureLifetime = defaultPrematureResetMinLifetime
+	}
+	if s.prematureTotal <= 0 {
+		s.prematureTotal = defaultPrematureResetTotalStreams
+	}
+	if o := opts.HTTP2; o != nil {
+		s.hpackTable = o.HpackTableSize.Or(defaultHpackTableSize)
+		s.allowConnect = o.AllowConnect
+		s.streamErrors = o.StreamErrorOnInvalidHTTPMessage
+		s.keepalive = o.Keepalive
+		if k := s.keepalive; k.Timeout < 0 || k.Interval < 0 || k.IntervalJitterPercent < 0 || k.IntervalJitterPercent > 100 {
+			return nil, fmt.Errorf("http2: connection_keepalive: negative duration or jitter outside 0..100")
+		}
 	}
 	if s.drainTimeout <= 0 {
 		s.drainTimeout = defaultDrainTimeout

@@ -3,11 +3,14 @@ package http2
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	xhttp2 "golang.org/x/net/http2"
@@ -49,6 +52,13 @@ type serverConn struct {
 	emptyFrames    int // consecutive empty DATA/HEADERS/CONTINUATION without END_STREAM
 	priorityFrames int
 	windowUpdates  int
+	settingsAcked  bool // our SETTINGS were acknowledged
+
+	// Keepalive (connection_keepalive): pingOut is set while a PING waits
+	// for its ACK; the timers are created once and guarded by mu.
+	pingOut   atomic.Bool
+	kaSend    *time.Timer
+	kaTimeout *time.Timer
 
 	// Guarded by mu.
 	mu            sync.Mutex
@@ -82,6 +92,11 @@ type serverConn struct {
 	lastID        uint32 // last-stream-id of the final GOAWAY
 	idleTimer     *time.Timer
 	drainTimer    *time.Timer
+	// Premature resets (Envoy's closed_non_internally_destroyed_requests_
+	// and number_premature_stream_resets_).
+	closedStreams   int
+	prematureResets int
+	prematureClosed bool
 }
 
 // headerBuf collects one encoded header block.
@@ -122,8 +137,13 @@ func newServerConn(s *Server, c net.Conn, h hhttp.StreamHandler) *serverConn {
 	// herald does not advertise SETTINGS_MAX_FRAME_SIZE, so the RFC
 	// default applies; larger frames are FRAME_SIZE_ERROR (RFC 9113 §4.2).
 	sc.fr.SetMaxReadFrameSize(16384)
-	sc.dec = hpack.NewDecoder(4096, sc.onHeaderField)
+	// The decoder allows the RFC default table until the client
+	// acknowledged a smaller SETTINGS_HEADER_TABLE_SIZE (processSettings).
+	sc.dec = hpack.NewDecoder(max(s.hpackTable, defaultHpackTableSize), sc.onHeaderField)
 	sc.enc = hpack.NewEncoder(&sc.hbuf)
+	if s.hpackTable < defaultHpackTableSize {
+		sc.enc.SetMaxDynamicTableSizeLimit(s.hpackTable)
+	}
 	return sc
 }
 
@@ -158,18 +178,33 @@ func (sc *serverConn) serve(drain <-chan struct{}) {
 		return
 	}
 	sc.mu.Lock()
-	settings := [...]xhttp2.Setting{
+	// Envoy's sendSettingsHelper (source/common/http/http2/codec_impl.cc)
+	// sends hpack_table_size, allow_connect, max_concurrent_streams and
+	// initial_stream_window_size; herald leaves out the values equal to
+	// the RFC defaults, and SETTINGS_ENABLE_CONNECT_PROTOCOL unless
+	// allow_connect is set.
+	settings := [5]xhttp2.Setting{
 		{ID: xhttp2.SettingMaxConcurrentStreams, Val: sc.srv.maxStreams},
 		{ID: xhttp2.SettingInitialWindowSize, Val: sc.srv.streamWindow},
 		{ID: xhttp2.SettingMaxHeaderListSize, Val: sc.srv.maxHeaderList},
 	}
-	_ = sc.fr.WriteSettings(settings[:]...)
+	n := 3
+	if sc.srv.hpackTable != defaultHpackTableSize {
+		settings[n] = xhttp2.Setting{ID: xhttp2.SettingHeaderTableSize, Val: sc.srv.hpackTable}
+		n++
+	}
+	if sc.srv.allowConnect {
+		settings[n] = xhttp2.Setting{ID: xhttp2.SettingEnableConnectProtocol, Val: 1}
+		n++
+	}
+	_ = sc.fr.WriteSettings(settings[:n]...)
 	if d := sc.srv.connWindow - 65535; d > 0 {
 		_ = sc.fr.WriteWindowUpdate(0, d)
 	}
 	if sc.srv.idleTimeout > 0 {
 		sc.idleTimer = time.AfterFunc(sc.srv.idleTimeout, sc.onIdle)
 	}
+	sc.startKeepaliveLocked()
 	sc.flushLocked()
 	sc.mu.Unlock()
 
@@ -184,6 +219,9 @@ func (sc *serverConn) serve(drain <-chan struct{}) {
 		if err != nil {
 			sc.onReadError(err)
 			return
+		}
+		if sc.pingOut.Load() {
+			sc.onFrameWhilePinging(f)
 		}
 		if first {
 			// RFC 9113 §3.4: the preface ends with a SETTINGS frame.
@@ -267,6 +305,12 @@ func (sc *serverConn) teardown() {
 	}
 	if sc.drainTimer != nil {
 		sc.drainTimer.Stop()
+	}
+	if sc.kaSend != nil {
+		sc.kaSend.Stop()
+	}
+	if sc.kaTimeout != nil {
+		sc.kaTimeout.Stop()
 	}
 	sc.mu.Unlock()
 	close(sc.done)
@@ -364,6 +408,7 @@ func (sc *serverConn) processFrame(f xhttp2.Frame) error {
 		return sc.processSettings(f)
 	case *xhttp2.PingFrame:
 		if f.IsAck() {
+			sc.onPingAck()
 			return nil
 		}
 		sc.mu.Lock()
@@ -384,7 +429,7 @@ func (sc *serverConn) processFrame(f xhttp2.Frame) error {
 		sc.mu.Lock()
 		opened := sc.openedStreams
 		sc.mu.Unlock()
-		if sc.priorityFrames > maxInboundPriorityFramesPerStream*(1+opened) {
+		if sc.priorityFrames > sc.srv.limits.priorityPerStream*(1+opened) {
 			return connError{xhttp2.ErrCodeEnhanceYourCalm, "inbound priority frames flood"}
 		}
 		if f.StreamDep == f.StreamID {
@@ -415,7 +460,7 @@ func (sc *serverConn) countEmpty(n int, end bool) error {
 		return nil
 	}
 	sc.emptyFrames++
-	if sc.emptyFrames > maxConsecutiveInboundEmptyFrames {
+	if sc.emptyFrames > sc.srv.limits.emptyFrames {
 		return connError{xhttp2.ErrCodeEnhanceYourCalm, "inbound empty frames flood"}
 	}
 	return nil
@@ -474,6 +519,9 @@ func (sc *serverConn) processData(f *xhttp2.DataFrame) error {
 		// RFC 9113 §8.1.1: content-length mismatch makes the request
 		// malformed; Envoy terminates the connection by default
 		// (override_stream_error_on_invalid_http_message).
+		if sc.srv.streamErrors {
+			return streamError{id, xhttp2.ErrCodeProtocol}
+		}
 		return connError{xhttp2.ErrCodeProtocol, "content-length mismatch"}
 	}
 	if len(data) > 0 {
@@ -496,6 +544,11 @@ func (sc *serverConn) endRemoteLocked(st *stream) {
 
 func (sc *serverConn) processSettings(f *xhttp2.SettingsFrame) error {
 	if f.IsAck() {
+		if !sc.settingsAcked {
+			sc.settingsAcked = true
+			// The client now knows our hpack_table_size.
+			sc.dec.SetAllowedMaxDynamicTableSize(sc.srv.hpackTable)
+		}
 		return nil
 	}
 	sc.mu.Lock()
@@ -510,7 +563,8 @@ func (sc *serverConn) processSettings(f *xhttp2.SettingsFrame) error {
 		}
 		switch s.ID {
 		case xhttp2.SettingHeaderTableSize:
-			sc.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			// hpack_table_size also caps what herald's encoder uses.
+			sc.enc.SetMaxDynamicTableSizeLimit(min(s.Val, sc.srv.hpackTable))
 		case xhttp2.SettingInitialWindowSize:
 			// RFC 9113 §6.9.2: adjust every open stream by the delta;
 			// windows may go negative.
@@ -545,7 +599,7 @@ func (sc *serverConn) processWindowUpdate(f *xhttp2.WindowUpdateFrame) error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	// Envoy's max_inbound_window_update_frames_per_data_frame_sent.
-	if sc.windowUpdates > 5+2*(sc.openedStreams+maxInboundWindowUpdatesPerDataFrame*sc.dataSent) {
+	if sc.windowUpdates > 5+2*(sc.openedStreams+sc.srv.limits.windowUpdatesPerData*sc.dataSent) {
 		return connError{xhttp2.ErrCodeEnhanceYourCalm, "inbound window update frames flood"}
 	}
 	inc := int64(f.Increment)
@@ -620,6 +674,7 @@ func (sc *serverConn) closeStreamLocked(st *stream) {
 	if st.cancel != nil {
 		st.cancel()
 	}
+	sc.countClosedLocked(st)
 	st.maybeReleaseLocked()
 	if len(sc.streams) == 0 {
 		if sc.idleTimer != nil && !sc.closing {
@@ -642,4 +697,141 @@ func (sc *serverConn) returnConnWindowLocked(n int32) {
 		sc.inflow += sc.inflowPending
 		sc.inflowPending = 0
 	}
+}
+
+// startKeepaliveLocked arms connection_keepalive's PING timer.
+func (sc *serverConn) startKeepaliveLocked() {
+	ka := sc.srv.keepalive
+	if ka.Timeout <= 0 {
+		return
+	}
+	sc.kaTimeout = time.AfterFunc(ka.Timeout, sc.onKeepaliveTimeout)
+	sc.kaTimeout.Stop()
+	if ka.Interval > 0 {
+		sc.kaSend = time.AfterFunc(keepaliveInterval(ka), sc.sendKeepalive)
+	}
+}
+
+// keepaliveInterval is Envoy's ConnectionImpl::onKeepaliveResponse: the
+// interval plus a random part of interval_jitter percent of it.
+func keepaliveInterval(ka hhttp.KeepaliveOptions) time.Duration {
+	d := ka.Interval
+	if j := time.Duration(float64(d) * ka.IntervalJitterPercent / 100); j > 0 {
+		d += rand.N(j)
+	}
+	return d
+}
+
+// sendKeepalive sends a keepalive PING unless one is outstanding, and arms
+// the timeout (Envoy's ConnectionImpl::sendKeepalive; the payload is the
+// time in milliseconds, as Envoy's).
+func (sc *serverConn) sendKeepalive() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.wclosed || sc.pingOut.Load() {
+		return
+	}
+	var data [8]byte
+	binary.BigEndian.PutUint64(data[:], uint64(time.Now().UnixMilli()))
+	_ = sc.fr.WritePing(false, data)
+	sc.countControlLocked()
+	sc.pingOut.Store(true)
+	sc.kaTimeout.Reset(sc.srv.keepalive.Timeout)
+	sc.flushLocked()
+}
+
+// onFrameWhilePinging extends the PING timeout on any frame but a PING ACK:
+// Envoy's onBeforeFrameReceived, so that a busy connection whose ACK is
+// queued behind other frames is not closed.
+func (sc *serverConn) onFrameWhilePinging(f xhttp2.Frame) {
+	if p, ok := f.(*xhttp2.PingFrame); ok && p.IsAck() {
+		return
+	}
+	sc.mu.Lock()
+	if sc.kaTimeout != nil && sc.pingOut.Load() {
+		sc.kaTimeout.Reset(sc.srv.keepalive.Timeout)
+	}
+	sc.mu.Unlock()
+}
+
+// onPingAck is Envoy's onKeepaliveResponse: any PING ACK stops the timeout
+// and schedules the next PING.
+func (sc *serverConn) onPingAck() {
+	if sc.kaTimeout == nil {
+		return
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.pingOut.Store(false)
+	sc.kaTimeout.Stop()
+	if sc.kaSend != nil && !sc.wclosed {
+		sc.kaSend.Reset(keepaliveInterval(sc.srv.keepalive))
+	}
+}
+
+// onKeepaliveTimeout closes the connection without flushing: Envoy's
+// onKeepaliveResponseTimeout ("h2_ping_timeout", ConnectionCloseType::NoFlush).
+func (sc *serverConn) onKeepaliveTimeout() {
+	if !sc.pingOut.Load() {
+		return
+	}
+	slog.Debug("http2: closing connection due to keepalive timeout")
+	sc.mu.Lock()
+	sc.breakLocked()
+	sc.mu.Unlock()
+}
+
+// countClosedLocked records a stream leaving the connection for Envoy's
+// premature-reset check and applies it.
+func (sc *serverConn) countClosedLocked(st *stream) {
+	sc.closedStreams++
+	if !st.responded && prematureLifetime(time.Since(st.start), sc.srv.prematureLifetime) {
+		sc.prematureResets++
+	}
+	if sc.prematureResets > 0 && tooManyPrematureResets(sc.closedStreams, sc.prematureResets, sc.srv.prematureTotal) {
+		sc.closeForPrematureResetsLocked()
+	}
+}
+
+// prematureLifetime is Envoy's isPrematureRstStream lifetime test: a stream
+// is young while its lifetime in whole seconds is not above
+// premature_reset_min_stream_lifetime_seconds. (The other half, no response
+// code, is the caller's st.responded.)
+func prematureLifetime(lifetime, minLifetime time.Duration) bool {
+	return lifetime/time.Second <= minLifetime/time.Second
+}
+
+// tooManyPrematureResets is Envoy's maybeDrainDueToPrematureResets: once
+// total streams closed, at least half of them premature; before that, as
+// soon as the premature ones alone reach half of total.
+func tooManyPrematureResets(closed, premature, total int) bool {
+	if closed < total {
+		return premature*2 >= total
+	}
+	return premature*2 >= closed
+}
+
+// closeForPrematureResetsLocked ends a connection that resets streams too
+// quickly (CVE-2023-44487): the counter, then GOAWAY and close, resetting
+// the active streams, as Envoy does with
+// envoy.restart_features.send_goaway_for_premature_rst_streams
+// (ConnectionManagerImpl::maybeDrainDueToPrematureResets,
+// https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/stats
+// downstream_rq_too_many_premature_resets).
+func (sc *serverConn) closeForPrematureResetsLocked() {
+	if sc.prematureClosed || sc.wclosed {
+		return
+	}
+	sc.prematureClosed = true
+	slog.Debug("http2: closing connection for too many premature stream resets",
+		"closed", sc.closedStreams, "premature", sc.prematureResets)
+	if f := sc.srv.onPremature; f != nil {
+		f()
+	}
+	sc.refuseNew, sc.closing = true, true
+	sc.writeGoAwayLocked(sc.maxClientID, xhttp2.ErrCodeNo)
+	for _, other := range sc.streams {
+		other.abortLocked(errConnClosed)
+	}
+	sc.shutdownWriteLocked()
 }

@@ -1,6 +1,8 @@
 package http2
 
 import (
+	"time"
+
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
@@ -30,6 +32,7 @@ type headerBlock struct {
 	host      string
 	hasHost   bool
 	clen      int64
+	protocol  string // :protocol of an extended CONNECT (RFC 8441)
 }
 
 const (
@@ -37,6 +40,7 @@ const (
 	pseudoScheme
 	pseudoAuthority
 	pseudoPath
+	pseudoProtocol
 )
 
 // processHeaders starts a header block: a new request, request trailers, or
@@ -63,6 +67,10 @@ func (sc *serverConn) processHeaders(f *xhttp2.HeadersFrame) error {
 		case !f.StreamEnded():
 			// Trailers must end the stream (RFC 9113 §8.1); a second
 			// HEADERS without END_STREAM is malformed.
+			if sc.srv.streamErrors {
+				hb.doReset, hb.resetCode = true, xhttp2.ErrCodeProtocol
+				break
+			}
 			sc.mu.Unlock()
 			return connError{xhttp2.ErrCodeProtocol, "trailers without END_STREAM"}
 		default:
@@ -189,10 +197,23 @@ func (sc *serverConn) onHeaderField(f hpack.HeaderField) {
 				hb.malformed = "empty :path"
 				return
 			}
+		case hhttp.Protocol:
+			// Extended CONNECT (RFC 8441 §4) only when advertised:
+			// allow_connect. Kept aside and turned into upgrade headers
+			// once the block is complete.
+			if !sc.srv.allowConnect {
+				hb.malformed = "unknown pseudo-header " + name
+				return
+			}
+			if hb.pseudo&pseudoProtocol != 0 {
+				hb.malformed = "duplicate pseudo-header " + name
+				return
+			}
+			hb.pseudo |= pseudoProtocol
+			hb.protocol = value
+			return
 		default:
-			// :status, and :protocol since herald does not advertise
-			// SETTINGS_ENABLE_CONNECT_PROTOCOL (Envoy's allow_connect
-			// defaults to false).
+			// :status, or :protocol without allow_connect.
 			hb.malformed = "unknown pseudo-header " + name
 			return
 		}
@@ -261,8 +282,7 @@ func (sc *serverConn) endHeaderBlock() error {
 		// Envoy terminates the whole connection on an invalid HEADERS
 		// frame unless override_stream_error_on_invalid_http_message is
 		// set (protocol.proto, Http2ProtocolOptions).
-		sc.dropFresh()
-		return connError{xhttp2.ErrCodeProtocol, hb.malformed}
+		return sc.malformedBlock(hb.malformed)
 	}
 	st := hb.st
 	if hb.trailers {
@@ -273,6 +293,10 @@ func (sc *serverConn) endHeaderBlock() error {
 			sc.resetStreamLocked(st.id, xhttp2.ErrCodeInternal)
 		case !st.inMap || st.reset:
 		case st.declaredLen >= 0 && st.recvLen != st.declaredLen:
+			if sc.srv.streamErrors {
+				sc.resetStreamLocked(st.id, xhttp2.ErrCodeProtocol)
+				break
+			}
 			err = connError{xhttp2.ErrCodeProtocol, "content-length mismatch"}
 		default:
 			st.hasTrailers = len(st.trailers.Fields) > 0
@@ -296,12 +320,10 @@ func (sc *serverConn) endHeaderBlock() error {
 	}
 	h := hb.h
 	if reason := checkRequestPseudo(h, hb.pseudo, hb.hasHost); reason != "" {
-		sc.dropFresh()
-		return connError{xhttp2.ErrCodeProtocol, reason}
+		return sc.malformedBlock(reason)
 	}
 	if hb.endStream && hb.clen > 0 {
-		sc.dropFresh()
-		return connError{xhttp2.ErrCodeProtocol, "content-length mismatch"}
+		return sc.malformedBlock("content-length mismatch")
 	}
 	if hb.cookie != "" {
 		h.Fields = append(h.Fields, hhttp.HeaderField{Name: "cookie", Value: hb.cookie})
@@ -311,8 +333,13 @@ func (sc *serverConn) endHeaderBlock() error {
 		h.Del("host")
 		h.Add(hhttp.Authority, hb.host)
 	}
+	st.extConnect = hb.pseudo&pseudoProtocol != 0
+	if st.extConnect {
+		transformUpgradeRequestFromH2toH1(h, hb.protocol)
+	}
 	st.declaredLen = hb.clen
 	st.noBody = hb.endStream
+	start := time.Now()
 
 	sc.mu.Lock()
 	if sc.wclosed {
@@ -322,6 +349,7 @@ func (sc *serverConn) endHeaderBlock() error {
 	}
 	sc.streams[st.id] = st
 	st.inMap = true
+	st.start = start
 	st.remoteEnded = hb.endStream
 	if len(sc.streams) == 1 && sc.idleTimer != nil {
 		sc.idleTimer.Stop()
@@ -333,10 +361,57 @@ func (sc *serverConn) endHeaderBlock() error {
 	return nil
 }
 
-// checkRequestPseudo applies RFC 9113 §8.3.1 to a request's pseudo-headers.
+// malformedBlock handles a request block that is malformed (RFC 9113
+// §8.1.1): a connection error by default, or with
+// stream_error_on_invalid_http_message a reset of that stream only.
+func (sc *serverConn) malformedBlock(reason string) error {
+	sc.dropFresh()
+	if !sc.srv.streamErrors {
+		return connError{xhttp2.ErrCodeProtocol, reason}
+	}
+	sc.mu.Lock()
+	sc.resetStreamLocked(sc.hb.id, xhttp2.ErrCodeProtocol)
+	sc.mu.Unlock()
+	return nil
+}
+
+// transformUpgradeRequestFromH2toH1 presents an extended CONNECT as the
+// HTTP/1.1 upgrade the connection manager and router understand, as
+// Envoy's codec does (source/common/http/utility.cc
+// transformUpgradeRequestFromH2toH1, called from
+// ServerStreamImpl::decodeHeaders): :method becomes GET, "upgrade: <:protocol>"
+// and "connection: upgrade" are added, :protocol is dropped (it was never
+// stored). https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/upgrades#websocket-and-http-2
+func transformUpgradeRequestFromH2toH1(h *hhttp.Headers, protocol string) {
+	for i := range h.Fields {
+		if h.Fields[i].Name == hhttp.Method {
+			h.Fields[i].Value = "GET"
+			break
+		}
+	}
+	h.Fields = append(h.Fields,
+		hhttp.HeaderField{Name: "upgrade", Value: protocol},
+		hhttp.HeaderField{Name: "connection", Value: "upgrade"})
+}
+
+// checkRequestPseudo applies RFC 9113 §8.3.1 to a request's pseudo-headers,
+// and RFC 8441 §4 to an extended CONNECT (:protocol with :scheme, :path
+// and :authority).
 func checkRequestPseudo(h *hhttp.Headers, seen uint8, hasHost bool) string {
 	if seen&pseudoMethod == 0 {
 		return "missing :method"
+	}
+	if seen&pseudoProtocol != 0 {
+		if h.Method() != "CONNECT" {
+			return ":protocol in a request other than CONNECT"
+		}
+		if seen&(pseudoScheme|pseudoPath|pseudoAuthority) != pseudoScheme|pseudoPath|pseudoAuthority {
+			return "extended CONNECT without :scheme, :path or :authority"
+		}
+		if h.Path()[0] != '/' {
+			return "invalid :path"
+		}
+		return ""
 	}
 	if h.Method() == "CONNECT" {
 		if seen&(pseudoScheme|pseudoPath) != 0 {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	xhttp2 "golang.org/x/net/http2"
 
@@ -24,12 +25,15 @@ type stream struct {
 	// Set by the reader before dispatch, then owned by the handler goroutine.
 	reqHeaders  hhttp.Headers
 	noBody      bool
+	extConnect  bool // the request was an extended CONNECT (RFC 8441)
 	headersSent bool // response headers (final) written; handler only
 	deferFlush  bool // DeferHeadersFlush: the next headers wait for the data; handler only
 	deferred    bool // HEADERS queued unflushed, counted in sc.deferred; under sc.mu
 
 	// Guarded by sc.mu.
-	inMap         bool // in sc.streams: open or half-closed
+	start         time.Time // when the request headers were dispatched
+	responded     bool      // final response headers written
+	inMap         bool      // in sc.streams: open or half-closed
 	handlerDone   bool
 	decoding      bool // the reader is decoding request trailers into st
 	remoteEnded   bool // END_STREAM received
@@ -261,10 +265,27 @@ func (sc *serverConn) endLocalLocked(st *stream) {
 // WriteHeaders implements hhttp.ServerStream. Fields go out in the order
 // given; pseudo-headers other than :status and connection-specific fields
 // are dropped. 1xx headers may precede the final ones.
+//
+// An upgrade response (101, or any response carrying "upgrade" and
+// "connection: upgrade") to an extended CONNECT is sent as Envoy's
+// transformUpgradeResponseFromH1toH2 does (source/common/http/utility.cc,
+// called from ServerStreamImpl::encodeHeaders): 101 becomes 200, upgrade
+// and connection are dropped and so is "content-length: 0". The stream then
+// carries the tunnel's bytes as DATA.
 func (st *stream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	status := h.StatusCode()
-	if status < 100 || status == 101 {
-		// 101 has no meaning in HTTP/2 (RFC 9113 §8.6).
+	upgrade := false
+	if status == 101 || st.extConnect {
+		upgrade = isUpgrade(h)
+	}
+	if status == 101 {
+		if !upgrade && !st.extConnect {
+			// 101 has no meaning in HTTP/2 (RFC 9113 §8.6).
+			return fmt.Errorf("http2: response headers: bad :status %q", h.Get(hhttp.Status))
+		}
+		status, upgrade = 200, true
+	}
+	if status < 100 {
 		return fmt.Errorf("http2: response headers: bad :status %q", h.Get(hhttp.Status))
 	}
 	if st.headersSent {
@@ -282,8 +303,13 @@ func (st *stream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 		return nil
 	}
 	st.headersSent = true
+	st.responded = true
 	sc.openedStreams++
-	sc.writeHeadersLocked(st.id, h, endStream, false)
+	if upgrade {
+		sc.writeUpgradeHeadersLocked(st.id, h, endStream)
+	} else {
+		sc.writeHeadersLocked(st.id, h, endStream, false)
+	}
 	if endStream {
 		sc.endLocalLocked(st)
 	}

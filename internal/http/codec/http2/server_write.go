@@ -63,7 +63,7 @@ func (sc *serverConn) breakLocked() {
 // queued.
 func (sc *serverConn) countFrameLocked() {
 	sc.queuedFrames++
-	if sc.queuedFrames+sc.flightFrames > maxOutboundFrames {
+	if sc.queuedFrames+sc.flightFrames > sc.srv.limits.outboundFrames {
 		// Envoy: "Exceeding this limit triggers flood mitigation and
 		// connection is terminated" (http2.outbound_flood).
 		slog.Debug("http2: outbound frames flood, closing connection")
@@ -75,7 +75,7 @@ func (sc *serverConn) countFrameLocked() {
 // RST_STREAM) after a control frame was queued.
 func (sc *serverConn) countControlLocked() {
 	sc.queuedControl++
-	if sc.queuedControl+sc.flightControl > maxOutboundControlFrames {
+	if sc.queuedControl+sc.flightControl > sc.srv.limits.outboundControlFrames {
 		slog.Debug("http2: outbound control frames flood, closing connection")
 		sc.breakLocked()
 		return
@@ -108,6 +108,27 @@ func (sc *serverConn) writeHeadersLocked(id uint32, h *hhttp.Headers, endStream,
 	if !trailers {
 		_ = sc.enc.WriteField(hpack.HeaderField{Name: hhttp.Status, Value: h.Get(hhttp.Status)})
 	}
+	sc.encodeFieldsLocked(h, false)
+	sc.writeBlockLocked(id, endStream)
+}
+
+// writeUpgradeHeadersLocked writes an upgrade response as HTTP/2 wants it
+// (Envoy's transformUpgradeResponseFromH1toH2): :status 200 when it was
+// 101, no upgrade/connection (dropped as connection-specific anyway) and
+// no "content-length: 0".
+func (sc *serverConn) writeUpgradeHeadersLocked(id uint32, h *hhttp.Headers, endStream bool) {
+	sc.hbuf.b = sc.hbuf.b[:0]
+	status := h.Get(hhttp.Status)
+	if status == "101" {
+		status = "200"
+	}
+	_ = sc.enc.WriteField(hpack.HeaderField{Name: hhttp.Status, Value: status})
+	sc.encodeFieldsLocked(h, true)
+	sc.writeBlockLocked(id, endStream)
+}
+
+// encodeFieldsLocked HPACK-encodes the regular fields of h into sc.hbuf.
+func (sc *serverConn) encodeFieldsLocked(h *hhttp.Headers, upgrade bool) {
 	for i := range h.Fields {
 		f := &h.Fields[i]
 		if len(f.Name) == 0 || f.Name[0] == ':' || connectionSpecific(f.Name) {
@@ -117,8 +138,16 @@ func (sc *serverConn) writeHeadersLocked(id uint32, h *hhttp.Headers, endStream,
 		if hasUpper(name) {
 			name = toLowerASCII(name)
 		}
+		if upgrade && name == "content-length" && f.Value == "0" {
+			continue
+		}
 		_ = sc.enc.WriteField(hpack.HeaderField{Name: name, Value: f.Value})
 	}
+}
+
+// writeBlockLocked queues the encoded block in sc.hbuf as HEADERS plus
+// CONTINUATION frames.
+func (sc *serverConn) writeBlockLocked(id uint32, endStream bool) {
 	block := sc.hbuf.b
 	max := int(sc.peerMaxFrame)
 	first := block
@@ -145,6 +174,73 @@ func (sc *serverConn) writeHeadersLocked(id uint32, h *hhttp.Headers, endStream,
 	if cap(sc.hbuf.b) > maxRetainedOut {
 		sc.hbuf.b = nil
 	}
+}
+
+// isUpgrade is Envoy's Utility::isUpgrade: an "upgrade" field and a
+// "connection" field carrying the "upgrade" token.
+func isUpgrade(h *hhttp.Headers) bool {
+	hasUpgrade, connUpgrade := false, false
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		switch {
+		case len(f.Name) == 7 && asciiEqualFold(f.Name, "upgrade"):
+			hasUpgrade = true
+		case len(f.Name) == 10 && asciiEqualFold(f.Name, "connection"):
+			connUpgrade = connUpgrade || hasToken(f.Value, "upgrade")
+		}
+	}
+	return hasUpgrade && connUpgrade
+}
+
+// hasToken reports whether the comma-separated list v holds token,
+// case-insensitively.
+func hasToken(v, token string) bool {
+	for len(v) > 0 {
+		var item string
+		if i := indexByte(v, ','); i >= 0 {
+			item, v = v[:i], v[i+1:]
+		} else {
+			item, v = v, ""
+		}
+		for len(item) > 0 && (item[0] == ' ' || item[0] == '\t') {
+			item = item[1:]
+		}
+		for len(item) > 0 && (item[len(item)-1] == ' ' || item[len(item)-1] == '\t') {
+			item = item[:len(item)-1]
+		}
+		if asciiEqualFold(item, token) {
+			return true
+		}
+	}
+	return false
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func hasUpper(s string) bool {

@@ -17,6 +17,20 @@ import (
 	hhttp "github.com/herald-proxy/herald/internal/http"
 )
 
+// ErrExtendedConnectNotSupported is returned by ReadHeaders when a request
+// carrying HTTP/1.1 upgrade headers was to go out as an extended CONNECT
+// (RFC 8441) but the upstream did not advertise
+// SETTINGS_ENABLE_CONNECT_PROTOCOL in its first SETTINGS frame. Envoy
+// sends the :protocol request regardless and the upstream resets it
+// (https://github.com/envoyproxy/envoy/issues/20378: a Go upstream answers
+// "invalid pseudo-header :protocol"); x/net refuses to send it, so herald's
+// stream fails the same way, before any response headers, without the
+// round trip.
+var ErrExtendedConnectNotSupported = errors.New("http2: upstream does not support extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL)")
+
+// errExtendedConnectText is x/net's unexported errExtendedConnectNotSupported.
+const errExtendedConnectText = "net/http: extended connect not supported by peer"
+
 var (
 	errNoRequest    = errors.New("http2: ReadHeaders before WriteHeaders")
 	errStreamClosed = errors.New("http2: stream closed")
@@ -55,6 +69,11 @@ type upstreamStream struct {
 	// (which consumes the connection's stream reservation) or Close (which
 	// hands the reservation back unused).
 	roundTrip atomic.Bool
+
+	// upgrade is the HTTP/1.1 upgrade sent as an extended CONNECT
+	// (RFC 8441), e.g. "websocket"; set by WriteHeaders, read by
+	// ReadHeaders.
+	upgrade string
 
 	// Owned by the reader.
 	res         *nethttp.Response
@@ -143,6 +162,13 @@ func (s *upstreamStream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	return nil
 }
 
+// buildRequest turns h into the x/net request. As Envoy's
+// ClientStreamImpl::encodeHeaders (source/common/http/http2/codec_impl.cc):
+// an HTTP/1.1 upgrade (an "upgrade" field and "connection: upgrade") goes
+// out as an extended CONNECT (transformUpgradeRequestFromH1toH2 in
+// source/common/http/utility.cc: :method CONNECT, :protocol from upgrade,
+// upgrade and connection dropped, "content-length: 0" dropped); a plain
+// CONNECT goes out without :scheme, :path and :protocol.
 func (s *upstreamStream) buildRequest(h *hhttp.Headers, endStream bool) error {
 	method := h.Method()
 	if method == "" {
@@ -154,8 +180,16 @@ func (s *upstreamStream) buildRequest(h *hhttp.Headers, endStream bool) error {
 	}
 	s.url = url.URL{Scheme: scheme, Host: h.Authority()}
 	path := h.Path()
+	if isUpgrade(h) {
+		s.upgrade = h.Get("upgrade")
+		method = nethttp.MethodConnect
+		if path == "" {
+			path = "/"
+		}
+	}
 	switch {
-	case path == "" && method == nethttp.MethodConnect:
+	case method == nethttp.MethodConnect && s.upgrade == "":
+		// Plain CONNECT: x/net sends :method and :authority only.
 	case strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "//"):
 		// Opaque makes x/net send :path byte for byte (URL.RequestURI
 		// returns it unchanged, query included).
@@ -171,9 +205,11 @@ func (s *upstreamStream) buildRequest(h *hhttp.Headers, endStream bool) error {
 	}
 
 	m := make(nethttp.Header, len(h.Fields))
-	fillHeader(m, h)
-	if p, ok := h.Lookup(hhttp.Protocol); ok {
-		m[hhttp.Protocol] = []string{p}
+	fillHeader(m, h, s.upgrade != "")
+	if s.upgrade != "" {
+		// x/net sends :protocol from this key and waits for the
+		// server's SETTINGS_ENABLE_CONNECT_PROTOCOL first.
+		m[hhttp.Protocol] = []string{s.upgrade}
 	}
 	if _, ok := m["User-Agent"]; !ok {
 		// A key with no value stops x/net adding "Go-http-client/2.0".
@@ -191,7 +227,7 @@ func (s *upstreamStream) buildRequest(h *hhttp.Headers, endStream bool) error {
 		return nil
 	}
 	s.req.ContentLength = -1
-	if cl := h.Get("content-length"); cl != "" {
+	if cl := h.Get("content-length"); cl != "" && !(s.upgrade != "" && cl == "0") {
 		n, err := strconv.ParseInt(cl, 10, 64)
 		if err != nil || n < 0 {
 			return fmt.Errorf("http2: bad content-length %q", cl)
@@ -261,10 +297,23 @@ func (s *upstreamStream) ReadHeaders(h *hhttp.Headers) (bool, error) {
 		r.res, r.err = s.pc.cc.RoundTrip(s.req)
 	}
 	if r.err != nil {
+		if s.upgrade != "" && r.err.Error() == errExtendedConnectText {
+			return false, ErrExtendedConnectNotSupported
+		}
 		return false, s.readErr(r.err)
 	}
 	s.res = r.res
 	h.Reset()
+	if s.upgrade != "" && r.res.StatusCode == 200 {
+		// Envoy's transformUpgradeResponseFromH2toH1: the tunnel is
+		// presented to the router as the HTTP/1.1 upgrade it asked for.
+		h.Fields = append(h.Fields, hhttp.HeaderField{Name: hhttp.Status, Value: "101"})
+		appendFields(h, r.res.Header)
+		h.Fields = append(h.Fields,
+			hhttp.HeaderField{Name: "upgrade", Value: s.upgrade},
+			hhttp.HeaderField{Name: "connection", Value: "upgrade"})
+		return false, nil
+	}
 	h.Fields = append(h.Fields, hhttp.HeaderField{Name: hhttp.Status, Value: hhttp.StatusText3(r.res.StatusCode)})
 	appendFields(h, r.res.Header)
 	// x/net reports a response that ended with its HEADERS frame as
@@ -337,7 +386,7 @@ type requestBody struct {
 func (b *requestBody) Read(p []byte) (int, error) {
 	n, err := b.pr.Read(p)
 	if err == io.EOF && b.trailers != nil {
-		fillHeader(b.req.Trailer, b.trailers)
+		fillHeader(b.req.Trailer, b.trailers, false)
 		b.trailers = nil
 	}
 	return n, err

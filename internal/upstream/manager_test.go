@@ -186,7 +186,7 @@ func TestBuildErrors(t *testing.T) {
     envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
       "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
       auto_config: {}
-`, wantErr: `typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].auto_config: ALPN protocol selection is not supported by herald yet`},
+`, wantErr: `static_resources.clusters[0].transport_socket: ALPN configured for cluster a which has a non-ALPN transport socket`},
 		{name: "tcp protocol options", yaml: `
 - name: a
   typed_extension_protocol_options:

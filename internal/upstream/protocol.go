@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/herald-proxy/herald/internal/configerr"
+	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/registry"
 )
 
@@ -25,6 +26,15 @@ const (
 	// (use_downstream_protocol_config, or the deprecated
 	// protocol_selection: USE_DOWNSTREAM_PROTOCOL).
 	UseDownstream
+	// Auto is auto_config without HTTP/3: each TLS connection offers ALPN
+	// h2,http/1.1 and speaks what the server picked (Envoy's mixed
+	// connection pool, source/common/http/mixed_conn_pool.cc); no ALPN
+	// answer means HTTP/1.1.
+	Auto
+	// HTTP3 is HTTP/3 over QUIC (explicit_http_config
+	// http3_protocol_options with the envoy.transport_sockets.quic
+	// QuicUpstreamTransport).
+	HTTP3
 )
 
 func (p HTTPProtocol) String() string {
@@ -35,6 +45,10 @@ func (p HTTPProtocol) String() string {
 		return "HTTP/2"
 	case UseDownstream:
 		return "downstream protocol"
+	case Auto:
+		return "ALPN (h2, http/1.1)"
+	case HTTP3:
+		return "HTTP/3"
 	}
 	return "unknown"
 }
@@ -56,6 +70,8 @@ type httpOptions struct {
 	maxRequests    uint32
 	http1          *corev3.Http1ProtocolOptions
 	http2          *corev3.Http2ProtocolOptions
+	http2Codec     *hhttp.HTTP2Options          // http2 for the codec (http2options.go)
+	http3          *corev3.Http3ProtocolOptions // HTTP3 only (dial_quic.go)
 	hasExplicitOpt bool
 	// auto_sni, auto_san_validation and override_auto_sni_header
 	// (lowercase) of upstream_http_protocol_options (autosni.go).
@@ -116,7 +132,8 @@ func parseHTTPOptions(c *clusterv3.Cluster, path string) (httpOptions, configerr
 			case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions:
 				o.protocol, o.http2 = HTTP2, p.Http2ProtocolOptions
 			case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http3ProtocolOptions:
-				errs = append(errs, configerr.At(kp+".explicit_http_config.http3_protocol_options", "HTTP/3 upstreams are %s", configerr.NotSupported))
+				o.protocol, o.http3 = HTTP3, p.Http3ProtocolOptions
+				errs = append(errs, checkHTTP3(c, p.Http3ProtocolOptions, kp+".explicit_http_config.http3_protocol_options", path)...)
 			}
 		case *httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig:
 			d := pc.UseDownstreamProtocolConfig
@@ -125,7 +142,9 @@ func parseHTTPOptions(c *clusterv3.Cluster, path string) (httpOptions, configerr
 				errs = append(errs, configerr.At(kp+".use_downstream_protocol_config.http3_protocol_options", "HTTP/3 upstreams are %s", configerr.NotSupported))
 			}
 		case *httpv3.HttpProtocolOptions_AutoConfig:
-			errs = append(errs, configerr.At(kp+".auto_config", "ALPN protocol selection is %s (needs upstream TLS)", configerr.NotSupported))
+			a := pc.AutoConfig
+			o.protocol, o.http1, o.http2 = Auto, a.GetHttpProtocolOptions(), a.GetHttp2ProtocolOptions()
+			errs = append(errs, checkAuto(c, a, kp+".auto_config", path)...)
 		case nil:
 			// Envoy requires one of the three; the proto validation reports it.
 		}
@@ -145,5 +164,6 @@ func parseHTTPOptions(c *clusterv3.Cluster, path string) (httpOptions, configerr
 			o.maxRequests = n.GetValue()
 		}
 	}
+	errs = append(errs, o.parseHTTP2(c, path)...)
 	return o, errs
 }

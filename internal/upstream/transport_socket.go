@@ -33,10 +33,7 @@ func (c *Cluster) parseTransportSocket(cfg *clusterv3.Cluster, path string, env 
 	if ferr != nil {
 		return configerr.List{ferr}
 	}
-	alpn := []string{"http/1.1"}
-	if c.http.protocol == HTTP2 {
-		alpn = []string{"h2"}
-	}
+	alpn := c.http.defaultALPN() // upstream_protocol.go
 	t, err := entry.Build(tcfg, transportsocket.BuildContext{
 		Path:        p + ".typed_config",
 		Stats:       env.store,

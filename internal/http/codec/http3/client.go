@@ -1,0 +1,314 @@
+package http3
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	quichttp3 "github.com/quic-go/quic-go/http3"
+
+	hhttp "github.com/herald-proxy/herald/internal/http"
+)
+
+// Dialer opens a QUIC connection to an upstream host: TLS 1.3 with ALPN
+// h3 (the cluster's envoy.transport_sockets.quic QuicUpstreamTransport).
+// Unlike hhttp.Dialer it returns the QUIC connection itself: QUIC runs over
+// UDP, and streams are QUIC's, not a byte stream's.
+type Dialer func(ctx context.Context) (*quic.Conn, error)
+
+// ClientOptions configure a Client. Zero fields take Envoy's defaults.
+type ClientOptions struct {
+	// MaxResponseHeadersBytes bounds a response header section (sent to
+	// the peer as SETTINGS_MAX_FIELD_SECTION_SIZE). Zero means 60 KiB,
+	// Envoy's max_response_headers_kb default.
+	MaxResponseHeadersBytes int
+	// IdleTimeout closes a connection that has carried no stream for this
+	// long. Zero means no limit. Envoy: cluster
+	// common_http_protocol_options.idle_timeout, default 1 h (applied by
+	// the caller). QUIC keep-alive PINGs keep an unused connection open,
+	// so without it only the peer ends one.
+	IdleTimeout time.Duration
+}
+
+// defaultMaxHeadersBytes is Envoy's max_response_headers_kb default.
+const defaultMaxHeadersBytes = 60 << 10
+
+// Client sends upstream requests over HTTP/3 connections, the upstream
+// half of herald's HTTP/3 codec (Envoy: "HTTP/3 upstream",
+// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/http3#http3-upstream).
+// Like the HTTP/2 client it keeps its own pool keyed by a caller-chosen
+// string (one key per upstream host and TLS options): requests of a key
+// share its live connection, as streams; a connection is dialed when the
+// key has none that can take a request, and concurrent requests share one
+// dial in flight. QUIC's own stream limit (the server's MAX_STREAMS)
+// queues a request until a stream is free.
+//
+// It is built on quic-go's http3.ClientConn rather than http3.Transport's
+// pool: Transport keys connections by authority and dials by name, while
+// herald's cluster layer chooses the host and owns the dialer (connect
+// timeout, circuit breakers, stats).
+type Client struct {
+	// Immutable after NewClient.
+	t    *quichttp3.Transport
+	idle time.Duration
+
+	hosts  sync.Map // string → *hostPool
+	closed atomic.Bool
+}
+
+// hostPool holds the connections of one key.
+type hostPool struct {
+	mu      sync.Mutex
+	conns   []*poolConn // guarded by mu
+	dialing *dialCall   // guarded by mu; non-nil while a dial is in flight
+}
+
+type dialCall struct {
+	done chan struct{}
+	err  error // written before done is closed
+}
+
+// poolConn is one upstream QUIC connection.
+type poolConn struct {
+	qc *quic.Conn
+	cc *quichttp3.ClientConn
+	// active counts streams handed out and not yet closed.
+	active atomic.Int32
+	// unusable is set when a request could not open a stream on the
+	// connection (GOAWAY received, or the connection failed); in-flight
+	// streams finish on it, new ones go to another connection.
+	unusable atomic.Bool
+	// idleTimer closes the connection IdleTimeout after its last stream;
+	// guarded by hostPool.mu.
+	idleTimer *time.Timer
+}
+
+// usable reports whether a new request may go on pc.
+func (pc *poolConn) usable() bool {
+	return !pc.unusable.Load() && pc.qc.Context().Err() == nil
+}
+
+// ConnectError is returned by NewStream when no connection could be
+// established: Envoy's upstream connection failure (response flag UF).
+type ConnectError struct {
+	Err error
+}
+
+func (e *ConnectError) Error() string { return "http3: upstream connect: " + e.Err.Error() }
+
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// ErrClientClosed is returned by NewStream after Close.
+var ErrClientClosed = errors.New("http3: client closed")
+
+// NewClient builds a Client from opts.
+func NewClient(opts ClientOptions) *Client {
+	maxHeaders := opts.MaxResponseHeadersBytes
+	if maxHeaders <= 0 {
+		maxHeaders = defaultMaxHeadersBytes
+	}
+	return &Client{idle: opts.IdleTimeout, t: &quichttp3.Transport{
+		// quic-go would otherwise add accept-encoding: gzip and
+		// decompress; a proxy forwards bytes as they are.
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxHeaders,
+	}}
+}
+
+// NewStream returns a stream on a connection for key, dialing one with dial
+// when key has no usable connection. ctx bounds the dial and the wait for
+// another request's dial, and then the whole exchange. A dial failure is a
+// *ConnectError.
+func (c *Client) NewStream(ctx context.Context, key string, dial Dialer) (hhttp.UpstreamStream, error) {
+	hp, pc, err := c.acquire(ctx, key, dial)
+	if err != nil {
+		return nil, err
+	}
+	return newUpstreamStream(ctx, c, hp, pc), nil
+}
+
+func (c *Client) hostPool(key string) *hostPool {
+	if v, ok := c.hosts.Load(key); ok {
+		return v.(*hostPool)
+	}
+	v, _ := c.hosts.LoadOrStore(key, &hostPool{})
+	return v.(*hostPool)
+}
+
+// acquire returns a usable connection of key with one stream counted for
+// the caller.
+func (c *Client) acquire(ctx context.Context, key string, dial Dialer) (*hostPool, *poolConn, error) {
+	hp := c.hostPool(key)
+	for {
+		if c.closed.Load() {
+			return nil, nil, ErrClientClosed
+		}
+		hp.mu.Lock()
+		if pc := hp.pickLocked(); pc != nil {
+			pc.active.Add(1)
+			if pc.idleTimer != nil {
+				pc.idleTimer.Stop()
+				pc.idleTimer = nil
+			}
+			hp.mu.Unlock()
+			return hp, pc, nil
+		}
+		if d := hp.dialing; d != nil {
+			hp.mu.Unlock()
+			select {
+			case <-d.done:
+				if d.err != nil {
+					return nil, nil, d.err
+				}
+				continue
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		}
+		d := &dialCall{done: make(chan struct{})}
+		hp.dialing = d
+		hp.mu.Unlock()
+
+		pc, err := c.dial(ctx, dial)
+		hp.mu.Lock()
+		hp.dialing = nil
+		d.err = err
+		close(d.done)
+		if err != nil {
+			hp.mu.Unlock()
+			return nil, nil, err
+		}
+		hp.conns = append(hp.conns, pc)
+		// The dialer takes the first stream of its own connection.
+		pc.active.Add(1)
+		hp.mu.Unlock()
+		if c.closed.Load() {
+			// Close ran while we dialed; it may have missed pc.
+			pc.close()
+			return nil, nil, ErrClientClosed
+		}
+		return hp, pc, nil
+	}
+}
+
+func (c *Client) dial(ctx context.Context, dial Dialer) (*poolConn, error) {
+	qc, err := dial(ctx)
+	if err != nil {
+		return nil, &ConnectError{Err: err}
+	}
+	return &poolConn{qc: qc, cc: c.t.NewClientConn(qc)}, nil
+}
+
+// pickLocked returns the first usable connection, dropping the others
+// (their in-flight streams finish on them).
+func (hp *hostPool) pickLocked() *poolConn {
+	for i := 0; i < len(hp.conns); {
+		pc := hp.conns[i]
+		if pc.usable() {
+			return pc
+		}
+		if pc.active.Load() == 0 {
+			pc.close()
+		}
+		hp.removeLocked(i)
+	}
+	return nil
+}
+
+func (hp *hostPool) removeLocked(i int) {
+	last := len(hp.conns) - 1
+	hp.conns[i] = hp.conns[last]
+	hp.conns[last] = nil
+	hp.conns = hp.conns[:last]
+}
+
+// release ends a stream's hold on pc. The last stream of an unusable
+// connection closes it; of a usable one, starts its idle timer.
+func (c *Client) release(hp *hostPool, pc *poolConn) {
+	if pc.active.Add(-1) != 0 {
+		return
+	}
+	if pc.unusable.Load() {
+		// Removed from the pool (or about to be): nothing else will use
+		// it.
+		pc.close()
+		return
+	}
+	if c.idle <= 0 {
+		return
+	}
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	if pc.active.Load() != 0 || pc.idleTimer != nil {
+		return
+	}
+	pc.idleTimer = time.AfterFunc(c.idle, func() {
+		hp.mu.Lock()
+		defer hp.mu.Unlock()
+		if pc.active.Load() != 0 {
+			// Taken again while the timer fired.
+			return
+		}
+		pc.idleTimer = nil
+		for i, p := range hp.conns {
+			if p == pc {
+				hp.removeLocked(i)
+				break
+			}
+		}
+		pc.close()
+	})
+}
+
+// close closes the connection with H3_NO_ERROR.
+func (pc *poolConn) close() {
+	_ = pc.qc.CloseWithError(errCodeNoError, "")
+}
+
+// CloseIdle closes every connection that carries no stream.
+func (c *Client) CloseIdle() {
+	c.hosts.Range(func(_, v any) bool {
+		hp := v.(*hostPool)
+		hp.mu.Lock()
+		for i := 0; i < len(hp.conns); {
+			pc := hp.conns[i]
+			if pc.active.Load() == 0 {
+				pc.close()
+				hp.removeLocked(i)
+				continue
+			}
+			i++
+		}
+		hp.mu.Unlock()
+		return true
+	})
+}
+
+// Close closes every connection, aborting streams in flight; NewStream
+// fails with ErrClientClosed afterwards.
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	c.hosts.Range(func(_, v any) bool {
+		hp := v.(*hostPool)
+		hp.mu.Lock()
+		for _, pc := range hp.conns {
+			pc.close()
+		}
+		clear(hp.conns)
+		hp.conns = hp.conns[:0]
+		hp.mu.Unlock()
+		return true
+	})
+	return nil
+}
+
+// connCount reports how many pooled connections key has (for tests).
+func (c *Client) connCount(key string) int {
+	hp := c.hostPool(key)
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	return len(hp.conns)
+}

@@ -1,0 +1,210 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/herald-proxy/herald/internal/http/codec/http1"
+	"github.com/herald-proxy/herald/internal/http/codec/http3"
+	"github.com/herald-proxy/herald/internal/upstream"
+)
+
+// Upstream protocol selection of auto_config clusters
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/upstreams/http/v3/http_protocol_options.proto#envoy-v3-api-msg-extensions-upstreams-http-v3-httpprotocoloptions-autohttpconfig):
+// every TLS connection offers ALPN h2,http/1.1 and speaks what the server
+// chose, as Envoy's mixed connection pool (source/common/http/
+// mixed_conn_pool.cc) does per connection. Envoy's per-host pool then
+// holds connections of the negotiated protocol, so later requests go to
+// them; herald remembers the outcome per host (alpnCache) and sends later
+// requests straight to the HTTP/2 client or the HTTP/1.1 idle pool.
+
+// alpnCache remembers the protocol each host of an auto_config cluster
+// negotiated last. The zero value is empty and ready; safe for concurrent
+// use. Entries live as long as the router config (one snapshot).
+type alpnCache struct {
+	// m maps *upstream.Host (the cluster's default pool) or alpnKey
+	// (an auto_sni pool) to upstream.HTTPProtocol.
+	m sync.Map
+}
+
+// alpnKey is the cache key of a host's auto_sni pool (TLSOptions.PoolKey).
+type alpnKey struct {
+	host *upstream.Host
+	pool string
+}
+
+func cacheKey(h *upstream.Host, pool string) any {
+	if pool == "" {
+		return h // a pointer in an interface: no allocation
+	}
+	return alpnKey{host: h, pool: pool}
+}
+
+// get returns what h negotiated, or upstream.Auto when not known yet.
+func (c *alpnCache) get(h *upstream.Host, pool string) upstream.HTTPProtocol {
+	if v, ok := c.m.Load(cacheKey(h, pool)); ok {
+		return v.(upstream.HTTPProtocol)
+	}
+	return upstream.Auto
+}
+
+// set records what a new connection to h negotiated.
+func (c *alpnCache) set(h *upstream.Host, pool string, p upstream.HTTPProtocol) {
+	if v, ok := c.m.Load(cacheKey(h, pool)); ok && v.(upstream.HTTPProtocol) == p {
+		return
+	}
+	c.m.Store(cacheKey(h, pool), p)
+}
+
+// errALPNChanged is the dial error of an HTTP/2 connection attempt whose
+// TLS handshake no longer settled h2: the host now speaks HTTP/1.1, and
+// the request goes to the HTTP/1.1 pool instead.
+var errALPNChanged = errors.New("router: upstream no longer negotiates h2")
+
+// connectByProtocol opens the stream of a cluster whose protocol is not
+// fixed at HTTP/1.1 or HTTP/2 (connect calls it first). It reports whether
+// it settled the attempt (f.up set, or err); false leaves it to connect's
+// HTTP/1.1 path.
+func (f *Filter) connectByProtocol() (bool, error) {
+	switch f.cluster.HTTPProtocol() {
+	case upstream.Auto:
+		if f.cfg.H2 == nil || f.cfg.alpn.get(f.host, f.poolKey) != upstream.HTTP2 {
+			// Unknown yet, or HTTP/1.1: the HTTP/1.1 path dials with
+			// ALPN h2,http/1.1 and adoptNegotiated looks at the result.
+			return false, nil
+		}
+		err := f.connectAutoH2()
+		if errors.Is(err, errALPNChanged) {
+			return false, nil
+		}
+		return true, err
+	case upstream.HTTP3:
+		return true, f.connectH3()
+	case upstream.HTTP1, upstream.HTTP2, upstream.UseDownstream:
+	}
+	return false, nil
+}
+
+// newH3Client is the HTTP/3 client of a router config (one per snapshot,
+// as the HTTP/2 client): no goroutine runs until the first dial, and idle
+// connections close after Envoy's default upstream idle_timeout (1 h).
+func newH3Client() *http3.Client {
+	return http3.NewClient(http3.ClientOptions{IdleTimeout: upstream.DefaultIdleTimeout})
+}
+
+// errNoH3Client fails requests to HTTP/3 clusters of a router built
+// without an HTTP/3 client (only in tests).
+var errNoH3Client = errors.New("router: no HTTP/3 client is configured")
+
+// connectH3 opens a stream on the HTTP/3 client, which dials the host over
+// QUIC (upstream.Cluster.DialQUIC) when it has no usable connection. As
+// for HTTP/2 the stream counts against max_requests; the connection
+// against max_connections while it lives.
+func (f *Filter) connectH3() error {
+	if f.cfg.H3 == nil {
+		return errNoH3Client
+	}
+	if !f.acquireRequest() {
+		return errOverflow
+	}
+	cl, host, opts := f.cluster, f.host, f.tlsOpts
+	s, err := f.cfg.H3.NewStream(f.cb.Context(), f.h2Key(), func(ctx context.Context) (*quic.Conn, error) {
+		return cl.DialQUIC(ctx, host, opts)
+	})
+	if err != nil {
+		f.releaseRequest()
+		return err
+	}
+	f.up = s
+	f.reused = false
+	return nil
+}
+
+// h2Key is the pool key of f's host in the HTTP/2 (as connect's) and
+// HTTP/3 clients.
+func (f *Filter) h2Key() string {
+	if f.poolKey != "" {
+		return f.host.Address() + "|" + f.poolKey // auto_sni: a pool per SNI
+	}
+	return f.host.Address()
+}
+
+// connectAutoH2 opens a stream on the HTTP/2 client for a host known to
+// negotiate h2. A new connection that settles on anything else is parked
+// in the host's HTTP/1.1 idle pool, the cache updated, and errALPNChanged
+// returned.
+func (f *Filter) connectAutoH2() error {
+	if !f.acquireRequest() {
+		return errOverflow
+	}
+	cl, host, opts, pool := f.cluster, f.host, f.tlsOpts, f.poolKey
+	alpn := &f.cfg.alpn
+	s, err := f.cfg.H2.NewStream(f.cb.Context(), f.h2Key(), func(ctx context.Context) (net.Conn, error) {
+		nc, err := cl.DialTLS(ctx, host, opts)
+		if err != nil {
+			return nil, err
+		}
+		if upstream.NegotiatedProtocol(nc) != upstream.HTTP2 {
+			alpn.set(host, pool, upstream.HTTP1)
+			if !host.Idle().Sub(pool).Put(&h1Conn{nc: nc, cc: http1.NewClientConn(nc)}) {
+				nc.Close()
+			}
+			return nil, errALPNChanged
+		}
+		return nc, nil
+	})
+	if err != nil {
+		f.releaseRequest()
+		return err
+	}
+	f.up = s
+	f.reused = false
+	return nil
+}
+
+// adoptNegotiated runs after connect's HTTP/1.1 path dialed pc for an
+// auto_config cluster: it records what the connection negotiated and, when
+// that is h2, hands the connection to the HTTP/2 client and opens the
+// stream there. It reports whether it settled the attempt (f.up set, or
+// err).
+func (f *Filter) adoptNegotiated(pc *h1Conn) (bool, error) {
+	if f.cluster.HTTPProtocol() != upstream.Auto || f.reused {
+		return false, nil
+	}
+	p := upstream.NegotiatedProtocol(pc.nc)
+	f.cfg.alpn.set(f.host, f.poolKey, p)
+	if p != upstream.HTTP2 {
+		return false, nil
+	}
+	if f.cfg.H2 == nil {
+		pc.Close()
+		return true, errNoH2Client
+	}
+	if !f.acquireRequest() {
+		pc.Close()
+		return true, errOverflow
+	}
+	nc, used := pc.nc, false
+	// The dial runs on this goroutine inside NewStream, or not at all when
+	// a connection of another request got there first.
+	s, err := f.cfg.H2.NewStream(f.cb.Context(), f.h2Key(), func(context.Context) (net.Conn, error) {
+		used = true
+		return nc, nil
+	})
+	if !used {
+		nc.Close()
+	}
+	if err != nil {
+		f.releaseRequest()
+		return true, err
+	}
+	f.up = s
+	f.reused = false
+	return true, nil
+}
+
+var errNoH2Client = errors.New("router: upstream negotiated h2 but no HTTP/2 client is configured")

@@ -70,6 +70,8 @@ type Route struct {
 	grpcTimeoutMax      optDuration
 	grpcTimeoutOffset   optDuration
 	hashPolicy          *HashPolicy
+	upgrades            []routeUpgrade // upgrade_configs (upgrade.go)
+	connectTerminate    bool           // a CONNECT entry has connect_config
 	retry               routeRetry
 	ext                 routeExt // mirror policies, priority (mirror_route.go)
 
@@ -231,6 +233,7 @@ func (b *builder) buildRouteAction(r *Route, a *routev3.RouteAction, p string) {
 		b.errs = append(b.errs, configerr.Collect(err, p+".hash_policy", nil)...)
 	}
 	r.hashPolicy = hp
+	b.buildUpgrades(r, a.GetUpgradeConfigs(), p+".upgrade_configs")
 	b.buildRouteExt(r, a, p)
 }
 

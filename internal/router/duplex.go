@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,12 @@ import (
 // bidirectional stream on a route with a retry policy still needs the
 // request to end first. HTTP/1.1 upstreams are half-duplex too (one
 // net.Conn per exchange), as are HTTP/1.1 downstreams (their codec's read
-// and write halves share buffers; the connection manager refuses).
+// and write halves share buffers; the connection manager refuses), except
+// for upgrades and CONNECT (upgrade.go): their raw bytes stream both ways
+// at once whatever the protocols, and once the upstream answered 101 (2xx
+// to CONNECT) the end of the response leaves the request direction open
+// until the downstream ends it, the upstream connection being closed then
+// by the decode side (complete, duplexEnd, OnDestroy).
 //
 // Ownership while duplex: the decode side (the stream goroutine) touches
 // only dx (the upstream stream's write half and dx.failed); the response
@@ -44,6 +50,10 @@ type duplex struct {
 	// deadline is the route timeout's deadline in Unix nanoseconds, set
 	// by the decode side when the request ended; 0 when none.
 	deadline atomic.Int64
+	// nc is the upstream connection of an HTTP/1.1 upgrade or a
+	// terminated CONNECT (nil for HTTP/2): dx is then the stream's
+	// aborter. Immutable.
+	nc net.Conn
 	// failed: writing the request failed (the upstream reset the stream
 	// or answered and stopped reading); the rest of the request is
 	// dropped and the response goroutine reports what happened. Decode
@@ -60,7 +70,7 @@ var errDuplexDone = errors.New("router: response complete")
 // (see above). Called at the end of DecodeHeaders once the request headers
 // went upstream.
 func (f *Filter) startDuplex() {
-	if f.h1 != nil || f.up == nil || f.retry.enabled() || f.perTry > 0 || f.perTryIdle > 0 ||
+	if (f.h1 != nil && !f.upgrade) || f.up == nil || f.retry.enabled() || f.perTry > 0 || f.perTryIdle > 0 ||
 		f.hedge || f.mirror.targets != nil {
 		return
 	}
@@ -69,10 +79,21 @@ func (f *Filter) startDuplex() {
 		return
 	}
 	dx := &duplex{up: f.up, done: make(chan struct{})}
+	if f.h1 != nil {
+		dx.nc = f.h1.nc
+	} else if f.tcp != nil {
+		dx.nc = f.tcp
+	}
 	if !ce.BeginConcurrentEncode(dx.done) {
 		return
 	}
 	f.dx = dx
+	if dx.nc != nil {
+		// The response goroutine owns f.h1 from now on: the stream's
+		// aborter becomes dx, which holds only the connection.
+		f.cb.SetAborter(dx)
+		f.aborting = false
+	}
 	// The route timeout starts with the end of the request.
 	f.deadline = time.Time{}
 	go f.duplexRespond(dx)
@@ -112,7 +133,9 @@ func (f *Filter) duplexEnd() {
 		default:
 			d := time.Now().Add(f.timeout)
 			dx.deadline.Store(d.UnixNano())
-			if rd, ok := dx.up.(readDeadliner); ok {
+			if dx.nc != nil {
+				_ = dx.nc.SetReadDeadline(d)
+			} else if rd, ok := dx.up.(readDeadliner); ok {
 				rd.SetReadDeadline(d)
 			}
 		}
@@ -120,6 +143,17 @@ func (f *Filter) duplexEnd() {
 	<-dx.done
 	f.dx = nil
 	f.requestDone()
+}
+
+var _ httpfilter.Aborter = (*duplex)(nil)
+
+// Abort implements httpfilter.Aborter for an HTTP/1.1 upgrade: a past
+// deadline wakes the response goroutine's upstream read and the decode
+// side's upstream write.
+func (dx *duplex) Abort() {
+	if dx.nc != nil {
+		_ = dx.nc.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 // awaitDuplex waits for a response goroutine still running when the

@@ -14,6 +14,7 @@ import (
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/codec/http2"
+	"github.com/herald-proxy/herald/internal/http/codec/http3"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/stats"
@@ -52,9 +53,15 @@ type FilterConfig struct {
 	// SuppressEnvoyHeaders: don't add x-envoy-* headers (Envoy default false).
 	SuppressEnvoyHeaders bool
 	// H2 multiplexes HTTP/2 upstreams; shared by the streams of the snapshot.
-	H2      *http2.Client
+	H2 *http2.Client
+	// H3 carries HTTP/3 upstreams (explicit http3_protocol_options);
+	// shared by the streams of the snapshot. nil refuses them.
+	H3      *http3.Client
 	noRoute *stats.Counter
 	shadow  *shadowClients // request mirroring (mirror.go)
+	// alpn remembers what hosts of auto_config clusters negotiated
+	// (upstream_protocol.go).
+	alpn alpnCache
 }
 
 // NewFilterConfig builds a router config. statPrefix is "http.<prefix>.".
@@ -63,6 +70,7 @@ func NewFilterConfig(clusters *upstream.Manager, store *stats.Store, statPrefix 
 		Clusters:             clusters,
 		SuppressEnvoyHeaders: suppress,
 		H2:                   h2,
+		H3:                   newH3Client(), // upstream_protocol.go
 		noRoute:              store.Counter(statPrefix + "no_route"),
 		shadow:               newShadowClients(clusters, store, h2),
 	}
@@ -142,6 +150,14 @@ type Filter struct {
 	mirror      mirrorState
 	hedge       bool    // hedge_on_per_try_timeout (hedge.go)
 	dx          *duplex // full-duplex exchange (duplex.go)
+	// upgrade: the request is an upgrade the connection manager allowed
+	// (upgrade.go): no retries, hedging or mirrors, and both directions
+	// stream at once, each ending on its own once the upstream answered 101.
+	upgrade bool
+	// terminate: a CONNECT the route terminates (tcp_upstream.go); tcp is
+	// its connection once open.
+	terminate bool
+	tcp       net.Conn
 	// tlsOpts are the auto_sni/auto_san_validation options of the request
 	// and poolKey their pool key ("" without them: the default pools).
 	tlsOpts upstream.TLSOptions
@@ -222,8 +238,12 @@ func (f *Filter) DecodeHeaders(h *hhttp.Headers, endStream bool) httpfilter.Stat
 	}
 	f.headers = h
 	f.rm = cl.Resources(rt.Priority())
+	f.upgrade = !endStream && (isUpgradeRequest(h) || h.Method() == methodConnect)
+	f.terminate = f.upgrade && rt.ConnectTerminate() && h.Method() == methodConnect
 	f.setupAttempts(rt, h)
-	f.selectMirrors(rt, h, endStream)
+	if !f.upgrade {
+		f.selectMirrors(rt, h, endStream)
+	}
 	if d, ok := rt.IdleTimeout(); ok {
 		// Envoy: the route's idle_timeout overrides stream_idle_timeout.
 		f.cb.SetIdleTimeout(d)
@@ -307,6 +327,12 @@ func (f *Filter) sendRequest() error {
 // max_connections (newConn).
 func (f *Filter) connect(fresh bool) error {
 	cl, host := f.cluster, f.host
+	if f.terminate {
+		return f.dialTCP()
+	}
+	if done, err := f.connectByProtocol(); done { // auto_config, HTTP/3 (upstream_protocol.go)
+		return err
+	}
 	if cl.HTTPProtocol() == upstream.HTTP2 && f.cfg.H2 != nil {
 		if !f.acquireRequest() {
 			return errOverflow
@@ -334,6 +360,9 @@ func (f *Filter) connect(fresh bool) error {
 	if pc == nil {
 		var err error
 		if pc, f.reused, err = f.newConn(); err != nil {
+			return err
+		}
+		if done, err := f.adoptNegotiated(pc); done { // ALPN chose h2
 			return err
 		}
 	}
@@ -619,6 +648,12 @@ func (f *Filter) earlyResponse(err error) bool {
 // completed first.
 func (f *Filter) complete(dx *duplex) {
 	f.host.Stats.RqSuccess.Add(1)
+	if dx != nil && f.upgrade {
+		// The request direction of an upgrade goes on until the
+		// downstream ends it; the decode side closes the upstream then
+		// (duplexEnd, OnDestroy).
+		return
+	}
 	if dx != nil {
 		f.closeUpstream(errDuplexDone)
 		return

@@ -20,6 +20,9 @@ const (
 	pathExact
 	pathRegex
 	pathSeparatedPrefix
+	// pathConnect is connect_matcher: CONNECT requests (which have no
+	// :path) and nothing else (upgrade.go).
+	pathConnect
 )
 
 // routeMatch is a compiled RouteMatch. Immutable after Build.
@@ -54,10 +57,12 @@ func buildRouteMatch(m *routev3.RouteMatch, path string, errs *configerr.List) r
 		rm.regex = re
 	case *routev3.RouteMatch_PathSeparatedPrefix:
 		rm.kind, rm.value = pathSeparatedPrefix, ps.PathSeparatedPrefix
+	case *routev3.RouteMatch_ConnectMatcher_:
+		rm.kind = pathConnect
 	case nil:
 		*errs = append(*errs, configerr.At(path, "one of prefix, path, safe_regex or path_separated_prefix is required"))
 	default:
-		// connect_matcher and path_match_policy: reported by checkUnsupported.
+		// path_match_policy: reported by checkUnsupported.
 	}
 	for i, hm := range m.GetHeaders() {
 		if h, ok := matcher.NewHeader(hm, fmt.Sprintf("%s.headers[%d]", path, i), errs); ok {
@@ -80,6 +85,11 @@ func (m *routeMatch) matches(h *hhttp.Headers, fullPath, path string) bool {
 	if !m.matchPath(path) {
 		return false
 	}
+	return m.matchRest(h, fullPath)
+}
+
+// matchRest applies the conditions other than the path.
+func (m *routeMatch) matchRest(h *hhttp.Headers, fullPath string) bool {
 	// Envoy (RouteEntryImplBase::matchRoute): grpc, then headers, then query
 	// parameters; all must match.
 	if m.grpc && !isGRPC(h) {

@@ -292,6 +292,7 @@ func (s *shadowClients) client(cluster string) *AsyncClient {
 		s.cfg = &FilterConfig{
 			Clusters: s.clusters,
 			H2:       s.h2,
+			H3:       newH3Client(),
 			noRoute:  s.store.Counter("http.async-client.no_route"),
 		}
 	})

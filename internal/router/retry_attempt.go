@@ -66,7 +66,11 @@ func (f *Filter) setupAttempts(rt *Route, h *hhttp.Headers) {
 		f.perTry = 0
 	}
 	f.hedge = hedgeOnPerTryTimeout(rt, &e)
-	if f.retry.init(p, &e, h) {
+	if f.upgrade {
+		// An upgrade is never retried or hedged: its request body is the
+		// upgraded protocol, streamed as it comes (upgrade.go).
+		f.perTry, f.perTryIdle, f.hedge = 0, 0, false
+	} else if f.retry.init(p, &e, h) {
 		f.retry.attempted(f.host)
 		f.buffering = true
 		f.bufLimit = f.cb.BufferLimit()

@@ -272,6 +272,9 @@ func (t *Table) Match(h *hhttp.Headers) (*Route, *VirtualHost) {
 	fullPath, ok := h.Lookup(hhttp.Path)
 	if !ok {
 		// Only connect_matcher routes match requests without :path.
+		if h.Method() == methodConnect {
+			return vh.matchConnect(h), vh
+		}
 		return nil, vh
 	}
 	path := stripQueryAndFragment(fullPath)

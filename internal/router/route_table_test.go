@@ -276,13 +276,34 @@ virtual_hosts:
 			wantMsg:  configerr.NotSupported,
 		},
 		{
-			name: "upgrade_configs",
+			name: "upgrade_configs duplicate type",
 			yaml: `
 virtual_hosts:
 - name: a
   domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: c, upgrade_configs: [{upgrade_type: websocket}]}}]`,
-			wantPath: r0 + ".route.upgrade_configs",
+  routes: [{match: {prefix: "/"}, route: {cluster: c, upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: WebSocket}]}}]`,
+			wantPath: r0 + ".route.upgrade_configs[1].upgrade_type",
+			wantMsg:  "duplicate upgrade",
+		},
+		{
+			// Envoy: "Non-CONNECT upgrade type ... has ConnectConfig".
+			name: "upgrade_configs connect_config on websocket",
+			yaml: `
+virtual_hosts:
+- name: a
+  domains: ["*"]
+  routes: [{match: {prefix: "/"}, route: {cluster: c, upgrade_configs: [{upgrade_type: websocket, connect_config: {}}]}}]`,
+			wantPath: r0 + ".route.upgrade_configs[0].connect_config",
+			wantMsg:  "non-CONNECT upgrade type",
+		},
+		{
+			name: "upgrade_configs connect_config allow_post",
+			yaml: `
+virtual_hosts:
+- name: a
+  domains: ["*"]
+  routes: [{match: {connect_matcher: {}}, route: {cluster: c, upgrade_configs: [{upgrade_type: CONNECT, connect_config: {allow_post: true}}]}}]`,
+			wantPath: r0 + ".route.upgrade_configs[0].connect_config.allow_post",
 			wantMsg:  configerr.NotSupported,
 		},
 		{

@@ -31,6 +31,8 @@ import (
 //     RequestMirrorPolicy fields herald does not implement, hedge.go the
 //     HedgePolicy ones Envoy does not implement either (initial_requests,
 //     additional_request_chance).
+//   - RouteAction.upgrade_configs: compiled in upgrade.go, which refuses
+//     connect_config (CONNECT termination) by name.
 //   - WeightedCluster.total_weight: deprecated; Envoy uses the sum of the
 //     weights and so does herald.
 var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
@@ -50,7 +52,7 @@ var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
 		"request_body_buffer_limit", "route_specifiers",
 	},
 	"envoy.config.route.v3.RouteMatch": {
-		"connect_matcher", "path_match_policy", "runtime_fraction", "cookies",
+		"path_match_policy", "runtime_fraction", "cookies",
 		"tls_context", "dynamic_metadata", "filter_state",
 	},
 	"envoy.config.route.v3.RouteAction": {
@@ -59,7 +61,7 @@ var unsupportedFields = map[protoreflect.FullName][]protoreflect.Name{
 		"flush_timeout", "early_data_policy",
 		"retry_policy_typed_config",
 		"cors", "max_grpc_timeout",
-		"grpc_timeout_offset", "upgrade_configs", "internal_redirect_policy",
+		"grpc_timeout_offset", "internal_redirect_policy",
 		"internal_redirect_action", "max_internal_redirects",
 	},
 	"envoy.config.route.v3.WeightedCluster": {

@@ -14,12 +14,14 @@ import "github.com/herald-proxy/herald/internal/http/httpfilter"
 
 var _ httpfilter.ConcurrentEncoder = (*stream)(nil)
 
-// BeginConcurrentEncode implements httpfilter.ConcurrentEncoder. Only an
+// BeginConcurrentEncode implements httpfilter.ConcurrentEncoder. An
 // HTTP/2 downstream qualifies: its codec's read and write halves are
-// synchronised, while the HTTP/1.1 codec's share the connection's buffers
-// (HTTP/3 is left out until its codec is known to allow it).
+// synchronised, while the HTTP/1.1 codec's share the connection's buffers,
+// except in its upgrade mode, so an HTTP/1.1 stream qualifies only as an
+// allowed upgrade (upgrade.go). HTTP/3 is left out until its codec is
+// known to allow it.
 func (as *stream) BeginConcurrentEncode(done <-chan struct{}) bool {
-	if done == nil || as.conc != nil || as.curDecode < 0 || !as.c.http2 || as.c.http3 ||
+	if done == nil || as.conc != nil || as.curDecode < 0 || (!as.c.http2 && !as.upgrade) || as.c.http3 ||
 		as.rb.sinking || as.responseStarted || as.responseComplete {
 		return false
 	}

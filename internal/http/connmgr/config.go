@@ -96,6 +96,11 @@ type Config struct {
 	DefaultHostForHTTP10 string
 	// Via, when set, is appended to via on requests and responses.
 	Via string
+	// Upgrades are upgrade_configs: the upgrade types (the Upgrade
+	// header's values) this connection manager allows; a route's
+	// RouteAction.upgrade_configs overrides them. Empty: every upgrade is
+	// refused unless a route enables it (Envoy's default).
+	Upgrades []UpgradeConfig
 
 	// MaxRequestHeadersBytes: Envoy max_request_headers_kb, default 60 KiB.
 	MaxRequestHeadersBytes int
@@ -194,8 +199,14 @@ type Stats struct {
 	DownstreamRqTxReset            *stats.Counter
 	DownstreamRqNonRelativePath    *stats.Counter
 	DownstreamRqWsOnNonWsRoute     *stats.Counter
+	DownstreamCxUpgradesTotal      *stats.Counter
+	DownstreamCxUpgradesActive     *stats.Gauge
 	NoRoute                        *stats.Counter
 	RsTooLarge                     *stats.Counter
+
+	// DownstreamRqTooManyPrematureResets counts HTTP/2 connections closed
+	// for rapid resets (CVE-2023-44487); the codec reports them.
+	DownstreamRqTooManyPrematureResets *stats.Counter
 
 	// perListener caches the listener.<address>.http.<prefix>.* stats by
 	// listener stat prefix; looked up once per connection.
@@ -240,8 +251,12 @@ func NewStats(store *stats.Store, statPrefix string) *Stats {
 		DownstreamRqTxReset:            sc.Counter("downstream_rq_tx_reset"),
 		DownstreamRqNonRelativePath:    sc.Counter("downstream_rq_non_relative_path"),
 		DownstreamRqWsOnNonWsRoute:     sc.Counter("downstream_rq_ws_on_non_ws_route"),
+		DownstreamCxUpgradesTotal:      sc.Counter("downstream_cx_upgrades_total"),
+		DownstreamCxUpgradesActive:     sc.Gauge("downstream_cx_upgrades_active"),
 		NoRoute:                        sc.Counter("no_route"),
 		RsTooLarge:                     sc.Counter("rs_too_large"),
+
+		DownstreamRqTooManyPrematureResets: sc.Counter("downstream_rq_too_many_premature_resets"),
 	}
 	for i := 1; i <= 5; i++ {
 		s.DownstreamRqXX[i] = sc.Counter("downstream_rq_" + string(rune('0'+i)) + "xx")

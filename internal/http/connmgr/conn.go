@@ -152,7 +152,11 @@ func (cfg *Config) serverOptions(tls bool) hhttp.ServerOptions {
 // not a failure at the first connection). Call it once after filling Config.
 func (cfg *Config) Prepare() error {
 	for i, tls := range []bool{false, true} {
-		srv, err := http2.NewServer(cfg.serverOptions(tls))
+		opts := cfg.serverOptions(tls)
+		if cfg.Stats != nil {
+			opts.OnPrematureResets = cfg.Stats.DownstreamRqTooManyPrematureResets.Inc
+		}
+		srv, err := http2.NewServer(opts)
 		if err != nil {
 			return err
 		}

@@ -9,8 +9,9 @@
 //
 // A stream runs on one goroutine, except that a filter may hand the response
 // to one other goroutine while request events go on (full-duplex streaming,
-// httpfilter.ConcurrentEncoder; concurrent.go). HTTP/1.1 upgrades are
-// refused with Envoy's 403 until they are proxied (upgrade.go).
+// httpfilter.ConcurrentEncoder; concurrent.go). HTTP upgrades (WebSocket and
+// custom types) are allowed or refused by upgrade_configs and stream both
+// ways at once, each direction ending on its own after a 101 (upgrade.go).
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/http_conn_man
 //

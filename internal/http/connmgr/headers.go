@@ -21,6 +21,7 @@ const (
 	hdrDate            = "date"
 	hdrVia             = "via"
 	hdrConnection      = "connection"
+	hdrUpgrade         = "upgrade"
 	hdrTE              = "te"
 )
 
@@ -56,6 +57,10 @@ var externalSanitized = [...]string{
 func (as *stream) mutateRequestHeaders(h *hhttp.Headers) bool {
 	cfg := as.cfg
 	for _, n := range hopByHop {
+		if as.upgradeReq && (n == hdrConnection || n == hdrUpgrade) {
+			// Envoy keeps them on upgrades (upgrade.go).
+			continue
+		}
 		h.Del(n)
 	}
 	if te, ok := h.Lookup(hdrTE); ok && !strings.EqualFold(strings.TrimSpace(te), "trailers") {
@@ -133,7 +138,11 @@ func (as *stream) mutateRequestHeaders(h *hhttp.Headers) bool {
 // configured, hop-by-hop removal.
 func (as *stream) mutateResponseHeaders(h *hhttp.Headers) {
 	cfg := as.cfg
+	keepUpgrade := as.keepUpgradeHeaders(h)
 	for _, n := range hopByHop {
+		if keepUpgrade && (n == hdrConnection || n == hdrUpgrade) {
+			continue
+		}
 		h.Del(n)
 	}
 	// Envoy keeps the upstream's date and adds one when absent.
@@ -155,7 +164,9 @@ func (as *stream) mutateResponseHeaders(h *hhttp.Headers) {
 	// next request.
 	if !as.c.http2 && (as.closeConn || as.c.draining.Load() || !as.requestComplete) {
 		as.closeConn = true
-		h.Set(hdrConnection, "close")
+		if !keepUpgrade && !(as.upgrade && as.tunnelResponse(h)) {
+			h.Set(hdrConnection, "close")
+		}
 	}
 }
 

@@ -54,6 +54,15 @@ type stream struct {
 	isGRPC           bool
 	isHead           bool
 	closeConn        bool
+	// upgradeReq: the request is upgrade-shaped (isUpgrade) and keeps its
+	// connection and upgrade headers; upgrade: the upgrade was allowed;
+	// tunnel: a 101 answered it, each direction now ends on its own
+	// (upgrade.go). tunnel is written by the encoding goroutine and read by
+	// the decode side once the response is done.
+	upgradeReq bool
+	upgrade    bool
+	tunnel     bool
+	isConnect  bool // a CONNECT request: an upgrade of type "CONNECT"
 
 	// ctx is created on first use (Context); cancel is nil until then.
 	ctx    context.Context
@@ -168,7 +177,8 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	as.armTimer(cfg.StreamIdleTimeout)
 
 	// Before mutateRequestHeaders drops the hop-by-hop fields (upgrade.go).
-	upgrade := !c.http2 && isUpgrade(h)
+	as.isConnect = h.Method() == methodConnect
+	as.upgradeReq = as.isConnect || isUpgrade(h)
 	if !as.checkRequest(h) || !as.mutateRequestHeaders(h) {
 		as.end()
 		return
@@ -198,7 +208,7 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 		as.encoders = append(as.encoders, e)
 	}
 	as.decodeLimit = len(as.filters)
-	if upgrade && as.rejectUpgrade() {
+	if as.upgradeReq && as.startUpgrade(h) {
 		as.end()
 		return
 	}
@@ -262,7 +272,10 @@ func (as *stream) readBody() {
 	own := network.GetCopyBuffer()
 	buf := *own
 	defer network.PutCopyBuffer(own)
-	for !as.responseDone() && !as.rb.sinkDone() {
+	for !as.rb.sinkDone() {
+		if as.responseDone() && !as.tunnel {
+			return
+		}
 		n, err := as.s.ReadBody(buf)
 		if n > 0 {
 			as.touch()
@@ -515,6 +528,9 @@ func (as *stream) EncodeTrailers(t *hhttp.Headers) error {
 
 func (as *stream) writeHeaders(h *hhttp.Headers, endStream bool) error {
 	as.mutateResponseHeaders(h)
+	if as.upgrade && as.tunnelResponse(h) {
+		as.tunnel = true
+	}
 	as.responseStarted = true
 	as.info.ResponseCode = h.StatusCode()
 	as.info.ResponseHeaders = h
@@ -556,6 +572,7 @@ func (as *stream) abortUpstream() {
 	if as.aborter != nil {
 		as.aborter.Abort()
 	}
+	as.wakeUpgradeRead()
 }
 
 // end finishes the stream: stats, access logs.
@@ -564,6 +581,9 @@ func (as *stream) end() {
 	as.info.EndTime = time.Now()
 	st := as.cfg.Stats
 	st.DownstreamRqActive.Dec()
+	if as.upgrade {
+		st.DownstreamCxUpgradesActive.Dec()
+	}
 	if code := as.info.ResponseCode; code >= 100 && code < 600 {
 		st.DownstreamRqXX[code/100].Inc()
 		st.DownstreamRqCompleted.Inc()

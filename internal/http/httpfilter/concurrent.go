@@ -24,8 +24,9 @@ package httpfilter
 //     Context, calls the registered Aborter and waits for done.
 //
 // Streams whose downstream codec cannot read and write at once (HTTP/1.1,
-// whose halves share one connection's buffers), or whose request body a
-// filter is buffering, refuse; the caller then stays on the stream
+// whose halves share one connection's buffers, except for an allowed
+// upgrade or CONNECT, whose raw halves the codec keeps apart), or whose
+// request body a filter is buffering, refuse; the caller then stays on the stream
 // goroutine (half-duplex: the response is read once the request ended).
 type ConcurrentEncoder interface {
 	// BeginConcurrentEncode hands the response to another goroutine until

@@ -362,9 +362,16 @@ scoped_routes:
 			wantErr: ".scoped_routes: scoped_routes is not supported by herald yet (#7)",
 		},
 		{
-			name:    "upgrade_configs",
-			config:  "stat_prefix: s\nupgrade_configs:\n- upgrade_type: websocket\n" + routeToBackend + router,
-			wantErr: ".upgrade_configs: upgrade_configs is not supported by herald yet (#6)",
+			// A filter chain of its own for upgrades is not implemented.
+			name:    "upgrade_configs filters",
+			config:  "stat_prefix: s\nupgrade_configs:\n- upgrade_type: websocket\n  filters:\n  - name: envoy.filters.http.router\n" + routeToBackend + router,
+			wantErr: ".upgrade_configs[0].filters: filters is not supported by herald yet (#6)",
+		},
+		{
+			// Envoy: "multiple upgrade configs with the same name".
+			name:    "upgrade_configs duplicate type",
+			config:  "stat_prefix: s\nupgrade_configs:\n- upgrade_type: websocket\n- upgrade_type: WebSocket\n" + routeToBackend + router,
+			wantErr: ".upgrade_configs[1].upgrade_type: multiple upgrade configs with the same name",
 		},
 		{
 			// No tracking issue: the message ends at "yet".

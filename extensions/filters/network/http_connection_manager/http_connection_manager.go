@@ -49,7 +49,7 @@ var supported = []string{
 	"server_name", "server_header_transformation", "max_request_headers_kb",
 	"common_http_protocol_options", "http_protocol_options", "http2_protocol_options",
 	"stream_idle_timeout", "request_timeout", "drain_timeout",
-	"strip_matching_host_port", "strip_any_host_port",
+	"strip_matching_host_port", "strip_any_host_port", "upgrade_configs",
 	"normalize_path", // only false: checked in Build
 }
 
@@ -57,12 +57,11 @@ var supported = []string{
 var (
 	supportedCommon = []string{"idle_timeout", "max_headers_count"}
 	supportedHTTP1  = []string{"accept_http_10", "default_host_for_http_10", "enable_trailers"}
-	supportedHTTP2  = []string{"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"}
+	supportedHTTP2  = http2Fields // http2_options.go
 )
 
 var unsupportedIssues = map[string]string{
 	"scoped_routes":                   "#7",
-	"upgrade_configs":                 "#6",
 	"http3_protocol_options":          "#6",
 	"forward_client_cert_details":     "#5",
 	"set_current_client_cert_details": "#5",
@@ -152,15 +151,12 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 	durationOr(p.GetStreamIdleTimeout(), &cfg.StreamIdleTimeout)
 	durationOr(p.GetRequestTimeout(), &cfg.RequestTimeout)
 	durationOr(p.GetDrainTimeout(), &cfg.DrainTimeout)
-	if h2 := p.GetHttp2ProtocolOptions(); h2 != nil {
-		cfg.HTTP2 = &hhttp.HTTP2Options{
-			MaxConcurrentStreams:        h2.GetMaxConcurrentStreams().GetValue(),
-			InitialStreamWindowSize:     h2.GetInitialStreamWindowSize().GetValue(),
-			InitialConnectionWindowSize: h2.GetInitialConnectionWindowSize().GetValue(),
-		}
-	}
+	cfg.HTTP2 = http2Options(p.GetHttp2ProtocolOptions())
 	cfg.Stats = connmgr.NewStats(ctx.Stats, cfg.StatPrefix)
 	cfg.Store = ctx.Stats
+	upgrades, uerrs := buildUpgrades(p.GetUpgradeConfigs(), path)
+	cfg.Upgrades = upgrades
+	errs = append(errs, uerrs...)
 
 	mgr, _ := ctx.Clusters.(*upstream.Manager)
 	fctx := httpfilter.BuildContext{

@@ -63,6 +63,8 @@ type ClientConn struct {
 	reqClose    bool
 	reqChunked  bool
 	reqLength   bool
+	reqRaw      bool // an upgrade request: the body is raw, its end half-closes (upgrade.go)
+	reqConnect  bool // a CONNECT request: a 2xx response makes the tunnel
 	reqRemain   int64
 	reqDone     atomic.Bool
 	writeFailed atomic.Bool
@@ -108,7 +110,7 @@ func (cc *ClientConn) Buffered() int { return cc.rd.buffered() }
 // it for a reusable connection before OnRelease.
 func (cc *ClientConn) Reset() {
 	cc.reqStarted, cc.reqHead, cc.reqClose, cc.reqChunked, cc.reqLength = false, false, false, false, false
-	cc.reqRemain = 0
+	cc.reqRaw, cc.reqConnect, cc.reqRemain = false, false, 0
 	cc.reqDone.Store(false)
 	cc.respStarted, cc.respKeepAlive = false, false
 	cc.body.reset(bodyNone, 0)
@@ -120,7 +122,7 @@ func (cc *ClientConn) Reset() {
 // it, neither side asked for "connection: close", the response was
 // HTTP/1.1 (or HTTP/1.0 with keep-alive) and no error occurred.
 func (cc *ClientConn) Reusable() bool {
-	return !cc.dead.Load() && !cc.writeFailed.Load() && !cc.readFailed &&
+	return !cc.dead.Load() && !cc.writeFailed.Load() && !cc.readFailed && !cc.reqRaw &&
 		cc.reqDone.Load() && cc.respStarted && cc.body.done && cc.respKeepAlive &&
 		!cc.reqClose && cc.rd.buffered() == 0 && cc.rd.err == nil
 }
@@ -165,7 +167,7 @@ func (cc *ClientConn) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	}
 	cc.reqStarted = true
 	var method, path, authority, clValue string
-	var hasAuthority, hasCL bool
+	var hasAuthority, hasCL, hasUpgrade bool
 	for i := range h.Fields {
 		f := &h.Fields[i]
 		switch f.Name {
@@ -181,6 +183,8 @@ func (cc *ClientConn) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 			if hasToken(f.Value, "close") {
 				cc.reqClose = true
 			}
+		case "upgrade":
+			hasUpgrade = true
 		}
 	}
 	isConnect := method == "CONNECT"
@@ -231,7 +235,12 @@ func (cc *ClientConn) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 			_, _ = bw.WriteString("content-length: 0\r\n")
 		}
 	case isConnect:
-		// TODO(#6): CONNECT tunnels; no chunking on them.
+		// No chunking on a CONNECT: its payload is raw bytes.
+		cc.reqRaw, cc.reqConnect = true, true
+	case hasUpgrade && connectionUpgrade(h):
+		// Envoy's RequestEncoderImpl: no chunked framing on an upgrade
+		// request; what follows the headers is the upgraded protocol.
+		cc.reqRaw = true
 	default:
 		_, _ = bw.WriteString("transfer-encoding: chunked\r\n")
 		cc.reqChunked = true
@@ -239,6 +248,13 @@ func (cc *ClientConn) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	_, _ = bw.WriteString("\r\n")
 	if endStream {
 		return cc.endRequest()
+	}
+	if cc.reqRaw {
+		// The peer answers an upgrade before any upgraded byte is sent
+		// (a WebSocket client waits for the 101): send the head now.
+		if err := bw.Flush(); err != nil {
+			return cc.writeFail(err)
+		}
 	}
 	return nil
 }
@@ -330,6 +346,12 @@ func (cc *ClientConn) endRequest() error {
 		return cc.writeFail(err)
 	}
 	cc.reqDone.Store(true)
+	if cc.reqRaw {
+		// The end of an upgraded request is a half-close (FIN).
+		if cw, ok := cc.c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}
 	return nil
 }
 
@@ -466,8 +488,9 @@ func (cc *ClientConn) buildResponse(h *hhttp.Headers, s string, code int, http11
 		}
 	}
 	switch {
-	case code == 101:
-		// TODO(#6): upgrades. The rest of the connection is the body.
+	case code == 101, cc.reqConnect && code < 300:
+		// Switching protocols, or a CONNECT tunnel: the rest of the
+		// connection is the body (upgrade.go).
 		cc.body.reset(bodyClose, 0)
 		cc.respKeepAlive = false
 		return false, nil

@@ -21,6 +21,10 @@
 // oversized or too many headers) are rejected with Envoy's status and
 // response_code_details (see errors.go).
 //
+// Upgrades (WebSocket and others) switch both sides to raw bytes after the
+// headers; on the server side the read and write halves of an upgrade may
+// then run on two goroutines (upgrade.go).
+//
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/http_connection_management
 // and https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto#config-core-v3-http1protocoloptions
 //

@@ -314,6 +314,7 @@ func (sc *serverConn) buildRequest(s string, rl requestLine) *hhttp.CodecError {
 		clValue, teValue string
 		clCount, teCount int
 		expectContinue   bool
+		upgrade          bool // an upgrade field; checked after the loop
 	)
 	for _, f := range sc.spans {
 		name, value := s[f.ns:f.ne], s[f.vs:f.ve]
@@ -349,8 +350,7 @@ func (sc *serverConn) buildRequest(s string, rl requestLine) *hhttp.CodecError {
 				continue
 			}
 		case "upgrade":
-			// TODO(#6): upgrades. The request is passed on as a normal one;
-			// the connection manager decides.
+			upgrade = true
 		}
 		req.Fields = append(req.Fields, hhttp.HeaderField{Name: name, Value: value})
 	}
@@ -401,13 +401,17 @@ func (sc *serverConn) buildRequest(s string, rl requestLine) *hhttp.CodecError {
 		st.body.reset(bodyLength, cl)
 	}
 
+	if upgrade {
+		sc.classifyUpgrade(teCount > 0 || cl > 0)
+	}
+
 	// Request-target (ServerConnectionImpl::handlePath).
 	target := s[rl.ts:rl.te]
 	authority, haveAuthority := host, hostCount > 0
 	absolute := false
 	switch {
 	case isConnect:
-		// authority-form. TODO(#6): CONNECT tunnels.
+		// authority-form.
 		if target[0] == '/' || !validAuthority(target) {
 			return codecErr(400, DetailsInvalidURL, "invalid CONNECT authority")
 		}
@@ -452,8 +456,12 @@ func (sc *serverConn) buildRequest(s string, rl requestLine) *hhttp.CodecError {
 	}
 	if isConnect {
 		req.Del(hhttp.Path)
+		// The payload of a CONNECT is raw bytes until the peer closes
+		// (Envoy's codec handles CONNECT as an upgrade; upgrade.go).
+		st.upgrade, st.isConnect = true, true
+		st.body.reset(bodyClose, 0)
 	}
-	if expectContinue && st.http11 {
+	if expectContinue && st.http11 && !st.upgrade {
 		// Only for a request that passed every check, as Envoy answers
 		// after decoding the headers. No 1xx to HTTP/1.0 (RFC 9110 §15.2).
 		_, _ = sc.bw.WriteString(continueResponse)

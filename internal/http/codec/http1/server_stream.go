@@ -25,6 +25,8 @@ type serverStream struct {
 	isHead       bool
 	keepAlive10  bool   // HTTP/1.0 request with "connection: keep-alive"
 	pendingFlush bool   // a 100 Continue is buffered
+	upgrade      bool   // an upgrade request: the body is raw (upgrade.go)
+	isConnect    bool   // a CONNECT request (also upgrade)
 	scratch      []byte // unlent tail of the request headers' allocation (Scratch)
 
 	// Response state.
@@ -35,6 +37,7 @@ type serverStream struct {
 	respLength  bool  // content-length framed
 	respRemain  int64 // content-length bytes still due
 	closeAfter  bool  // close the connection after this response
+	tunnel      bool  // 101 to an upgrade request: the response is raw
 	writeErr    error
 }
 
@@ -57,6 +60,7 @@ func (st *serverStream) reset() {
 	st.method, st.http11, st.isHead, st.keepAlive10, st.pendingFlush = "", true, false, false, false
 	st.headersSent, st.respDone, st.respNoBody, st.respChunked, st.respLength = false, false, false, false, false
 	st.respRemain, st.closeAfter, st.writeErr = 0, false, nil
+	st.upgrade, st.tunnel, st.isConnect = false, false, false
 }
 
 // RequestHeaders implements hhttp.ServerStream.
@@ -160,9 +164,36 @@ func (st *serverStream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	var framing string
 	switch {
 	case code == 101:
-		// TODO(#6): upgrades. Until then the connection is not reused.
+		if st.upgrade {
+			// The upgrade is accepted: the response's connection and
+			// upgrade fields go out as they are, then raw bytes.
+			st.tunnel, st.closeAfter = true, true
+			if err := writeFields(bw, h, false); err != nil {
+				return err
+			}
+			_, _ = bw.WriteString("\r\n")
+			if endStream {
+				return st.finish()
+			}
+			return st.flush()
+		}
+		// A 101 to a request that asked for no upgrade: the connection
+		// cannot be reused.
 		st.closeAfter = true
 		st.respNoBody = true
+	case st.isConnect && code < 300:
+		// A 2xx to CONNECT: the tunnel is up, its bytes are raw. No
+		// content-length nor transfer-encoding goes with it (RFC 9110
+		// §9.3.6; Envoy's encoder strips them).
+		st.tunnel, st.closeAfter = true, true
+		if err := writeTunnelFields(bw, h); err != nil {
+			return err
+		}
+		_, _ = bw.WriteString("\r\n")
+		if endStream {
+			return st.finish()
+		}
+		return st.flush()
 	case hasCL:
 		n, ok := parseContentLength(clValue)
 		if !ok {
@@ -339,11 +370,19 @@ func (st *serverStream) finish() error {
 		st.closeAfter = true
 	}
 	st.respDone = true
-	return st.flush()
+	err := st.flush()
+	if st.upgrade {
+		st.endUpgradeResponse()
+	}
+	return err
 }
 
 func (st *serverStream) flush() error {
-	st.pendingFlush = false
+	// Written only when set: on an upgrade request (never set) ReadBody
+	// may read it on another goroutine.
+	if st.pendingFlush {
+		st.pendingFlush = false
+	}
 	if err := st.sc.bw.Flush(); err != nil {
 		st.writeErr = err
 		st.closeAfter = true

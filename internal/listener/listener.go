@@ -413,6 +413,7 @@ func (l *Listener) serveConn(g *generation, c net.Conn, nc *network.Conn, handOf
 		nc.Conn = sc
 		nc.TLS = true
 		nc.ALPN = neg.ALPN
+		nc.LocalCertificate = neg.LocalCertificate
 		if neg.ServerName != "" {
 			nc.ServerName = strings.ToLower(neg.ServerName)
 		}

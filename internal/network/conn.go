@@ -45,6 +45,10 @@ type Conn struct {
 	// JA3Hash is the client's JA3 fingerprint (MD5, lowercase hex) when
 	// tls_inspector computed it (enable_ja3_fingerprinting), else "".
 	JA3Hash string
+	// LocalCertificate is the leaf certificate herald presented in the TLS
+	// handshake, nil without TLS or when the transport socket does not
+	// report it (x-forwarded-client-cert's By).
+	LocalCertificate *x509.Certificate
 	// Accepted is when the listener accepted the connection.
 	Accepted time.Time
 	// BufferLimit is per_connection_buffer_limit_bytes (Envoy default 1 MiB).

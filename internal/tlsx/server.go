@@ -1,7 +1,9 @@
 package tlsx
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -196,7 +198,7 @@ func (s *Server) build(certs []tls.Certificate, ocsp []*ocspResponse, v *validat
 		CipherSuites:           c.params.ciphers,
 		CurvePreferences:       c.params.curves,
 		NextProtos:             c.alpn,
-		GetCertificate:         st.sel.getCertificate,
+		GetCertificate:         st.sel.getCertificateRecording,
 		SessionTicketsDisabled: s.disableTickets,
 	}
 	required := s.required
@@ -292,25 +294,34 @@ func (s *Server) Track(st *Stats) {
 // bound), and counts it into st. On success it returns the TLS connection
 // with the deadline cleared; on failure the caller closes c.
 func (s *Server) Handshake(c net.Conn, deadline time.Time, st *Stats) (*tls.Conn, error) {
+	tc, _, err := s.HandshakeServed(c, deadline, st)
+	return tc, err
+}
+
+// HandshakeServed is Handshake that also returns the leaf certificate the
+// server presented (nil when unknown), for x-forwarded-client-cert's By.
+func (s *Server) HandshakeServed(c net.Conn, deadline time.Time, st *Stats) (*tls.Conn, *x509.Certificate, error) {
 	state := s.state.Load()
 	if state == nil {
 		if st.SecretsNotReady != nil {
 			st.SecretsNotReady.Inc()
 		}
-		return nil, ErrSecretsNotReady
+		return nil, nil, ErrSecretsNotReady
 	}
 	tc := tls.Server(c, state.config)
 	if !deadline.IsZero() {
 		_ = c.SetDeadline(deadline)
 	}
-	// The context carries st to certificate selection (ssl.ocsp_staple_*).
-	err := tc.HandshakeContext(st.handshakeContext())
+	// The context carries st to certificate selection (ssl.ocsp_staple_*)
+	// and the slot where selection records the certificate it chose.
+	served := &servedCert{}
+	err := tc.HandshakeContext(context.WithValue(st.handshakeContext(), servedKey{}, served))
 	if err != nil {
 		var ne net.Error
 		if !(errors.As(err, &ne) && ne.Timeout()) {
 			st.countFailure(err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	if !deadline.IsZero() {
 		_ = c.SetDeadline(time.Time{})
@@ -322,5 +333,5 @@ func (s *Server) Handshake(c net.Conn, deadline time.Time, st *Stats) (*tls.Conn
 		}
 	}
 	st.countHandshake(&cs)
-	return tc, nil
+	return tc, served.leaf, nil
 }

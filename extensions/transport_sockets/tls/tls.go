@@ -59,12 +59,12 @@ var _ transportsocket.DownstreamSocket = (*listenerSocket)(nil)
 
 // Handshake implements transportsocket.DownstreamSocket.
 func (s *listenerSocket) Handshake(c net.Conn, deadline time.Time) (net.Conn, transportsocket.Negotiated, error) {
-	tc, err := s.srv.Handshake(c, deadline, s.stats)
+	tc, local, err := s.srv.HandshakeServed(c, deadline, s.stats)
 	if err != nil {
 		return nil, transportsocket.Negotiated{}, err
 	}
 	cs := tc.ConnectionState()
-	return tc, transportsocket.Negotiated{ServerName: cs.ServerName, ALPN: cs.NegotiatedProtocol}, nil
+	return tc, transportsocket.Negotiated{ServerName: cs.ServerName, ALPN: cs.NegotiatedProtocol, LocalCertificate: local}, nil
 }
 
 func buildUpstream(cfg *tlsv3.UpstreamTlsContext, ctx transportsocket.BuildContext) (transportsocket.Upstream, error) {

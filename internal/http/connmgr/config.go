@@ -96,6 +96,13 @@ type Config struct {
 	DefaultHostForHTTP10 string
 	// Via, when set, is appended to via on requests and responses.
 	Via string
+	// ForwardClientCert is forward_client_cert_details; the zero value is
+	// Envoy's default, SANITIZE (xfcc.go).
+	ForwardClientCert ForwardClientCert
+	// SetClientCertDetails is set_current_client_cert_details: what an
+	// APPEND_FORWARD or SANITIZE_SET element carries besides By and Hash.
+	// Zero: nothing more (Envoy's default).
+	SetClientCertDetails ClientCertDetails
 	// Upgrades are upgrade_configs: the upgrade types (the Upgrade
 	// header's values) this connection manager allows; a route's
 	// RouteAction.upgrade_configs overrides them. Empty: every upgrade is

@@ -41,6 +41,9 @@ type conn struct {
 	wd *watchdog
 	// lstats are the per-listener stats of the accepting listener, or nil.
 	lstats *ListenerStats
+	// xfcc is the connection's x-forwarded-client-cert state, computed
+	// once in ServeConn (xfcc.go).
+	xfcc xfccConn
 	// filterState is connection-scoped filter state
 	// (httpfilter.ConnectionState); empty for most connections.
 	filterState sync.Map
@@ -54,6 +57,7 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 	st.DownstreamCxActive.Inc()
 	start := time.Now()
 	c := &conn{cfg: cfg, nc: nc, drainCh: make(chan struct{}), lstats: cfg.listenerStats(nc.StatPrefix)}
+	c.xfcc = cfg.newXFCCConn(nc)
 	c.raw = &countingConn{Conn: sockio.Wrap(nc.Conn), rx: st.DownstreamCxRxBytesTotal, tx: st.DownstreamCxTxBytesTotal}
 
 	codec := cfg.Codec

@@ -130,6 +130,8 @@ func (as *stream) mutateRequestHeaders(h *hhttp.Headers) bool {
 	} else {
 		as.info.RequestID = h.Get(hdrXRequestID)
 	}
+	// Envoy mutates x-forwarded-client-cert last (mutateRequestHeaders).
+	mutateXFCC(h, cfg.ForwardClientCert, &as.c.xfcc)
 	return true
 }
 

@@ -2,6 +2,7 @@ package transportsocket
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"time"
@@ -40,6 +41,9 @@ type Negotiated struct {
 	ServerName string
 	// ALPN is the negotiated application protocol ("" when none).
 	ALPN string
+	// LocalCertificate is the leaf certificate presented to the client,
+	// nil when the socket does not report it.
+	LocalCertificate *x509.Certificate
 }
 
 // Upstream is a built upstream transport socket, one per cluster, shared

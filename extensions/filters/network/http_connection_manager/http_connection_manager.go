@@ -50,6 +50,7 @@ var supported = []string{
 	"common_http_protocol_options", "http_protocol_options", "http2_protocol_options",
 	"stream_idle_timeout", "request_timeout", "drain_timeout",
 	"strip_matching_host_port", "strip_any_host_port", "upgrade_configs",
+	"forward_client_cert_details", "set_current_client_cert_details", // xfcc.go
 	"normalize_path", // only false: checked in Build
 }
 
@@ -61,11 +62,9 @@ var (
 )
 
 var unsupportedIssues = map[string]string{
-	"scoped_routes":                   "#7",
-	"http3_protocol_options":          "#6",
-	"forward_client_cert_details":     "#5",
-	"set_current_client_cert_details": "#5",
-	"max_stream_duration":             "#6",
+	"scoped_routes":          "#7",
+	"http3_protocol_options": "#6",
+	"max_stream_duration":    "#6",
 }
 
 // Filter is the built connection manager: the terminal network filter.
@@ -154,6 +153,7 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 	cfg.HTTP2 = http2Options(p.GetHttp2ProtocolOptions())
 	cfg.Stats = connmgr.NewStats(ctx.Stats, cfg.StatPrefix)
 	cfg.Store = ctx.Stats
+	errs = append(errs, buildXFCC(p, path, cfg)...)
 	upgrades, uerrs := buildUpgrades(p.GetUpgradeConfigs(), path)
 	cfg.Upgrades = upgrades
 	errs = append(errs, uerrs...)

@@ -1,0 +1,27 @@
+package tlsx
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+)
+
+// servedKey carries a *servedCert in a server handshake's context, where
+// certificate selection records the certificate it chose: crypto/tls's
+// ConnectionState does not report the local certificate, and
+// x-forwarded-client-cert's By needs its URI SANs.
+type servedKey struct{}
+
+// servedCert is the leaf certificate a server handshake presented.
+type servedCert struct{ leaf *x509.Certificate }
+
+// getCertificateRecording is getCertificate that also records the chosen
+// leaf when the handshake context carries a *servedCert.
+func (s *certSelector) getCertificateRecording(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c, err := s.getCertificate(hi)
+	if c != nil {
+		if rec, ok := hi.Context().Value(servedKey{}).(*servedCert); ok {
+			rec.leaf = c.Leaf
+		}
+	}
+	return c, err
+}

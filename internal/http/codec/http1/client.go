@@ -68,6 +68,9 @@ type ClientConn struct {
 	reqRemain   int64
 	reqDone     atomic.Bool
 	writeFailed atomic.Bool
+	// raw holds the payload of an upgrade or CONNECT request until the
+	// response accepts it (upgrade.go). Shared by both halves.
+	raw rawGate
 
 	// Read half.
 	respStarted   bool
@@ -111,6 +114,7 @@ func (cc *ClientConn) Buffered() int { return cc.rd.buffered() }
 func (cc *ClientConn) Reset() {
 	cc.reqStarted, cc.reqHead, cc.reqClose, cc.reqChunked, cc.reqLength = false, false, false, false, false
 	cc.reqRaw, cc.reqConnect, cc.reqRemain = false, false, 0
+	cc.raw.reset()
 	cc.reqDone.Store(false)
 	cc.respStarted, cc.respKeepAlive = false, false
 	cc.body.reset(bodyNone, 0)
@@ -251,7 +255,9 @@ func (cc *ClientConn) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	}
 	if cc.reqRaw {
 		// The peer answers an upgrade before any upgraded byte is sent
-		// (a WebSocket client waits for the 101): send the head now.
+		// (a WebSocket client waits for the 101): send the head now. The
+		// payload waits for the response (rawGate).
+		cc.raw.state = rawPending
 		if err := bw.Flush(); err != nil {
 			return cc.writeFail(err)
 		}
@@ -282,13 +288,19 @@ func (cc *ClientConn) writeFail(err error) error {
 	return err
 }
 
-// WriteData implements hhttp.UpstreamStream. Every call flushes.
+// WriteData implements hhttp.UpstreamStream. Every call flushes, except
+// that the payload of an upgrade or CONNECT request is kept until the
+// response accepts it, and dropped (errUpgradeRefused) when it does not
+// (upgrade.go).
 func (cc *ClientConn) WriteData(p []byte, endStream bool) error {
 	if !cc.reqStarted {
 		return errNoHeaders
 	}
 	if cc.reqDone.Load() {
 		return errResponseComplete
+	}
+	if cc.reqRaw {
+		return cc.writeRaw(p, endStream)
 	}
 	if len(p) > 0 {
 		switch {
@@ -323,6 +335,10 @@ func (cc *ClientConn) WriteTrailers(t *hhttp.Headers) error {
 	}
 	if cc.reqDone.Load() {
 		return errResponseComplete
+	}
+	if cc.reqRaw {
+		// Raw bytes carry no trailers: the payload ends.
+		return cc.writeRaw(nil, true)
 	}
 	if cc.reqChunked {
 		_, _ = cc.bw.WriteString("0\r\n")
@@ -370,6 +386,9 @@ func (cc *ClientConn) ReadHeaders(h *hhttp.Headers) (bool, error) {
 	endStream, err := cc.readHeaders(h)
 	if err != nil {
 		cc.readFailed = true
+	}
+	if cc.reqRaw {
+		cc.decideRaw(err == nil && tunnelStatus(h.StatusCode(), cc.reqConnect))
 	}
 	return endStream, err
 }
@@ -488,7 +507,7 @@ func (cc *ClientConn) buildResponse(h *hhttp.Headers, s string, code int, http11
 		}
 	}
 	switch {
-	case code == 101, cc.reqConnect && code < 300:
+	case tunnelStatus(code, cc.reqConnect):
 		// Switching protocols, or a CONNECT tunnel: the rest of the
 		// connection is the body (upgrade.go).
 		cc.body.reset(bodyClose, 0)

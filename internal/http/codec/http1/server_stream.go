@@ -152,7 +152,13 @@ func (st *serverStream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	}
 	st.headersSent = true
 	clValue, hasCL, connClose := scanResponse(h)
-	if connClose {
+	if connClose || st.upgrade {
+		// After an upgrade request the connection carries no other
+		// request, whatever the answer: the bytes that followed its
+		// headers were its raw body, never parsed as requests (a refusal
+		// says so with "connection: close"; conn_manager_impl.cc refuses
+		// further requests after an upgrade "to avoid a class of HTTP/1.1
+		// smuggling bugs").
 		st.closeAfter = true
 	}
 	if st.http11 || !st.sc.accept10 {

@@ -2,6 +2,8 @@ package http1
 
 import (
 	"bufio"
+	"errors"
+	"sync"
 	"time"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
@@ -37,6 +39,16 @@ import (
 // body is written raw and its end half-closes the upstream connection. A
 // 101 response's body (a 2xx's to CONNECT) is every byte after its
 // headers until the upstream closes (bodyClose).
+//
+// The raw payload goes upstream only once the response accepted the
+// upgrade (rawGate): until then WriteData keeps it, and a refusal drops
+// it. An upstream that does not upgrade goes on parsing HTTP/1.1 on the
+// connection, so payload sent early would reach it as requests herald
+// never routed nor filtered (request smuggling). Envoy's router holds the
+// payload the same way until the 101 (2xx to CONNECT): UpstreamRequest's
+// paused_for_websocket_, paused_for_connect_ and
+// paused_for_generic_upgrade_ (source/common/router/upstream_request.cc;
+// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/upgrades).
 
 // classifyUpgrade runs when the request has an upgrade field. framed: the
 // request has a content-length above zero or a transfer-encoding.
@@ -108,4 +120,119 @@ func writeTunnelFields(bw *bufio.Writer, h *hhttp.Headers) error {
 		_, _ = bw.WriteString("\r\n")
 	}
 	return nil
+}
+
+// maxPendingRaw bounds the payload an upgrade request may send before its
+// response: Envoy's default per_connection_buffer_limit_bytes (1 MiB), the
+// buffer its router holds a paused upgrade's payload in. Peers wait for
+// the 101 (RFC 6455 §4.1) or send a little (a TLS ClientHello through
+// CONNECT), so going over it fails the exchange (the connection closes).
+const maxPendingRaw = 1 << 20
+
+var (
+	errRawPendingFull = errors.New("http1: upgrade payload over 1 MiB before the upstream's response")
+	errUpgradeRefused = errors.New("http1: upstream refused the upgrade: payload dropped")
+)
+
+// Raw payload states (rawGate.state).
+const (
+	rawNone    uint8 = iota // not a raw request, or its head not sent yet
+	rawPending              // waiting for the response: payload kept in buf
+	rawOpen                 // accepted: payload goes to the connection
+	rawRefused              // refused or failed: payload dropped
+)
+
+// rawGate holds an upgrade or CONNECT request's payload until the
+// response decides. The write half appends to buf while pending and never
+// touches the writer then; the read half, on the response, writes buf out
+// (accepted) or drops it, under mu, before the write half may use the
+// writer again.
+type rawGate struct {
+	mu    sync.Mutex
+	state uint8  // guarded by mu once the request head went out
+	buf   []byte // payload written while pending
+	end   bool   // the payload ended while pending
+}
+
+func (g *rawGate) reset() { g.state, g.buf, g.end = rawNone, nil, false }
+
+// tunnelStatus reports whether a final response status switches the
+// connection to raw bytes: 101, or a 2xx to CONNECT.
+func tunnelStatus(code int, connect bool) bool {
+	return code == 101 || (connect && code >= 200 && code < 300)
+}
+
+// writeRaw is WriteData (and the end of the request) for a raw request.
+func (cc *ClientConn) writeRaw(p []byte, endStream bool) error {
+	g := &cc.raw
+	g.mu.Lock()
+	switch g.state {
+	case rawPending:
+		if len(g.buf)+len(p) > maxPendingRaw {
+			// Nothing of it goes upstream (a truncated payload would
+			// corrupt the upgraded protocol): the exchange fails.
+			g.state, g.buf = rawRefused, nil
+			g.mu.Unlock()
+			_ = cc.CloseConn()
+			return cc.writeFail(errRawPendingFull)
+		}
+		g.buf = append(g.buf, p...)
+		if endStream {
+			g.end = true
+			cc.reqDone.Store(true)
+		}
+		g.mu.Unlock()
+		return nil
+	case rawRefused:
+		g.mu.Unlock()
+		if len(p) > 0 {
+			return errUpgradeRefused
+		}
+		if endStream {
+			cc.reqDone.Store(true)
+		}
+		return nil
+	}
+	g.mu.Unlock()
+	if len(p) > 0 {
+		_, _ = cc.bw.Write(p)
+	}
+	if endStream {
+		return cc.endRequest()
+	}
+	if err := cc.bw.Flush(); err != nil {
+		return cc.writeFail(err)
+	}
+	return nil
+}
+
+// decideRaw runs on the read half once the response head of a raw request
+// is known (or failed): an accepted upgrade sends the payload kept so far
+// (and the half-close, when it ended), anything else drops it.
+func (cc *ClientConn) decideRaw(accepted bool) {
+	g := &cc.raw
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != rawPending {
+		return
+	}
+	if !accepted {
+		g.state, g.buf = rawRefused, nil
+		return
+	}
+	g.state = rawOpen
+	if len(g.buf) == 0 && !g.end {
+		return
+	}
+	_, _ = cc.bw.Write(g.buf)
+	g.buf = nil
+	if err := cc.bw.Flush(); err != nil {
+		_ = cc.writeFail(err)
+		return
+	}
+	if g.end {
+		if cw, ok := cc.c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}
 }

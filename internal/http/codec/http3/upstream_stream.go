@@ -18,9 +18,17 @@ import (
 	"github.com/herald-proxy/herald/internal/http/codec/http2"
 )
 
+// maxResponseHeadersCount bounds the fields of a response header or
+// trailer section: Envoy's common_http_protocol_options.max_headers_count
+// default (100), which its codecs apply to upstream responses as the
+// HTTP/1.1 client does (http1.ClientConn.MaxResponseHeadersCount). quic-go
+// bounds only their size (ClientOptions.MaxResponseHeadersBytes).
+const maxResponseHeadersCount = 100
+
 var (
-	errNoRequest    = errors.New("http3: ReadHeaders before WriteHeaders")
-	errStreamClosed = errors.New("http3: stream closed")
+	errNoRequest      = errors.New("http3: ReadHeaders before WriteHeaders")
+	errStreamClosed   = errors.New("http3: stream closed")
+	errTooManyHeaders = errors.New("http3: upstream response has too many headers")
 	// ErrRequestBodyAborted is returned by WriteData and WriteTrailers
 	// when quic-go stopped sending the request body (the upstream answered
 	// and sent STOP_SENDING, or reset the stream). It is the HTTP/2
@@ -275,6 +283,10 @@ func (s *upstreamStream) ReadHeaders(h *hhttp.Headers) (bool, error) {
 	h.Reset()
 	h.Fields = append(h.Fields, hhttp.HeaderField{Name: hhttp.Status, Value: hhttp.StatusText3(r.res.StatusCode)})
 	appendFields(h, r.res.Header)
+	if len(h.Fields) > maxResponseHeadersCount+1 { // and :status
+		// The stream is reset (Close closes the unread body).
+		return false, errTooManyHeaders
+	}
 	endStream := s.req.Method == nethttp.MethodHead ||
 		r.res.ContentLength == 0 && len(r.res.Header["Content-Length"]) == 0
 	return endStream, nil
@@ -288,6 +300,10 @@ func (s *upstreamStream) ReadBody(p []byte) (int, error) {
 	n, err := s.res.Body.Read(p)
 	if err == io.EOF && !s.hasTrailers && len(s.res.Trailer) > 0 {
 		appendFields(&s.resTrailers, s.res.Trailer)
+		if len(s.resTrailers.Fields) > maxResponseHeadersCount {
+			s.resTrailers.Reset()
+			return n, errTooManyHeaders
+		}
 		s.hasTrailers = len(s.resTrailers.Fields) > 0
 	}
 	return n, s.readErr(err)
@@ -315,7 +331,15 @@ func (s *upstreamStream) Close(err error) {
 		s.c.release(s.hp, s.pc)
 		return
 	}
-	if err != nil && s.body != nil {
+	if s.body != nil {
+		// A request body not ended yet (an error, or a Close before the
+		// end) must wake quic-go's body goroutine, blocked in
+		// requestBody.Read otherwise for good: cancelling the context
+		// resets the stream but does not close the body. After pw.Close
+		// this is a no-op.
+		if err == nil {
+			err = errStreamClosed
+		}
 		s.body.pw.CloseWithError(err)
 	}
 	if s.res != nil {

@@ -23,7 +23,9 @@ import (
 // A refused one, when a route matched, gets 403 upgrade_failed, counts
 // downstream_rq_ws_on_non_ws_route and closes the connection afterwards
 // ("refuse to process any further requests on this connection, to avoid a
-// class of HTTP/1.1 smuggling bugs"); without a route it goes on as a plain
+// class of HTTP/1.1 smuggling bugs"); on HTTP/2 (an extended CONNECT) the
+// connection closes once no stream is active, as Envoy's
+// checkForDeferredClose does. Without a route it goes on as a plain
 // request and gets the router's 404 (ActiveStream::decodeHeaders).
 //
 // A CONNECT request is an upgrade of type "CONNECT" (its payload is raw
@@ -123,9 +125,22 @@ func (as *stream) rejectUpgrade() bool {
 		return false
 	}
 	as.closeConn = true
+	if cc, ok := as.s.(connCloser); ok && as.c.http2 {
+		// HTTP/2 (an extended CONNECT): the connection closes once no
+		// stream is left.
+		cc.CloseConnWhenIdle()
+	}
 	as.cfg.Stats.DownstreamRqWsOnNonWsRoute.Inc()
 	as.sendLocalReply(403, "", "upgrade_failed", nil)
 	return true
+}
+
+// connCloser is implemented by server streams of multiplexed codecs
+// (internal/http/codec/http2) that can close their connection once no
+// stream is active, as Envoy's connection manager does for a connection in
+// DrainState::Closing (checkForDeferredClose).
+type connCloser interface {
+	CloseConnWhenIdle()
 }
 
 // methodConnect is the CONNECT method, and the upgrade type Envoy gives a

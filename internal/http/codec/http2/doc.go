@@ -61,6 +61,9 @@
 //     as 200 without the upgrade fields (transformUpgradeResponseFromH1toH2).
 //     Plain CONNECT (:method and :authority only) is served as a tunnel.
 //     DATA carries the tunnel both ways; END_STREAM is the half-close.
+//     A stream's CloseConnWhenIdle (the connection manager after refusing
+//     an upgrade) closes the connection once no stream is active, Envoy's
+//     DrainState::Closing, with a GOAWAY(NO_ERROR) first.
 //   - override_stream_error_on_invalid_http_message (or the deprecated
 //     stream_error_on_invalid_http_messaging) turns the connection errors
 //     for invalid requests into RST_STREAM(PROTOCOL_ERROR).

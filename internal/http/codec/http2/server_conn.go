@@ -87,6 +87,7 @@ type serverConn struct {
 	broken        bool // the write side failed or the connection is gone
 	closeAfter    bool // close the write side once out is flushed
 	closing       bool // shutting down: close once the active streams finish
+	goAwayOnClose bool // CloseConnWhenIdle: send the final GOAWAY when closing
 	refuseNew     bool // final GOAWAY sent or peer GOAWAY received
 	goAwaySent    bool
 	lastID        uint32 // last-stream-id of the final GOAWAY
@@ -382,6 +383,11 @@ func (sc *serverConn) onIdle() {
 func (sc *serverConn) maybeCloseLocked() {
 	if !sc.closing || len(sc.streams) > 0 || sc.wclosed {
 		return
+	}
+	if sc.goAwayOnClose && !sc.refuseNew {
+		sc.refuseNew = true
+		sc.lastID = sc.maxClientID
+		sc.writeGoAwayLocked(sc.lastID, xhttp2.ErrCodeNo)
 	}
 	sc.shutdownWriteLocked()
 }

@@ -422,6 +422,24 @@ func (st *stream) WriteTrailers(t *hhttp.Headers) error {
 // Protocol implements hhttp.ServerStream.
 func (st *stream) Protocol() string { return "HTTP/2" }
 
+// CloseConnWhenIdle marks the connection to be closed once no stream is
+// active; streams keep being served until then. It is Envoy's
+// DrainState::Closing on HTTP/2, which the connection manager enters after
+// refusing an upgrade (ActiveStream::decodeHeaders sets
+// saw_connection_close_, ConnectionManagerImpl::checkForDeferredClose
+// closes the connection once streams_ is empty). Envoy closes without a
+// GOAWAY; herald sends GOAWAY(NO_ERROR) with the last stream id first, as
+// its idle close does, so that the client knows no stream was lost.
+func (st *stream) CloseConnWhenIdle() {
+	sc := st.sc
+	sc.mu.Lock()
+	sc.closing, sc.goAwayOnClose = true, true
+	if len(sc.streams) == 0 {
+		sc.maybeCloseLocked()
+	}
+	sc.mu.Unlock()
+}
+
 // Context implements hhttp.ServerStream. It is created on first use and
 // cancelled when the stream is reset or closes, or the connection ends.
 func (st *stream) Context() context.Context {

@@ -13,7 +13,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
-	"github.com/herald-proxy/herald/internal/http/codec/http2"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/streaminfo"
@@ -61,12 +60,8 @@ func NewAsyncClient(clusters *upstream.Manager, store *stats.Store, cluster stri
 	if err != nil {
 		return nil, err
 	}
-	h2, err := http2.NewClient(http2.ClientOptions{})
-	if err != nil {
-		return nil, err
-	}
 	return &AsyncClient{
-		cfg:     NewFilterConfig(clusters, store, prefix, false, h2),
+		cfg:     NewFilterConfig(clusters, store, prefix, false),
 		route:   rt,
 		cluster: cluster,
 	}, nil

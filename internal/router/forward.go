@@ -14,7 +14,6 @@ import (
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/codec/http2"
-	"github.com/herald-proxy/herald/internal/http/codec/http3"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/stats"
@@ -52,11 +51,9 @@ type FilterConfig struct {
 	Clusters *upstream.Manager
 	// SuppressEnvoyHeaders: don't add x-envoy-* headers (Envoy default false).
 	SuppressEnvoyHeaders bool
-	// H2 multiplexes HTTP/2 upstreams; shared by the streams of the snapshot.
-	H2 *http2.Client
-	// H3 carries HTTP/3 upstreams (explicit http3_protocol_options);
-	// shared by the streams of the snapshot. nil refuses them.
-	H3      *http3.Client
+	// HTTP/2 and HTTP/3 streams go on the picked host's pools
+	// (upstream.Host.HTTP2, HTTP3), owned by its cluster: a listener or
+	// route update builds a new FilterConfig and leaves them alone.
 	noRoute *stats.Counter
 	shadow  *shadowClients // request mirroring (mirror.go)
 	// alpn remembers what hosts of auto_config clusters negotiated
@@ -65,14 +62,12 @@ type FilterConfig struct {
 }
 
 // NewFilterConfig builds a router config. statPrefix is "http.<prefix>.".
-func NewFilterConfig(clusters *upstream.Manager, store *stats.Store, statPrefix string, suppress bool, h2 *http2.Client) *FilterConfig {
+func NewFilterConfig(clusters *upstream.Manager, store *stats.Store, statPrefix string, suppress bool) *FilterConfig {
 	return &FilterConfig{
 		Clusters:             clusters,
 		SuppressEnvoyHeaders: suppress,
-		H2:                   h2,
-		H3:                   newH3Client(), // upstream_protocol.go
 		noRoute:              store.Counter(statPrefix + "no_route"),
-		shadow:               newShadowClients(clusters, store, h2),
+		shadow:               newShadowClients(clusters, store),
 	}
 }
 
@@ -333,15 +328,17 @@ func (f *Filter) connect(fresh bool) error {
 	if done, err := f.connectByProtocol(); done { // auto_config, HTTP/3 (upstream_protocol.go)
 		return err
 	}
-	if cl.HTTPProtocol() == upstream.HTTP2 && f.cfg.H2 != nil {
+	if cl.HTTPProtocol() == upstream.HTTP2 {
+		h2, err := host.HTTP2()
+		if err != nil {
+			return err
+		}
 		if !f.acquireRequest() {
 			return errOverflow
 		}
-		key, opts := host.Address(), f.tlsOpts
-		if f.poolKey != "" {
-			key += "|" + f.poolKey // auto_sni: a pool per SNI
-		}
-		s, err := f.cfg.H2.NewStream(f.cb.Context(), key, func(ctx context.Context) (net.Conn, error) {
+		opts := f.tlsOpts
+		// The host's pool for f.poolKey: auto_sni gets a pool per SNI.
+		s, err := h2.NewStream(f.cb.Context(), f.poolKey, func(ctx context.Context) (net.Conn, error) {
 			return cl.DialTLS(ctx, host, opts)
 		})
 		if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/herald-proxy/herald/internal/configerr"
 	"github.com/herald-proxy/herald/internal/fractional"
 	hhttp "github.com/herald-proxy/herald/internal/http"
-	"github.com/herald-proxy/herald/internal/http/codec/http2"
 	"github.com/herald-proxy/herald/internal/stats"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
@@ -258,11 +257,11 @@ func (f *Filter) sendMirrors() {
 
 // shadowClients sends mirrors: one AsyncClient per shadow cluster, sharing
 // one router config (stats "http.async-client.*", as Envoy's async client)
-// and the snapshot's HTTP/2 client. Safe for concurrent use.
+// and, as all traffic to a cluster, its hosts' connection pools. Safe for
+// concurrent use.
 type shadowClients struct {
 	clusters *upstream.Manager
 	store    *stats.Store
-	h2       *http2.Client
 
 	once sync.Once
 	cfg  *FilterConfig
@@ -272,11 +271,11 @@ type shadowClients struct {
 	byCluster sync.Map
 }
 
-func newShadowClients(clusters *upstream.Manager, store *stats.Store, h2 *http2.Client) *shadowClients {
+func newShadowClients(clusters *upstream.Manager, store *stats.Store) *shadowClients {
 	if clusters == nil || store == nil {
 		return nil
 	}
-	return &shadowClients{clusters: clusters, store: store, h2: h2}
+	return &shadowClients{clusters: clusters, store: store}
 }
 
 // client returns the client of cluster, or nil when the cluster does not
@@ -291,8 +290,6 @@ func (s *shadowClients) client(cluster string) *AsyncClient {
 	s.once.Do(func() {
 		s.cfg = &FilterConfig{
 			Clusters: s.clusters,
-			H2:       s.h2,
-			H3:       newH3Client(),
 			noRoute:  s.store.Counter("http.async-client.no_route"),
 		}
 	})

@@ -9,7 +9,6 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/herald-proxy/herald/internal/http/codec/http1"
-	"github.com/herald-proxy/herald/internal/http/codec/http3"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
 
@@ -24,7 +23,9 @@ import (
 
 // alpnCache remembers the protocol each host of an auto_config cluster
 // negotiated last. The zero value is empty and ready; safe for concurrent
-// use. Entries live as long as the router config (one snapshot).
+// use. Entries live as long as the router config (one snapshot); a new
+// router config relearns a host's protocol on its first connection, and
+// an h2 outcome then finds the host's HTTP/2 pool as it was.
 type alpnCache struct {
 	// m maps *upstream.Host (the cluster's default pool) or alpnKey
 	// (an auto_sni pool) to upstream.HTTPProtocol.
@@ -72,7 +73,7 @@ var errALPNChanged = errors.New("router: upstream no longer negotiates h2")
 func (f *Filter) connectByProtocol() (bool, error) {
 	switch f.cluster.HTTPProtocol() {
 	case upstream.Auto:
-		if f.cfg.H2 == nil || f.cfg.alpn.get(f.host, f.poolKey) != upstream.HTTP2 {
+		if f.cfg.alpn.get(f.host, f.poolKey) != upstream.HTTP2 {
 			// Unknown yet, or HTTP/1.1: the HTTP/1.1 path dials with
 			// ALPN h2,http/1.1 and adoptNegotiated looks at the result.
 			return false, nil
@@ -89,30 +90,17 @@ func (f *Filter) connectByProtocol() (bool, error) {
 	return false, nil
 }
 
-// newH3Client is the HTTP/3 client of a router config (one per snapshot,
-// as the HTTP/2 client): no goroutine runs until the first dial, and idle
-// connections close after Envoy's default upstream idle_timeout (1 h).
-func newH3Client() *http3.Client {
-	return http3.NewClient(http3.ClientOptions{IdleTimeout: upstream.DefaultIdleTimeout})
-}
-
-// errNoH3Client fails requests to HTTP/3 clusters of a router built
-// without an HTTP/3 client (only in tests).
-var errNoH3Client = errors.New("router: no HTTP/3 client is configured")
-
-// connectH3 opens a stream on the HTTP/3 client, which dials the host over
-// QUIC (upstream.Cluster.DialQUIC) when it has no usable connection. As
-// for HTTP/2 the stream counts against max_requests; the connection
-// against max_connections while it lives.
+// connectH3 opens a stream on the host's HTTP/3 client
+// (upstream.Host.HTTP3), which dials the host over QUIC
+// (upstream.Cluster.DialQUIC) when it has no usable connection. As for
+// HTTP/2 the stream counts against max_requests; the connection against
+// max_connections while it lives.
 func (f *Filter) connectH3() error {
-	if f.cfg.H3 == nil {
-		return errNoH3Client
-	}
 	if !f.acquireRequest() {
 		return errOverflow
 	}
 	cl, host, opts := f.cluster, f.host, f.tlsOpts
-	s, err := f.cfg.H3.NewStream(f.cb.Context(), f.h2Key(), func(ctx context.Context) (*quic.Conn, error) {
+	s, err := host.HTTP3().NewStream(f.cb.Context(), f.poolKey, func(ctx context.Context) (*quic.Conn, error) {
 		return cl.DialQUIC(ctx, host, opts)
 	})
 	if err != nil {
@@ -124,26 +112,21 @@ func (f *Filter) connectH3() error {
 	return nil
 }
 
-// h2Key is the pool key of f's host in the HTTP/2 (as connect's) and
-// HTTP/3 clients.
-func (f *Filter) h2Key() string {
-	if f.poolKey != "" {
-		return f.host.Address() + "|" + f.poolKey // auto_sni: a pool per SNI
-	}
-	return f.host.Address()
-}
-
 // connectAutoH2 opens a stream on the HTTP/2 client for a host known to
 // negotiate h2. A new connection that settles on anything else is parked
 // in the host's HTTP/1.1 idle pool, the cache updated, and errALPNChanged
 // returned.
 func (f *Filter) connectAutoH2() error {
+	h2, err := f.host.HTTP2()
+	if err != nil {
+		return err
+	}
 	if !f.acquireRequest() {
 		return errOverflow
 	}
 	cl, host, opts, pool := f.cluster, f.host, f.tlsOpts, f.poolKey
 	alpn := &f.cfg.alpn
-	s, err := f.cfg.H2.NewStream(f.cb.Context(), f.h2Key(), func(ctx context.Context) (net.Conn, error) {
+	s, err := h2.NewStream(f.cb.Context(), pool, func(ctx context.Context) (net.Conn, error) {
 		nc, err := cl.DialTLS(ctx, host, opts)
 		if err != nil {
 			return nil, err
@@ -180,9 +163,10 @@ func (f *Filter) adoptNegotiated(pc *h1Conn) (bool, error) {
 	if p != upstream.HTTP2 {
 		return false, nil
 	}
-	if f.cfg.H2 == nil {
+	h2, err := f.host.HTTP2()
+	if err != nil {
 		pc.Close()
-		return true, errNoH2Client
+		return true, err
 	}
 	if !f.acquireRequest() {
 		pc.Close()
@@ -191,7 +175,7 @@ func (f *Filter) adoptNegotiated(pc *h1Conn) (bool, error) {
 	nc, used := pc.nc, false
 	// The dial runs on this goroutine inside NewStream, or not at all when
 	// a connection of another request got there first.
-	s, err := f.cfg.H2.NewStream(f.cb.Context(), f.h2Key(), func(context.Context) (net.Conn, error) {
+	s, err := h2.NewStream(f.cb.Context(), f.poolKey, func(context.Context) (net.Conn, error) {
 		used = true
 		return nc, nil
 	})
@@ -206,5 +190,3 @@ func (f *Filter) adoptNegotiated(pc *h1Conn) (bool, error) {
 	f.reused = false
 	return true, nil
 }
-
-var errNoH2Client = errors.New("router: upstream negotiated h2 but no HTTP/2 client is configured")

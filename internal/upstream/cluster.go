@@ -416,8 +416,9 @@ func (c *Cluster) rebuildHostSet() {
 	c.mu.Unlock()
 }
 
-// stop ends discovery and closes the hosts' idle connections. Open
-// connections finish on their own.
+// stop ends discovery and drains the hosts' connection pools: idle
+// connections close now, busy HTTP/2 and HTTP/3 connections when their
+// last stream ends, busy HTTP/1.1 ones when their request ends (retirePools).
 func (c *Cluster) stop() {
 	if c.cancel != nil {
 		c.cancel()
@@ -433,7 +434,7 @@ func (c *Cluster) stop() {
 		c.od.Stop()
 	}
 	for _, h := range hosts {
-		h.idle.CloseAll()
+		h.retirePools()
 	}
 }
 
@@ -474,7 +475,7 @@ var _ clustertype.MembershipSetter = (*updater)(nil)
 
 // SetHosts replaces membership: hosts with a known key are reused (their
 // address, weight and EDS health updated), new ones created, missing ones
-// dropped and their idle connections closed. It implements
+// dropped and their connection pools drained (retirePools). It implements
 // clustertype.MembershipSetter.
 func (u *updater) SetHosts(specs []clustertype.HostSpec) {
 	c := (*Cluster)(u)
@@ -549,7 +550,7 @@ func (u *updater) SetHosts(specs []clustertype.HostSpec) {
 
 	c.Stats.MembershipChange.Inc()
 	for _, h := range removed {
-		h.idle.CloseAll()
+		h.retirePools()
 	}
 }
 

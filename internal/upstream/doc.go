@@ -2,7 +2,10 @@
 // (discovery through clustertype extensions, load balancing through lbpolicy
 // extensions), swaps them in whole, runs their discovery workers, and gives
 // the request path a lock-free way from a cluster name to a host and a
-// connection: Manager.Cluster → Cluster.Pick → Cluster.Dial / Host.Idle.
+// connection: Manager.Cluster → Cluster.Pick → Cluster.Dial / Host.Idle
+// (HTTP/1.1) / Host.HTTP2 / Host.HTTP3. Connection pools live on the host
+// and are drained when the host leaves its cluster or the cluster is
+// removed or replaced, never by listener or route updates.
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/cluster_manager,
 // service_discovery, load_balancing/load_balancers, and

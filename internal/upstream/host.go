@@ -87,6 +87,8 @@ type Host struct {
 	Stats HostStats
 
 	idle IdlePool
+	// pools are the host's HTTP/2 and HTTP/3 clients (pools.go).
+	pools muxPools
 
 	// od is the host's outlier detection monitor; nil without
 	// outlier_detection. Immutable after creation.

@@ -25,25 +25,28 @@ type Stats struct {
 	UpstreamCxHTTP1Total     *stats.Counter
 	UpstreamCxHTTP2Total     *stats.Counter
 	UpstreamCxNoneHealthy    *stats.Counter
-	UpstreamRqTotal          *stats.Counter
-	UpstreamRqActive         *stats.Gauge
-	UpstreamRqTimeout        *stats.Counter
-	UpstreamRqCompleted      *stats.Counter
-	UpstreamRqPendingTotal   *stats.Counter
-	UpstreamRqPendingActive  *stats.Gauge
-	UpstreamRqRxReset        *stats.Counter
-	UpstreamRqTxReset        *stats.Counter
-	UpstreamRqPerTryTimeout  *stats.Counter
-	MembershipTotal          *stats.Gauge
-	MembershipHealthy        *stats.Gauge
-	MembershipChange         *stats.Counter
-	LbHealthyPanic           *stats.Counter
-	UpdateAttempt            *stats.Counter
-	UpdateSuccess            *stats.Counter
-	UpdateFailure            *stats.Counter
-	UpdateNoRebuild          *stats.Counter
-	UpstreamRqTime           *stats.Histogram
-	UpstreamCxConnectMs      *stats.Histogram
+	// UpstreamCxConnectAttemptsExceeded counts connections tcp_proxy gave up
+	// on after max_connect_attempts failed attempts.
+	UpstreamCxConnectAttemptsExceeded *stats.Counter
+	UpstreamRqTotal                   *stats.Counter
+	UpstreamRqActive                  *stats.Gauge
+	UpstreamRqTimeout                 *stats.Counter
+	UpstreamRqCompleted               *stats.Counter
+	UpstreamRqPendingTotal            *stats.Counter
+	UpstreamRqPendingActive           *stats.Gauge
+	UpstreamRqRxReset                 *stats.Counter
+	UpstreamRqTxReset                 *stats.Counter
+	UpstreamRqPerTryTimeout           *stats.Counter
+	MembershipTotal                   *stats.Gauge
+	MembershipHealthy                 *stats.Gauge
+	MembershipChange                  *stats.Counter
+	LbHealthyPanic                    *stats.Counter
+	UpdateAttempt                     *stats.Counter
+	UpdateSuccess                     *stats.Counter
+	UpdateFailure                     *stats.Counter
+	UpdateNoRebuild                   *stats.Counter
+	UpstreamRqTime                    *stats.Histogram
+	UpstreamCxConnectMs               *stats.Histogram
 
 	scope stats.Scope
 	// Response code counters, looked up on first use (Envoy creates
@@ -56,38 +59,39 @@ type Stats struct {
 
 func newStats(sc stats.Scope) *Stats {
 	return &Stats{
-		UpstreamCxTotal:          sc.Counter("upstream_cx_total"),
-		UpstreamCxActive:         sc.Gauge("upstream_cx_active"),
-		UpstreamCxConnectFail:    sc.Counter("upstream_cx_connect_fail"),
-		UpstreamCxConnectTimeout: sc.Counter("upstream_cx_connect_timeout"),
-		UpstreamCxDestroy:        sc.Counter("upstream_cx_destroy"),
-		UpstreamCxDestroyLocal:   sc.Counter("upstream_cx_destroy_local"),
-		UpstreamCxDestroyRemote:  sc.Counter("upstream_cx_destroy_remote"),
-		UpstreamCxRxBytesTotal:   sc.Counter("upstream_cx_rx_bytes_total"),
-		UpstreamCxTxBytesTotal:   sc.Counter("upstream_cx_tx_bytes_total"),
-		UpstreamCxHTTP1Total:     sc.Counter("upstream_cx_http1_total"),
-		UpstreamCxHTTP2Total:     sc.Counter("upstream_cx_http2_total"),
-		UpstreamCxNoneHealthy:    sc.Counter("upstream_cx_none_healthy"),
-		UpstreamRqTotal:          sc.Counter("upstream_rq_total"),
-		UpstreamRqActive:         sc.Gauge("upstream_rq_active"),
-		UpstreamRqTimeout:        sc.Counter("upstream_rq_timeout"),
-		UpstreamRqCompleted:      sc.Counter("upstream_rq_completed"),
-		UpstreamRqPendingTotal:   sc.Counter("upstream_rq_pending_total"),
-		UpstreamRqPendingActive:  sc.Gauge("upstream_rq_pending_active"),
-		UpstreamRqRxReset:        sc.Counter("upstream_rq_rx_reset"),
-		UpstreamRqTxReset:        sc.Counter("upstream_rq_tx_reset"),
-		UpstreamRqPerTryTimeout:  sc.Counter("upstream_rq_per_try_timeout"),
-		MembershipTotal:          sc.Gauge("membership_total"),
-		MembershipHealthy:        sc.Gauge("membership_healthy"),
-		MembershipChange:         sc.Counter("membership_change"),
-		LbHealthyPanic:           sc.Counter("lb_healthy_panic"),
-		UpdateAttempt:            sc.Counter("update_attempt"),
-		UpdateSuccess:            sc.Counter("update_success"),
-		UpdateFailure:            sc.Counter("update_failure"),
-		UpdateNoRebuild:          sc.Counter("update_no_rebuild"),
-		UpstreamRqTime:           sc.Histogram("upstream_rq_time", stats.Milliseconds),
-		UpstreamCxConnectMs:      sc.Histogram("upstream_cx_connect_ms", stats.Milliseconds),
-		scope:                    sc,
+		UpstreamCxTotal:                   sc.Counter("upstream_cx_total"),
+		UpstreamCxActive:                  sc.Gauge("upstream_cx_active"),
+		UpstreamCxConnectFail:             sc.Counter("upstream_cx_connect_fail"),
+		UpstreamCxConnectTimeout:          sc.Counter("upstream_cx_connect_timeout"),
+		UpstreamCxDestroy:                 sc.Counter("upstream_cx_destroy"),
+		UpstreamCxDestroyLocal:            sc.Counter("upstream_cx_destroy_local"),
+		UpstreamCxDestroyRemote:           sc.Counter("upstream_cx_destroy_remote"),
+		UpstreamCxRxBytesTotal:            sc.Counter("upstream_cx_rx_bytes_total"),
+		UpstreamCxTxBytesTotal:            sc.Counter("upstream_cx_tx_bytes_total"),
+		UpstreamCxHTTP1Total:              sc.Counter("upstream_cx_http1_total"),
+		UpstreamCxHTTP2Total:              sc.Counter("upstream_cx_http2_total"),
+		UpstreamCxNoneHealthy:             sc.Counter("upstream_cx_none_healthy"),
+		UpstreamCxConnectAttemptsExceeded: sc.Counter("upstream_cx_connect_attempts_exceeded"),
+		UpstreamRqTotal:                   sc.Counter("upstream_rq_total"),
+		UpstreamRqActive:                  sc.Gauge("upstream_rq_active"),
+		UpstreamRqTimeout:                 sc.Counter("upstream_rq_timeout"),
+		UpstreamRqCompleted:               sc.Counter("upstream_rq_completed"),
+		UpstreamRqPendingTotal:            sc.Counter("upstream_rq_pending_total"),
+		UpstreamRqPendingActive:           sc.Gauge("upstream_rq_pending_active"),
+		UpstreamRqRxReset:                 sc.Counter("upstream_rq_rx_reset"),
+		UpstreamRqTxReset:                 sc.Counter("upstream_rq_tx_reset"),
+		UpstreamRqPerTryTimeout:           sc.Counter("upstream_rq_per_try_timeout"),
+		MembershipTotal:                   sc.Gauge("membership_total"),
+		MembershipHealthy:                 sc.Gauge("membership_healthy"),
+		MembershipChange:                  sc.Counter("membership_change"),
+		LbHealthyPanic:                    sc.Counter("lb_healthy_panic"),
+		UpdateAttempt:                     sc.Counter("update_attempt"),
+		UpdateSuccess:                     sc.Counter("update_success"),
+		UpdateFailure:                     sc.Counter("update_failure"),
+		UpdateNoRebuild:                   sc.Counter("update_no_rebuild"),
+		UpstreamRqTime:                    sc.Histogram("upstream_rq_time", stats.Milliseconds),
+		UpstreamCxConnectMs:               sc.Histogram("upstream_cx_connect_ms", stats.Milliseconds),
+		scope:                             sc,
 	}
 }
 

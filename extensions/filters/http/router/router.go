@@ -4,7 +4,6 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 
 	"github.com/herald-proxy/herald/internal/configerr"
-	"github.com/herald-proxy/herald/internal/http/codec/http2"
 	"github.com/herald-proxy/herald/internal/http/httpfilter"
 	irouter "github.com/herald-proxy/herald/internal/router"
 	"github.com/herald-proxy/herald/internal/upstream"
@@ -29,10 +28,9 @@ func Build(cfg *routerv3.Router, ctx httpfilter.BuildContext) (httpfilter.Factor
 		return nil, err
 	}
 	mgr, _ := ctx.Clusters.(*upstream.Manager)
-	h2, err := http2.NewClient(http2.ClientOptions{})
-	if err != nil {
-		return nil, err
-	}
-	fc := irouter.NewFilterConfig(mgr, ctx.Stats, ctx.StatPrefix, cfg.GetSuppressEnvoyHeaders(), h2)
+	// Upstream connection pools are the clusters' (upstream.Host.HTTP2),
+	// not the filter's: rebuilding the filter on a listener or route
+	// update leaves them open.
+	fc := irouter.NewFilterConfig(mgr, ctx.Stats, ctx.StatPrefix, cfg.GetSuppressEnvoyHeaders())
 	return fc.NewFilter, nil
 }

@@ -397,9 +397,9 @@ scoped_routes:
 			wantErr: ".merge_slashes: merge_slashes is not supported by herald yet",
 		},
 		{
-			name:    "max_stream_duration",
-			config:  "stat_prefix: s\ncommon_http_protocol_options: { max_stream_duration: 10s }\n" + routeToBackend + router,
-			wantErr: ".common_http_protocol_options.max_stream_duration: max_stream_duration is not supported by herald yet",
+			name:    "max_connection_duration_jitter",
+			config:  "stat_prefix: s\ncommon_http_protocol_options: { max_connection_duration: 10s, max_connection_duration_jitter: { value: 5 } }\n" + routeToBackend + router,
+			wantErr: ".common_http_protocol_options.max_connection_duration_jitter: max_connection_duration_jitter is not supported by herald yet",
 		},
 		{
 			// Envoy's rules reject it too; Build must not rely on them.

@@ -56,7 +56,7 @@ var supported = []string{
 
 // Sub-message fields herald interprets.
 var (
-	supportedCommon = []string{"idle_timeout", "max_headers_count"}
+	supportedCommon = commonFields // common_options.go
 	supportedHTTP1  = []string{"accept_http_10", "default_host_for_http_10", "enable_trailers"}
 	supportedHTTP2  = http2Fields // http2_options.go
 )
@@ -64,7 +64,6 @@ var (
 var unsupportedIssues = map[string]string{
 	"scoped_routes":          "#7",
 	"http3_protocol_options": "#6",
-	"max_stream_duration":    "#6",
 }
 
 // Filter is the built connection manager: the terminal network filter.
@@ -142,11 +141,7 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 	if v := p.GetMaxRequestHeadersKb(); v != nil {
 		cfg.MaxRequestHeadersBytes = int(v.GetValue()) << 10
 	}
-	cpo := p.GetCommonHttpProtocolOptions()
-	if v := cpo.GetMaxHeadersCount(); v != nil {
-		cfg.MaxRequestHeadersCount = int(v.GetValue())
-	}
-	durationOr(cpo.GetIdleTimeout(), &cfg.IdleTimeout)
+	errs = append(errs, buildCommonOptions(p.GetCommonHttpProtocolOptions(), path+".common_http_protocol_options", cfg)...)
 	durationOr(p.GetStreamIdleTimeout(), &cfg.StreamIdleTimeout)
 	durationOr(p.GetRequestTimeout(), &cfg.RequestTimeout)
 	durationOr(p.GetDrainTimeout(), &cfg.DrainTimeout)

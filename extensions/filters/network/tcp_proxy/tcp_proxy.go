@@ -18,7 +18,6 @@ import (
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/configerr"
 	hhttp "github.com/herald-proxy/herald/internal/http"
-	"github.com/herald-proxy/herald/internal/http/codec/http2"
 	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/network/netfilter"
 	"github.com/herald-proxy/herald/internal/stats"
@@ -58,13 +57,9 @@ type Filter struct {
 	// ring_hash and maglev clusters.
 	hashSourceIP bool
 	// tunnel is tunneling_config, nil when the connection goes over raw
-	// TCP; h2 multiplexes the tunnels to HTTP/2 clusters (nil without
-	// tunnel).
+	// TCP. Tunnels to HTTP/2 clusters are streams on the host's HTTP/2
+	// pool (upstream.Host.HTTP2), shared with the cluster's other users.
 	tunnel *tunnelConfig
-	h2     *http2.Client
-	// store creates the cluster's upstream_cx_connect_attempts_exceeded
-	// on the failure path.
-	store *stats.Store
 }
 
 var _ netfilter.Terminal = (*Filter)(nil)
@@ -120,17 +115,7 @@ func Build(cfg *tcpv3.TcpProxy, ctx netfilter.BuildContext) (netfilter.Filter, e
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
-	if tc != nil {
-		// One HTTP/2 client per built filter: its pool keys connections by
-		// cluster and host. Idle connections close after Envoy's default
-		// cluster idle_timeout (1 h). NewClient starts no goroutine.
-		h2, err := http2.NewClient(http2.ClientOptions{IdleTimeout: upstream.DefaultIdleTimeout})
-		if err != nil {
-			return nil, configerr.At(ctx.Path+".tunneling_config", "%v", err)
-		}
-		f.tunnel, f.h2 = tc, h2
-	}
-	f.store = ctx.Stats
+	f.tunnel = tc
 	sc := ctx.Stats.Scope("tcp." + cfg.GetStatPrefix() + ".")
 	f.stats = &tcpStats{
 		cxTotal:     sc.Counter("downstream_cx_total"),
@@ -285,7 +270,7 @@ func (f *Filter) connect(c *network.Conn, cl *upstream.Cluster, info *streaminfo
 		}
 	}
 	info.SetFlag(streaminfo.UpstreamRetryLimitExceeded)
-	f.store.Counter("cluster." + cl.Name() + ".upstream_cx_connect_attempts_exceeded").Inc()
+	cl.Stats.UpstreamCxConnectAttemptsExceeded.Inc()
 	return nil, err
 }
 

@@ -96,8 +96,14 @@ func clusterSecure(cl *upstream.Cluster) bool {
 // connection of the host. Envoy: a CONNECT tunnel opens only on a 200
 // (Http2Upstream::isValidResponse).
 func (f *Filter) openH2(c *network.Conn, cl *upstream.Cluster, h *upstream.Host, req *hhttp.Headers, deadline time.Time) (upstreamConn, *hhttp.Headers, error) {
-	key := cl.Name() + "|" + h.Address()
-	s, err := f.h2.NewStream(c.Ctx, key, func(ctx context.Context) (net.Conn, error) { return cl.Dial(ctx, h) })
+	h2, err := h.HTTP2()
+	if err != nil {
+		return nil, nil, err
+	}
+	// The host's default pool (key ""), where the router's streams to
+	// the cluster go too: Envoy's tunnels take the cluster's HTTP
+	// connection pool.
+	s, err := h2.NewStream(c.Ctx, "", func(ctx context.Context) (net.Conn, error) { return cl.Dial(ctx, h) })
 	if err != nil {
 		return nil, nil, err
 	}

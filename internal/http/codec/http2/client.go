@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	nethttp "net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,9 @@ type Client struct {
 
 	hosts  sync.Map // string → *hostPool
 	closed atomic.Bool
+	// draining is set by Drain: connections dialed afterwards serve one
+	// stream each and are not pooled.
+	draining atomic.Bool
 
 	// Clients for other http2_protocol_options (NewStreamWith), by value;
 	// copy-on-write under variantsMu, read without a lock.
@@ -88,6 +92,10 @@ type poolConn struct {
 	// using; the next stream on this connection uses one instead of
 	// reserving again. Guarded by hostPool.mu.
 	spare int32
+	// draining: the connection left its pool (Drain) and closes when its
+	// last stream ends; shut makes that close happen once.
+	draining atomic.Bool
+	shut     atomic.Bool
 }
 
 // ConnectError is returned by NewStream when no connection could be
@@ -207,6 +215,9 @@ func (c *Client) variant(o hhttp.HTTP2Options) (*Client, error) {
 	if c.closed.Load() {
 		v.closed.Store(true)
 	}
+	if c.draining.Load() {
+		v.draining.Store(true)
+	}
 	m := make(map[hhttp.HTTP2Options]*Client, 1)
 	if old != nil {
 		for k, x := range *old {
@@ -286,7 +297,13 @@ func (c *Client) acquire(ctx context.Context, key string, dial hhttp.Dialer) (*h
 			hp.mu.Unlock()
 			return nil, nil, err
 		}
-		hp.conns = append(hp.conns, pc)
+		if c.draining.Load() {
+			// Drain ran before or while we dialed: the connection
+			// serves the caller's stream only.
+			pc.draining.Store(true)
+		} else {
+			hp.conns = append(hp.conns, pc)
+		}
 		// The dialer takes the first stream of its own connection, so a
 		// peer that sends GOAWAY on every new connection cannot keep us
 		// dialing in a loop.
@@ -301,6 +318,9 @@ func (c *Client) acquire(ctx context.Context, key string, dial hhttp.Dialer) (*h
 			return nil, nil, ErrClientClosed
 		}
 		if !reserved {
+			if pc.draining.Load() {
+				pc.closeDrained()
+			}
 			return nil, nil, errors.New("http2: new upstream connection refused its first stream (GOAWAY)")
 		}
 		return hp, pc, nil
@@ -385,9 +405,56 @@ func (hp *hostPool) release(pc *poolConn, unused bool) {
 		pc.spare++
 		hp.mu.Unlock()
 	}
-	if pc.active.Add(-1) == 0 && hp.idleInterval > 0 {
+	if pc.active.Add(-1) != 0 {
+		return
+	}
+	if pc.draining.Load() {
+		pc.closeDrained()
+		return
+	}
+	if hp.idleInterval > 0 {
 		pc.lastUsed.Store(time.Now().UnixNano())
 	}
+}
+
+// closeDrained closes a connection Drain retired, once.
+func (pc *poolConn) closeDrained() {
+	if !pc.shut.Swap(true) {
+		pc.cc.Close()
+	}
+}
+
+// Drain retires the client gracefully, as Envoy drains the connection
+// pools of a removed or changed cluster
+// (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/connection_pooling):
+// every pooled connection leaves its pool, the idle ones close now and
+// the busy ones when their last stream ends; a stream opened afterwards
+// gets a connection of its own that closes when that stream ends (a
+// request that picked the retired cluster just before it went). Close
+// after Drain does not reach the connections Drain retired.
+func (c *Client) Drain() {
+	c.draining.Store(true)
+	c.variantsMu.Lock()
+	c.eachVariant((*Client).Drain)
+	c.variantsMu.Unlock()
+	c.hosts.Range(func(_, v any) bool {
+		hp := v.(*hostPool)
+		hp.mu.Lock()
+		conns := slices.Clone(hp.conns)
+		clear(hp.conns)
+		hp.conns = hp.conns[:0]
+		hp.mu.Unlock()
+		for _, pc := range conns {
+			// Paired with release: it decrements active before reading
+			// draining, this sets draining before reading active, so one
+			// of the two sees the connection idle and closes it.
+			pc.draining.Store(true)
+			if pc.active.Load() == 0 {
+				pc.closeDrained()
+			}
+		}
+		return true
+	})
 }
 
 // CloseIdle closes every connection that carries no stream.

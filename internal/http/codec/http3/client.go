@@ -57,6 +57,9 @@ type Client struct {
 
 	hosts  sync.Map // string → *hostPool
 	closed atomic.Bool
+	// draining is set by Drain: connections dialed afterwards serve one
+	// stream each and are not pooled.
+	draining atomic.Bool
 }
 
 // hostPool holds the connections of one key.
@@ -181,7 +184,13 @@ func (c *Client) acquire(ctx context.Context, key string, dial Dialer) (*hostPoo
 			hp.mu.Unlock()
 			return nil, nil, err
 		}
-		hp.conns = append(hp.conns, pc)
+		if c.draining.Load() {
+			// Drain ran before or while we dialed: the connection
+			// serves the caller's stream only (release closes it).
+			pc.unusable.Store(true)
+		} else {
+			hp.conns = append(hp.conns, pc)
+		}
 		// The dialer takes the first stream of its own connection.
 		pc.active.Add(1)
 		hp.mu.Unlock()
@@ -282,6 +291,38 @@ func (c *Client) CloseIdle() {
 			}
 			i++
 		}
+		hp.mu.Unlock()
+		return true
+	})
+}
+
+// Drain retires the client gracefully, as Envoy drains the connection
+// pools of a removed or changed cluster
+// (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/connection_pooling):
+// every pooled connection leaves its pool, the idle ones close now and
+// the busy ones when their last stream ends; a stream opened afterwards
+// gets a connection of its own that closes when that stream ends. Close
+// after Drain does not reach the connections Drain retired.
+func (c *Client) Drain() {
+	c.draining.Store(true)
+	c.hosts.Range(func(_, v any) bool {
+		hp := v.(*hostPool)
+		hp.mu.Lock()
+		for _, pc := range hp.conns {
+			if pc.idleTimer != nil {
+				pc.idleTimer.Stop()
+				pc.idleTimer = nil
+			}
+			// Paired with release: it decrements active before reading
+			// unusable, this sets unusable before reading active, so one
+			// of the two sees the connection idle and closes it.
+			pc.unusable.Store(true)
+			if pc.active.Load() == 0 {
+				pc.close()
+			}
+		}
+		clear(hp.conns)
+		hp.conns = hp.conns[:0]
 		hp.mu.Unlock()
 		return true
 	})

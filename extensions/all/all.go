@@ -35,6 +35,7 @@ import (
 	_ "github.com/herald-proxy/herald/extensions/filters/network/http_connection_manager"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/local_ratelimit"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/rbac"
+	_ "github.com/herald-proxy/herald/extensions/filters/network/set_filter_state"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/sni_cluster"
 	_ "github.com/herald-proxy/herald/extensions/filters/network/tcp_proxy"
 	_ "github.com/herald-proxy/herald/extensions/load_balancing_policies/least_request"

@@ -6,6 +6,6 @@
 //
 // Envoy: https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/network_filters/tcp_proxy_filter
 //
-// It imports internal/ only (internal/http/codec/http2 for HTTP/2 tunnels);
-// never net/http.
+// It imports internal/ only (the HTTP/2 pools of internal/upstream and
+// internal/http/codec/http1 for tunnels); never net/http.
 package tcpproxy

@@ -241,6 +241,7 @@ func (f *Filter) ServeConn(c *network.Conn) {
 func (f *Filter) connect(c *network.Conn, cl *upstream.Cluster, info *streaminfo.Info) (upstreamConn, error) {
 	var err error
 	lbctx := f.lbContext(c.Remote)
+	opts := upstreamTLSOptions(c)
 	for attempt := 0; attempt < f.maxAttempts; attempt++ {
 		h := cl.Pick(&lbctx)
 		if h == nil {
@@ -251,7 +252,7 @@ func (f *Filter) connect(c *network.Conn, cl *upstream.Cluster, info *streaminfo
 		if f.tunnel != nil {
 			var up upstreamConn
 			var resp *hhttp.Headers
-			up, resp, err = f.openTunnel(c, cl, h, info)
+			up, resp, err = f.openTunnel(c, cl, h, info, opts)
 			if resp != nil && f.tunnel.propagateHeaders {
 				// Envoy stores the response headers of every attempt,
 				// refused ones included (HttpUpstream's DecoderShim).
@@ -263,7 +264,7 @@ func (f *Filter) connect(c *network.Conn, cl *upstream.Cluster, info *streaminfo
 			continue
 		}
 		var nc net.Conn
-		nc, err = cl.Dial(c.Ctx, h)
+		nc, err = cl.DialTLS(c.Ctx, h, opts)
 		if err == nil {
 			info.UpstreamLocalAddress = nc.LocalAddr().String()
 			return nc, nil
@@ -272,6 +273,19 @@ func (f *Filter) connect(c *network.Conn, cl *upstream.Cluster, info *streaminfo
 	info.SetFlag(streaminfo.UpstreamRetryLimitExceeded)
 	cl.Stats.UpstreamCxConnectAttemptsExceeded.Inc()
 	return nil, err
+}
+
+// upstreamTLSOptions are the transport socket options of the
+// connection's upstream connections: the SNI a filter put in the
+// envoy.network.upstream_server_name filter state (set_filter_state),
+// which replaces the cluster's UpstreamTlsContext.sni as Envoy's
+// serverNameOverride does (ClientContextImpl::newSsl,
+// source/common/tls/context_impl.cc;
+// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/well_known_filter_state).
+// An empty value changes nothing. Clusters without TLS ignore them.
+func upstreamTLSOptions(c *network.Conn) upstream.TLSOptions {
+	sni, _ := c.FilterState(upstream.FilterStateUpstreamServerName).(string)
+	return upstream.TLSOptions{ServerName: sni}
 }
 
 // pipe copies bytes both ways with half-close and an idle timeout shared by

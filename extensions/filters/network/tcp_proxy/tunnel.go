@@ -1,10 +1,8 @@
 package tcpproxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
+	"github.com/herald-proxy/herald/internal/http/codec/http1"
 	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/streaminfo"
 	"github.com/herald-proxy/herald/internal/upstream"
@@ -34,20 +33,18 @@ func (e *tunnelRefusedError) Error() string {
 // errTunnelReset closes a tunnel stream that did not end cleanly both ways.
 var errTunnelReset = errors.New("tcp_proxy: tunnel closed before both directions ended")
 
-// maxTunnelResponseHead bounds an HTTP/1.1 response head: Envoy's
-// max_response_headers_kb default (60 KiB).
-const maxTunnelResponseHead = 60 << 10
-
 // openTunnel opens the tunnel of one connect attempt to host h: an HTTP/2
 // stream or an HTTP/1.1 connection carrying CONNECT (or POST), as Envoy's
 // HttpConnPool picks the codec by the cluster's protocol
-// (source/common/tcp_proxy/upstream.cc). A failed dial, a reset, or a
-// response that does not open the tunnel is an error; resp is the response
-// head when one arrived. The wait for the response is bounded by the
-// idle timeout (Envoy starts the idle timer with the connection, "so that
-// if no response is received from the upstream, the downstream connection
-// will time out").
-func (f *Filter) openTunnel(c *network.Conn, cl *upstream.Cluster, h *upstream.Host, info *streaminfo.Info) (up upstreamConn, resp *hhttp.Headers, err error) {
+// (source/common/tcp_proxy/upstream.cc). Both go through the codec's
+// hhttp.UpstreamStream: WriteHeaders, ReadHeaders, then the bodies both
+// ways are the tunnel. A failed dial, a reset, or a response that does
+// not open the tunnel is an error; resp is the response head when one
+// arrived. The wait for the response is bounded by the idle timeout
+// (Envoy starts the idle timer with the connection, "so that if no
+// response is received from the upstream, the downstream connection will
+// time out"). opts carry the upstream SNI from filter state.
+func (f *Filter) openTunnel(c *network.Conn, cl *upstream.Cluster, h *upstream.Host, info *streaminfo.Info, opts upstream.TLSOptions) (up upstreamConn, resp *hhttp.Headers, err error) {
 	h2 := cl.HTTPProtocol() == upstream.HTTP2
 	req, err := f.tunnel.requestHeaders(info, clusterSecure(cl), h2)
 	if err != nil {
@@ -61,10 +58,15 @@ func (f *Filter) openTunnel(c *network.Conn, cl *upstream.Cluster, h *upstream.H
 	// (upstream_rq_total, upstream_rq_active).
 	cl.Stats.UpstreamRqTotal.Inc()
 	h.Stats.RqTotal.Add(1)
+	var s hhttp.UpstreamStream
+	var setDeadline func(time.Time)
 	if h2 {
-		up, resp, err = f.openH2(c, cl, h, req, deadline)
+		s, setDeadline, err = newH2Stream(c, cl, h, opts)
 	} else {
-		up, resp, err = openH1(c, cl, h, req, deadline)
+		s, setDeadline, err = newH1Stream(c, cl, h, opts, f.tunnel.usePost)
+	}
+	if err == nil {
+		resp, err = handshake(s, req, h2, deadline, setDeadline)
 	}
 	if err != nil {
 		var refused *tunnelRefusedError
@@ -78,7 +80,7 @@ func (f *Filter) openTunnel(c *network.Conn, cl *upstream.Cluster, h *upstream.H
 	}
 	cl.Stats.UpstreamRqActive.Inc()
 	h.Stats.RqActive.Add(1)
-	return &countedTunnel{upstreamConn: up, cl: cl, h: h}, resp, nil
+	return &countedTunnel{upstreamConn: &streamTunnel{s: s}, cl: cl, h: h}, resp, nil
 }
 
 // clusterSecure reports whether the cluster's transport socket is TLS
@@ -92,63 +94,96 @@ func clusterSecure(cl *upstream.Cluster) bool {
 		strings.HasSuffix(ts.GetTypedConfig().GetTypeUrl(), ".UpstreamTlsContext")
 }
 
-// openH2 sends the tunnel request as an HTTP/2 stream on a pooled
-// connection of the host. Envoy: a CONNECT tunnel opens only on a 200
-// (Http2Upstream::isValidResponse).
-func (f *Filter) openH2(c *network.Conn, cl *upstream.Cluster, h *upstream.Host, req *hhttp.Headers, deadline time.Time) (upstreamConn, *hhttp.Headers, error) {
+// newH2Stream opens a stream on a pooled HTTP/2 connection of the host:
+// the pool of opts' key (the default one, "", without an SNI override),
+// where the router's streams to the cluster go too — Envoy's tunnels take
+// the cluster's HTTP connection pool, keyed by the transport socket
+// options as the router's auto_sni ones are.
+func newH2Stream(c *network.Conn, cl *upstream.Cluster, h *upstream.Host, opts upstream.TLSOptions) (hhttp.UpstreamStream, func(time.Time), error) {
 	h2, err := h.HTTP2()
 	if err != nil {
 		return nil, nil, err
 	}
-	// The host's default pool (key ""), where the router's streams to
-	// the cluster go too: Envoy's tunnels take the cluster's HTTP
-	// connection pool.
-	s, err := h2.NewStream(c.Ctx, "", func(ctx context.Context) (net.Conn, error) { return cl.Dial(ctx, h) })
+	s, err := h2.NewStream(c.Ctx, opts.PoolKey(), func(ctx context.Context) (net.Conn, error) { return cl.DialTLS(ctx, h, opts) })
 	if err != nil {
 		return nil, nil, err
 	}
-	rd, _ := s.(interface{ SetReadDeadline(time.Time) error })
-	if rd != nil && !deadline.IsZero() {
-		rd.SetReadDeadline(deadline)
+	setDeadline := func(time.Time) {}
+	if rd, ok := s.(interface{ SetReadDeadline(time.Time) error }); ok {
+		setDeadline = func(t time.Time) { _ = rd.SetReadDeadline(t) }
+	}
+	return s, setDeadline, nil
+}
+
+// newH1Stream dials the host for an HTTP/1.1 tunnel: one connection per
+// tunnel, never reused. The codec sends a CONNECT unframed and makes a 2xx
+// response's body the raw connection (any 2xx opens an HTTP/1.1 tunnel,
+// Envoy's Http1Upstream::isValidResponse, RFC 9110 §9.3.6);
+// EnableTCPTunneling makes a use_post POST the same.
+func newH1Stream(c *network.Conn, cl *upstream.Cluster, h *upstream.Host, opts upstream.TLSOptions, post bool) (hhttp.UpstreamStream, func(time.Time), error) {
+	nc, err := cl.DialTLS(c.Ctx, h, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	cc := http1.NewClientConn(nc)
+	if post {
+		cc.EnableTCPTunneling()
+	}
+	return cc, func(t time.Time) { _ = nc.SetDeadline(t) }, nil
+}
+
+// handshake sends the tunnel request on s and reads the response head
+// before deadline (zero: none). Envoy: an HTTP/2 tunnel opens only on a
+// 200 (Http2Upstream::isValidResponse), an HTTP/1.1 one on any 2xx; any
+// other response, or one that ends the stream at once, resets the stream
+// (resetEncoder). On error s is closed.
+func handshake(s hhttp.UpstreamStream, req *hhttp.Headers, h2 bool, deadline time.Time, setDeadline func(time.Time)) (*hhttp.Headers, error) {
+	if !deadline.IsZero() {
+		setDeadline(deadline)
 	}
 	if err := s.WriteHeaders(req, false); err != nil {
 		s.Close(err)
-		return nil, nil, err
+		return nil, err
 	}
 	resp := &hhttp.Headers{}
 	end, err := s.ReadHeaders(resp)
 	if err != nil {
 		s.Close(err)
-		return nil, nil, err
+		return nil, err
 	}
-	if st := resp.StatusCode(); st != 200 || end {
-		// Envoy resets the stream (resetEncoder) when the response is
-		// not a 200 or ends the stream at once.
+	st := resp.StatusCode()
+	ok := st == 200
+	if !h2 {
+		ok = st >= 200 && st <= 299
+	}
+	if !ok || end {
 		s.Close(errTunnelReset)
-		if st == 200 {
-			return nil, resp, errors.New("tcp_proxy: tunnel response ended the stream")
+		if ok {
+			return resp, errors.New("tcp_proxy: tunnel response ended the stream")
 		}
-		return nil, resp, &tunnelRefusedError{status: st}
+		return resp, &tunnelRefusedError{status: st}
 	}
-	if rd != nil {
-		rd.SetReadDeadline(time.Time{})
+	if !deadline.IsZero() {
+		setDeadline(time.Time{})
 	}
-	return &h2Tunnel{s: s}, resp, nil
+	return resp, nil
 }
 
-// h2Tunnel is an established HTTP/2 tunnel: Write sends DATA, CloseWrite
-// END_STREAM, Read returns the response's DATA. Reads and writes come from
-// the pipe's two goroutines (the stream allows one of each).
-type h2Tunnel struct {
-	s                 hhttp.UpstreamStream
-	readDone, written atomic.Bool
+// streamTunnel is an established tunnel over an HTTP stream, HTTP/2 or
+// HTTP/1.1: Write sends body data, CloseWrite ends the request (HTTP/2
+// END_STREAM, an HTTP/1.1 FIN), Read returns the response body. Reads
+// and writes come from the pipe's two goroutines (the stream allows one
+// of each).
+type streamTunnel struct {
+	s                         hhttp.UpstreamStream
+	readDone, written, closed atomic.Bool
 	// trailers are the response trailers, set by the reader at EOF and
-	// read once the pipe is done.
+	// read once the pipe is done (HTTP/2 only).
 	trailers *hhttp.Headers
 }
 
 // Read implements io.Reader.
-func (t *h2Tunnel) Read(p []byte) (int, error) {
+func (t *streamTunnel) Read(p []byte) (int, error) {
 	n, err := t.s.ReadBody(p)
 	if err == io.EOF {
 		t.readDone.Store(true)
@@ -159,25 +194,34 @@ func (t *h2Tunnel) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write implements io.Writer; it blocks while HTTP/2 flow control holds
-// the data, which stops the pipe reading downstream (back-pressure).
-func (t *h2Tunnel) Write(p []byte) (int, error) {
+// Write implements io.Writer; it blocks while HTTP/2 flow control (or the
+// TCP window) holds the data, which stops the pipe reading downstream
+// (back-pressure).
+func (t *streamTunnel) Write(p []byte) (int, error) {
 	if err := t.s.WriteData(p, false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// CloseWrite ends the request stream (END_STREAM): Envoy maps a downstream
-// half-close to end of stream on HTTP/2 tunnels (HttpUpstream::encodeData).
-func (t *h2Tunnel) CloseWrite() error {
+// CloseWrite ends the request: Envoy maps a downstream half-close to end
+// of stream on HTTP/2 tunnels (HttpUpstream::encodeData). Envoy closes an
+// HTTP/1.1 tunnel's connection after flushing instead (its HTTP/1.1 codec
+// has no half-closed stream); herald's codec sends a FIN, so the
+// upstream's answer still reaches the client.
+func (t *streamTunnel) CloseWrite() error {
 	t.written.Store(true)
 	return t.s.WriteData(nil, true)
 }
 
-// Close implements io.Closer: a tunnel that has not ended both ways is
-// reset (RST_STREAM), as Envoy's resetEncoder.
-func (t *h2Tunnel) Close() error {
+// Close implements io.Closer, once: a tunnel that has not ended both ways
+// is reset (RST_STREAM, or the HTTP/1.1 connection closed), as Envoy's
+// resetEncoder. The pipe may call it from both goroutines and the idle
+// timer.
+func (t *streamTunnel) Close() error {
+	if !t.closed.CompareAndSwap(false, true) {
+		return nil
+	}
 	if t.readDone.Load() && t.written.Load() {
 		t.s.Close(nil)
 	} else {
@@ -185,164 +229,6 @@ func (t *h2Tunnel) Close() error {
 	}
 	return nil
 }
-
-// openH1 dials the host and performs the HTTP/1.1 handshake itself:
-// herald's HTTP/1.1 client codec does not switch a connection to raw bytes
-// after a 2xx answer to CONNECT, so the request head is written and the
-// response head read here, and the connection then carries the tunnel.
-// Envoy: any 2xx opens an HTTP/1.1 tunnel and its Content-Length or
-// Transfer-Encoding are ignored (Http1Upstream::isValidResponse, RFC 9110
-// §9.3.6); herald treats a 2xx to POST the same way: the bytes after the
-// head are the tunnel.
-func openH1(c *network.Conn, cl *upstream.Cluster, h *upstream.Host, req *hhttp.Headers, deadline time.Time) (upstreamConn, *hhttp.Headers, error) {
-	nc, err := cl.Dial(c.Ctx, h)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !deadline.IsZero() {
-		nc.SetDeadline(deadline)
-	}
-	if _, err := nc.Write(appendH1Request(nil, req)); err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	br := bufio.NewReaderSize(nc, 4<<10)
-	resp, err := readH1ResponseHead(br)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	if st := resp.StatusCode(); st < 200 || st > 299 {
-		nc.Close()
-		return nil, resp, &tunnelRefusedError{status: st}
-	}
-	nc.SetDeadline(time.Time{})
-	return &h1Tunnel{conn: nc, r: br}, resp, nil
-}
-
-// appendH1Request appends the request head: "CONNECT authority HTTP/1.1"
-// (or "POST path HTTP/1.1"), host from :authority, then the other fields.
-// No framing header: the body is the raw tunnel until half-close, as
-// Envoy's HTTP/1.1 encoder sends CONNECT and TCP-tunneling requests
-// without chunk encoding. Values were checked by requestHeaders.
-func appendH1Request(dst []byte, req *hhttp.Headers) []byte {
-	target := req.Path()
-	if req.Method() == "CONNECT" {
-		target = req.Authority()
-	}
-	dst = append(dst, req.Method()...)
-	dst = append(dst, ' ')
-	dst = append(dst, target...)
-	dst = append(dst, " HTTP/1.1\r\nhost: "...)
-	dst = append(dst, req.Authority()...)
-	dst = append(dst, "\r\n"...)
-	for _, f := range req.Fields {
-		if strings.HasPrefix(f.Name, ":") {
-			continue
-		}
-		dst = append(dst, f.Name...)
-		dst = append(dst, ": "...)
-		dst = append(dst, f.Value...)
-		dst = append(dst, "\r\n"...)
-	}
-	return append(dst, "\r\n"...)
-}
-
-// readH1ResponseHead reads a response head into Headers (":status" first,
-// names lowercased), skipping 1xx interim responses; the head may not
-// exceed maxTunnelResponseHead.
-func readH1ResponseHead(br *bufio.Reader) (*hhttp.Headers, error) {
-	budget := maxTunnelResponseHead
-	line := func() (string, error) {
-		var b []byte
-		for {
-			chunk, err := br.ReadSlice('\n')
-			b = append(b, chunk...)
-			if len(b) > budget {
-				return "", errors.New("tcp_proxy: tunnel response head too large")
-			}
-			if err == bufio.ErrBufferFull {
-				continue
-			}
-			if err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return "", fmt.Errorf("tcp_proxy: tunnel response head: %w", err)
-			}
-			budget -= len(b)
-			return strings.TrimRight(string(b), "\r\n"), nil
-		}
-	}
-	for {
-		status, err := line()
-		if err != nil {
-			return nil, err
-		}
-		code, ok := parseH1StatusLine(status)
-		if !ok {
-			return nil, fmt.Errorf("tcp_proxy: tunnel response: bad status line %q", status)
-		}
-		h := &hhttp.Headers{}
-		h.SetStatus(code)
-		for {
-			l, err := line()
-			if err != nil {
-				return nil, err
-			}
-			if l == "" {
-				break
-			}
-			name, value, ok := strings.Cut(l, ":")
-			if !ok || name == "" || strings.ContainsAny(name, " \t") {
-				return nil, fmt.Errorf("tcp_proxy: tunnel response: bad header line %q", l)
-			}
-			h.Add(strings.ToLower(name), strings.Trim(value, " \t"))
-		}
-		if code >= 200 {
-			return h, nil
-		}
-	}
-}
-
-// parseH1StatusLine parses "HTTP/1.x NNN reason".
-func parseH1StatusLine(s string) (int, bool) {
-	if !strings.HasPrefix(s, "HTTP/1.") || len(s) < len("HTTP/1.x NNN") || s[8] != ' ' {
-		return 0, false
-	}
-	code, err := strconv.Atoi(s[9:12])
-	if err != nil || code < 100 || code > 999 || (len(s) > 12 && s[12] != ' ') {
-		return 0, false
-	}
-	return code, true
-}
-
-// h1Tunnel is an established HTTP/1.1 tunnel: the connection's bytes, the
-// first ones from the reader that held the response head.
-type h1Tunnel struct {
-	conn io.ReadWriteCloser
-	r    *bufio.Reader
-}
-
-// Read implements io.Reader.
-func (t *h1Tunnel) Read(p []byte) (int, error) { return t.r.Read(p) }
-
-// Write implements io.Writer.
-func (t *h1Tunnel) Write(p []byte) (int, error) { return t.conn.Write(p) }
-
-// CloseWrite half-closes the connection. Envoy closes an HTTP/1.1 tunnel's
-// connection after flushing when downstream half-closes (its HTTP/1.1
-// codec has no half-closed stream, upstream.cc); herald sends a FIN
-// instead, so the upstream's answer still reaches the client.
-func (t *h1Tunnel) CloseWrite() error {
-	if cw, ok := t.conn.(closeWriter); ok {
-		return cw.CloseWrite()
-	}
-	return t.conn.Close()
-}
-
-// Close implements io.Closer.
-func (t *h1Tunnel) Close() error { return t.conn.Close() }
 
 // countedTunnel ends the tunnel's upstream_rq_active on its first Close.
 type countedTunnel struct {
@@ -367,17 +253,16 @@ func (t *countedTunnel) Close() error {
 	return err
 }
 
-// trailers returns the response trailers of an HTTP/2 tunnel once the
-// pipe is done, nil otherwise.
+// trailers returns the response trailers of the tunnel once the pipe is
+// done, nil when there were none.
 func (t *countedTunnel) trailers() *hhttp.Headers {
-	if h2, ok := t.upstreamConn.(*h2Tunnel); ok {
-		return h2.trailers
+	if st, ok := t.upstreamConn.(*streamTunnel); ok {
+		return st.trailers
 	}
 	return nil
 }
 
 var (
-	_ closeWriter = (*h2Tunnel)(nil)
-	_ closeWriter = (*h1Tunnel)(nil)
+	_ closeWriter = (*streamTunnel)(nil)
 	_ closeWriter = (*countedTunnel)(nil)
 )

@@ -1,18 +1,15 @@
 package tcpproxy
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	nethttp "net/http"
-	"strings"
 	"testing"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	"github.com/google/go-cmp/cmp"
 
 	// A STATIC cluster with the default round_robin policy (an internal
 	// test cannot import extensions/all, which imports this package).
@@ -25,82 +22,6 @@ import (
 	"github.com/herald-proxy/herald/internal/testutil"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
-
-func TestAppendH1Request(t *testing.T) {
-	tests := []struct {
-		name string
-		req  []hhttp.HeaderField
-		want string
-	}{
-		{
-			// Envoy's HTTP/1.1 encoder: authority-form target, host from
-			// :authority, no framing header.
-			name: "connect",
-			req:  []hhttp.HeaderField{{Name: ":method", Value: "CONNECT"}, {Name: ":authority", Value: "h:443"}, {Name: "x-a", Value: "1"}},
-			want: "CONNECT h:443 HTTP/1.1\r\nhost: h:443\r\nx-a: 1\r\n\r\n",
-		},
-		{
-			name: "post",
-			req:  []hhttp.HeaderField{{Name: ":method", Value: "POST"}, {Name: ":authority", Value: "h:1"}, {Name: ":path", Value: "/t"}},
-			want: "POST /t HTTP/1.1\r\nhost: h:1\r\n\r\n",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := string(appendH1Request(nil, &hhttp.Headers{Fields: tc.req}))
-			if got != tc.want {
-				t.Errorf("request head = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestReadH1ResponseHead(t *testing.T) {
-	tests := []struct {
-		name     string
-		in       string
-		want     []hhttp.HeaderField
-		wantRest string // tunnel bytes left in the reader
-		wantErr  string
-	}{
-		{
-			name:     "200 with tunnel bytes behind the head",
-			in:       "HTTP/1.1 200 Connection established\r\nX-Via: p\r\n\r\nhello",
-			want:     []hhttp.HeaderField{{Name: ":status", Value: "200"}, {Name: "x-via", Value: "p"}},
-			wantRest: "hello",
-		},
-		{
-			name: "1xx skipped",
-			in:   "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\n\r\n",
-			want: []hhttp.HeaderField{{Name: ":status", Value: "403"}},
-		},
-		{name: "bad status line", in: "HTTP/2 200\r\n\r\n", wantErr: "bad status line"},
-		{name: "truncated", in: "HTTP/1.1 200 OK\r\nx: y\r\n", wantErr: "unexpected EOF"},
-		{name: "too large", in: "HTTP/1.1 200 OK\r\nx: " + strings.Repeat("a", maxTunnelResponseHead) + "\r\n\r\n", wantErr: "too large"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			br := bufio.NewReaderSize(strings.NewReader(tc.in), 4<<10)
-			got, err := readH1ResponseHead(br)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.want, got.Fields); diff != "" {
-				t.Errorf("head (-want +got):\n%s", diff)
-			}
-			rest, _ := io.ReadAll(br)
-			if string(rest) != tc.wantRest {
-				t.Errorf("tunnel bytes = %q, want %q", rest, tc.wantRest)
-			}
-		})
-	}
-}
 
 // TestServeConnH2TunnelFilterState runs a connection through an HTTP/2
 // tunnel in process (under -race) and checks what

@@ -64,7 +64,8 @@ type ClientConn struct {
 	reqChunked  bool
 	reqLength   bool
 	reqRaw      bool // an upgrade request: the body is raw, its end half-closes (upgrade.go)
-	reqConnect  bool // a CONNECT request: a 2xx response makes the tunnel
+	reqConnect  bool // a CONNECT (or EnableTCPTunneling) request: a 2xx response makes the tunnel
+	tcpTunnel   bool // EnableTCPTunneling: the request is a tunnel whatever its method (tcp_tunnel.go)
 	reqRemain   int64
 	reqDone     atomic.Bool
 	writeFailed atomic.Bool
@@ -113,7 +114,7 @@ func (cc *ClientConn) Buffered() int { return cc.rd.buffered() }
 // it for a reusable connection before OnRelease.
 func (cc *ClientConn) Reset() {
 	cc.reqStarted, cc.reqHead, cc.reqClose, cc.reqChunked, cc.reqLength = false, false, false, false, false
-	cc.reqRaw, cc.reqConnect, cc.reqRemain = false, false, 0
+	cc.reqRaw, cc.reqConnect, cc.tcpTunnel, cc.reqRemain = false, false, false, 0
 	cc.raw.reset()
 	cc.reqDone.Store(false)
 	cc.respStarted, cc.respKeepAlive = false, false
@@ -238,8 +239,9 @@ func (cc *ClientConn) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 		if !requestShouldHaveNoBody(method) {
 			_, _ = bw.WriteString("content-length: 0\r\n")
 		}
-	case isConnect:
-		// No chunking on a CONNECT: its payload is raw bytes.
+	case isConnect || cc.tcpTunnel:
+		// No chunking on a CONNECT (or a TCP tunnel's POST): its payload
+		// is raw bytes.
 		cc.reqRaw, cc.reqConnect = true, true
 	case hasUpgrade && connectionUpgrade(h):
 		// Envoy's RequestEncoderImpl: no chunked framing on an upgrade

@@ -56,9 +56,6 @@ type FilterConfig struct {
 	// route update builds a new FilterConfig and leaves them alone.
 	noRoute *stats.Counter
 	shadow  *shadowClients // request mirroring (mirror.go)
-	// alpn remembers what hosts of auto_config clusters negotiated
-	// (upstream_protocol.go).
-	alpn alpnCache
 }
 
 // NewFilterConfig builds a router config. statPrefix is "http.<prefix>.".
@@ -372,6 +369,14 @@ func (f *Filter) connect(fresh bool) error {
 	f.h1 = pc
 	f.h1.cc.Reset()
 	f.up = f.h1.cc
+	// max_requests_per_connection: the request that uses up the
+	// connection counts upstream_cx_max_requests as it attaches and the
+	// connection closes after it (Envoy's attachStreamToClient, then
+	// draining).
+	pc.requests++
+	if max := cl.MaxRequestsPerConnection(); max > 0 && pc.requests == max {
+		cl.Stats.UpstreamCxMaxRequests.Inc()
+	}
 	// Downstream failures and stream timeouts wake blocked upstream I/O
 	// through Abort.
 	f.cb.SetAborter(f)
@@ -675,7 +680,7 @@ func (f *Filter) closeUpstream(err error) {
 		pc := f.h1
 		f.h1 = nil
 		f.up = nil
-		if err == nil && pc.cc.Reusable() {
+		if max := f.cluster.MaxRequestsPerConnection(); err == nil && pc.cc.Reusable() && (max == 0 || pc.requests < max) {
 			pc.nc.SetDeadline(time.Time{})
 			if f.host.Idle().Sub(f.poolKey).Put(pc) {
 				// A request waiting for a connection may take it.

@@ -66,6 +66,9 @@ func (f *Filter) RequestHeaders() *hhttp.Headers { return f.cb.StreamInfo().Requ
 type h1Conn struct {
 	nc net.Conn
 	cc *http1.ClientConn
+	// requests counts the requests the connection carried, for
+	// max_requests_per_connection.
+	requests uint32
 }
 
 // Close implements io.Closer for the idle pool.

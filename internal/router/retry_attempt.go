@@ -496,6 +496,10 @@ func (f *Filter) newConn() (pc *h1Conn, reused bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if cl.HTTPProtocol() != upstream.Auto {
+		// auto_config counts once ALPN decided (adoptNegotiated).
+		cl.Stats.UpstreamCxHTTP1Total.Inc()
+	}
 	return &h1Conn{nc: nc, cc: http1.NewClientConn(nc)}, false, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 
 	"github.com/quic-go/quic-go"
 
@@ -18,48 +17,10 @@ import (
 // chose, as Envoy's mixed connection pool (source/common/http/
 // mixed_conn_pool.cc) does per connection. Envoy's per-host pool then
 // holds connections of the negotiated protocol, so later requests go to
-// them; herald remembers the outcome per host (alpnCache) and sends later
-// requests straight to the HTTP/2 client or the HTTP/1.1 idle pool.
-
-// alpnCache remembers the protocol each host of an auto_config cluster
-// negotiated last. The zero value is empty and ready; safe for concurrent
-// use. Entries live as long as the router config (one snapshot); a new
-// router config relearns a host's protocol on its first connection, and
-// an h2 outcome then finds the host's HTTP/2 pool as it was.
-type alpnCache struct {
-	// m maps *upstream.Host (the cluster's default pool) or alpnKey
-	// (an auto_sni pool) to upstream.HTTPProtocol.
-	m sync.Map
-}
-
-// alpnKey is the cache key of a host's auto_sni pool (TLSOptions.PoolKey).
-type alpnKey struct {
-	host *upstream.Host
-	pool string
-}
-
-func cacheKey(h *upstream.Host, pool string) any {
-	if pool == "" {
-		return h // a pointer in an interface: no allocation
-	}
-	return alpnKey{host: h, pool: pool}
-}
-
-// get returns what h negotiated, or upstream.Auto when not known yet.
-func (c *alpnCache) get(h *upstream.Host, pool string) upstream.HTTPProtocol {
-	if v, ok := c.m.Load(cacheKey(h, pool)); ok {
-		return v.(upstream.HTTPProtocol)
-	}
-	return upstream.Auto
-}
-
-// set records what a new connection to h negotiated.
-func (c *alpnCache) set(h *upstream.Host, pool string, p upstream.HTTPProtocol) {
-	if v, ok := c.m.Load(cacheKey(h, pool)); ok && v.(upstream.HTTPProtocol) == p {
-		return
-	}
-	c.m.Store(cacheKey(h, pool), p)
-}
+// them; herald remembers the outcome on the host, per auto_sni pool
+// (upstream.Host.NegotiatedHTTP, kept across listener and route reloads),
+// and sends later requests straight to the HTTP/2 client or the HTTP/1.1
+// idle pool.
 
 // errALPNChanged is the dial error of an HTTP/2 connection attempt whose
 // TLS handshake no longer settled h2: the host now speaks HTTP/1.1, and
@@ -73,7 +34,7 @@ var errALPNChanged = errors.New("router: upstream no longer negotiates h2")
 func (f *Filter) connectByProtocol() (bool, error) {
 	switch f.cluster.HTTPProtocol() {
 	case upstream.Auto:
-		if f.cfg.alpn.get(f.host, f.poolKey) != upstream.HTTP2 {
+		if f.host.NegotiatedHTTP(f.poolKey) != upstream.HTTP2 {
 			// Unknown yet, or HTTP/1.1: the HTTP/1.1 path dials with
 			// ALPN h2,http/1.1 and adoptNegotiated looks at the result.
 			return false, nil
@@ -125,14 +86,13 @@ func (f *Filter) connectAutoH2() error {
 		return errOverflow
 	}
 	cl, host, opts, pool := f.cluster, f.host, f.tlsOpts, f.poolKey
-	alpn := &f.cfg.alpn
 	s, err := h2.NewStream(f.cb.Context(), pool, func(ctx context.Context) (net.Conn, error) {
 		nc, err := cl.DialTLS(ctx, host, opts)
 		if err != nil {
 			return nil, err
 		}
 		if upstream.NegotiatedProtocol(nc) != upstream.HTTP2 {
-			alpn.set(host, pool, upstream.HTTP1)
+			host.SetNegotiatedHTTP(pool, upstream.HTTP1)
 			if !host.Idle().Sub(pool).Put(&h1Conn{nc: nc, cc: http1.NewClientConn(nc)}) {
 				nc.Close()
 			}
@@ -159,8 +119,9 @@ func (f *Filter) adoptNegotiated(pc *h1Conn) (bool, error) {
 		return false, nil
 	}
 	p := upstream.NegotiatedProtocol(pc.nc)
-	f.cfg.alpn.set(f.host, f.poolKey, p)
+	f.host.SetNegotiatedHTTP(f.poolKey, p)
 	if p != upstream.HTTP2 {
+		f.cluster.Stats.UpstreamCxHTTP1Total.Inc()
 		return false, nil
 	}
 	h2, err := f.host.HTTP2()

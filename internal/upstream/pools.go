@@ -29,11 +29,18 @@ type muxPools struct {
 	// retired: the host left its cluster or the cluster stopped; a client
 	// made afterwards starts drained. Guarded by mu.
 	retired bool
+
+	// alpn: what an auto_config host's connections negotiated (alpn.go).
+	alpn alpnOutcomes
 }
 
 // HTTP2 returns the host's HTTP/2 client, built on first use with the
-// cluster's http2_protocol_options (HTTP2CodecOptions) and
-// common_http_protocol_options.idle_timeout. Streams go on connections of
+// cluster's http2_protocol_options (HTTP2CodecOptions),
+// common_http_protocol_options.idle_timeout and max_requests_per_connection
+// (a connection that carried that many streams takes no more and closes
+// after its last, counting upstream_cx_max_requests); each new connection
+// counts upstream_cx_http2_total (upstream_cx_total and the rest are
+// counted by the dialer: Dial, DialTLS). Streams go on connections of
 // the key given to NewStream: the request's TLSOptions.PoolKey ("" for
 // the default pool). The error is only for options the codec refuses.
 // After the host or its cluster retired, the client is draining: each
@@ -49,7 +56,15 @@ func (h *Host) HTTP2() (*http2.Client, error) {
 		return c, nil
 	}
 	cl := h.cluster
-	c, err := http2.NewClient(http2.ClientOptions{HTTP2: cl.http.http2Codec, IdleTimeout: cl.http.idleTimeout})
+	opts := http2.ClientOptions{
+		HTTP2:                    cl.http.http2Codec,
+		IdleTimeout:              cl.http.idleTimeout,
+		MaxRequestsPerConnection: cl.http.maxRequests,
+	}
+	if s := cl.Stats; s != nil {
+		opts.OnConnect, opts.OnMaxRequests = s.UpstreamCxHTTP2Total.Inc, s.UpstreamCxMaxRequests.Inc
+	}
+	c, err := http2.NewClient(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +76,8 @@ func (h *Host) HTTP2() (*http2.Client, error) {
 }
 
 // HTTP3 returns the host's HTTP/3 client, built on first use with the
-// cluster's idle_timeout; keys and retirement as HTTP2.
+// cluster's idle_timeout and max_requests_per_connection; keys, retirement
+// and stats as HTTP2, with upstream_cx_http3_total for each new connection.
 func (h *Host) HTTP3() *http3.Client {
 	if c := h.pools.h3.Load(); c != nil {
 		return c
@@ -72,7 +88,12 @@ func (h *Host) HTTP3() *http3.Client {
 	if c := p.h3.Load(); c != nil {
 		return c
 	}
-	c := http3.NewClient(http3.ClientOptions{IdleTimeout: h.cluster.http.idleTimeout})
+	cl := h.cluster
+	opts := http3.ClientOptions{IdleTimeout: cl.http.idleTimeout, MaxRequestsPerConnection: cl.http.maxRequests}
+	if s := cl.Stats; s != nil {
+		opts.OnConnect, opts.OnMaxRequests = s.UpstreamCxHTTP3Total.Inc, s.UpstreamCxMaxRequests.Inc
+	}
+	c := http3.NewClient(opts)
 	if p.retired {
 		c.Drain()
 	}

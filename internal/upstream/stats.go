@@ -24,7 +24,11 @@ type Stats struct {
 	UpstreamCxTxBytesTotal   *stats.Counter
 	UpstreamCxHTTP1Total     *stats.Counter
 	UpstreamCxHTTP2Total     *stats.Counter
-	UpstreamCxNoneHealthy    *stats.Counter
+	UpstreamCxHTTP3Total     *stats.Counter
+	// UpstreamCxMaxRequests counts connections closed for reaching
+	// max_requests_per_connection.
+	UpstreamCxMaxRequests *stats.Counter
+	UpstreamCxNoneHealthy *stats.Counter
 	// UpstreamCxConnectAttemptsExceeded counts connections tcp_proxy gave up
 	// on after max_connect_attempts failed attempts.
 	UpstreamCxConnectAttemptsExceeded *stats.Counter
@@ -70,6 +74,8 @@ func newStats(sc stats.Scope) *Stats {
 		UpstreamCxTxBytesTotal:            sc.Counter("upstream_cx_tx_bytes_total"),
 		UpstreamCxHTTP1Total:              sc.Counter("upstream_cx_http1_total"),
 		UpstreamCxHTTP2Total:              sc.Counter("upstream_cx_http2_total"),
+		UpstreamCxHTTP3Total:              sc.Counter("upstream_cx_http3_total"),
+		UpstreamCxMaxRequests:             sc.Counter("upstream_cx_max_requests"),
 		UpstreamCxNoneHealthy:             sc.Counter("upstream_cx_none_healthy"),
 		UpstreamCxConnectAttemptsExceeded: sc.Counter("upstream_cx_connect_attempts_exceeded"),
 		UpstreamRqTotal:                   sc.Counter("upstream_rq_total"),

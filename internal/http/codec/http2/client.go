@@ -32,6 +32,21 @@ type ClientOptions struct {
 	// peer as SETTINGS_MAX_HEADER_LIST_SIZE). Zero means 60 KiB, Envoy's
 	// max_response_headers_kb default.
 	MaxResponseHeadersBytes int
+	// MaxRequestsPerConnection caps the streams one connection carries
+	// over its life: the stream that reaches it takes the connection out
+	// of the pool, and the connection closes when its last stream ends.
+	// Zero means no limit. Envoy: cluster max_requests_per_connection
+	// (common_http_protocol_options.max_requests_per_connection); the
+	// connection pool drains a client whose remaining streams reach zero
+	// (ConnPoolImplBase::attachStreamToClient, source/common/conn_pool/
+	// conn_pool_base.cc).
+	MaxRequestsPerConnection uint32
+	// OnConnect, when set, is called once for every connection the client
+	// starts HTTP/2 on (Envoy's upstream_cx_http2_total).
+	OnConnect func()
+	// OnMaxRequests, when set, is called once for every connection that
+	// reaches MaxRequestsPerConnection (Envoy's upstream_cx_max_requests).
+	OnMaxRequests func()
 }
 
 // Client multiplexes upstream requests over HTTP/2 connections, prior
@@ -88,6 +103,9 @@ type poolConn struct {
 	lastUsed atomic.Int64
 	// active counts streams handed out and not yet closed.
 	active atomic.Int32
+	// streams counts the streams handed out over the connection's life,
+	// for MaxRequestsPerConnection. Guarded by hostPool.mu.
+	streams uint32
 	// spare counts x/net stream reservations that streams closed before
 	// using; the next stream on this connection uses one instead of
 	// reserving again. Guarded by hostPool.mu.
@@ -268,7 +286,11 @@ func (c *Client) acquire(ctx context.Context, key string, dial hhttp.Dialer) (*h
 		}
 		hp.mu.Lock()
 		if pc := hp.reserveLocked(c.maxStreams); pc != nil {
+			spent := c.countStreamLocked(hp, pc)
 			hp.mu.Unlock()
+			if spent {
+				c.opts.OnMaxRequests()
+			}
 			c.maybeProbe(pc)
 			return hp, pc, nil
 		}
@@ -308,10 +330,15 @@ func (c *Client) acquire(ctx context.Context, key string, dial hhttp.Dialer) (*h
 		// peer that sends GOAWAY on every new connection cannot keep us
 		// dialing in a loop.
 		reserved := pc.cc.ReserveNewRequest()
+		spent := false
 		if reserved {
 			pc.active.Add(1)
+			spent = c.countStreamLocked(hp, pc)
 		}
 		hp.mu.Unlock()
+		if spent {
+			c.opts.OnMaxRequests()
+		}
 		if c.closed.Load() {
 			// Close ran while we dialed; it may have missed pc.
 			pc.cc.Close()
@@ -337,7 +364,33 @@ func (c *Client) dial(ctx context.Context, dial hhttp.Dialer) (*poolConn, error)
 		nc.Close()
 		return nil, &ConnectError{Err: err}
 	}
+	if c.opts.OnConnect != nil {
+		c.opts.OnConnect()
+	}
 	return &poolConn{cc: cc}, nil
+}
+
+// countStreamLocked counts a stream just reserved on pc against
+// MaxRequestsPerConnection. It reports whether the stream was the
+// connection's last: pc then leaves the pool and drains (release closes it
+// with its last stream), and the caller calls OnMaxRequests when set.
+// hp.mu is held.
+func (c *Client) countStreamLocked(hp *hostPool, pc *poolConn) bool {
+	limit := c.opts.MaxRequestsPerConnection
+	if limit == 0 {
+		return false
+	}
+	pc.streams++
+	if pc.streams < limit {
+		return false
+	}
+	// The caller's stream holds active, so release cannot see the
+	// connection idle before draining is set.
+	pc.draining.Store(true)
+	if i := slices.Index(hp.conns, pc); i >= 0 {
+		hp.removeLocked(i)
+	}
+	return c.opts.OnMaxRequests != nil
 }
 
 // maybeProbe applies connection_idle_interval: a connection that carried no

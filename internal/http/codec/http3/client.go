@@ -3,6 +3,7 @@ package http3
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,20 @@ type ClientOptions struct {
 	// the caller). QUIC keep-alive PINGs keep an unused connection open,
 	// so without it only the peer ends one.
 	IdleTimeout time.Duration
+	// MaxRequestsPerConnection caps the streams one connection carries
+	// over its life: the stream that reaches it takes the connection out
+	// of the pool, and the connection closes when its last stream ends.
+	// Zero means no limit. Envoy: cluster max_requests_per_connection; the
+	// connection pool drains a client whose remaining streams reach zero
+	// (ConnPoolImplBase::attachStreamToClient, source/common/conn_pool/
+	// conn_pool_base.cc).
+	MaxRequestsPerConnection uint32
+	// OnConnect, when set, is called once for every connection the client
+	// starts HTTP/3 on (Envoy's upstream_cx_http3_total).
+	OnConnect func()
+	// OnMaxRequests, when set, is called once for every connection that
+	// reaches MaxRequestsPerConnection (Envoy's upstream_cx_max_requests).
+	OnMaxRequests func()
 }
 
 // defaultMaxHeadersBytes is Envoy's max_response_headers_kb default.
@@ -54,6 +69,7 @@ type Client struct {
 	// Immutable after NewClient.
 	t    *quichttp3.Transport
 	idle time.Duration
+	opts ClientOptions
 
 	hosts  sync.Map // string → *hostPool
 	closed atomic.Bool
@@ -80,6 +96,9 @@ type poolConn struct {
 	cc *quichttp3.ClientConn
 	// active counts streams handed out and not yet closed.
 	active atomic.Int32
+	// streams counts the streams handed out over the connection's life,
+	// for MaxRequestsPerConnection. Guarded by hostPool.mu.
+	streams uint32
 	// unusable is set when a request could not open a stream on the
 	// connection (GOAWAY received, or the connection failed); in-flight
 	// streams finish on it, new ones go to another connection.
@@ -113,7 +132,7 @@ func NewClient(opts ClientOptions) *Client {
 	if maxHeaders <= 0 {
 		maxHeaders = defaultMaxHeadersBytes
 	}
-	return &Client{idle: opts.IdleTimeout, t: &quichttp3.Transport{
+	return &Client{idle: opts.IdleTimeout, opts: opts, t: &quichttp3.Transport{
 		// quic-go would otherwise add accept-encoding: gzip and
 		// decompress; a proxy forwards bytes as they are.
 		DisableCompression:     true,
@@ -156,7 +175,11 @@ func (c *Client) acquire(ctx context.Context, key string, dial Dialer) (*hostPoo
 				pc.idleTimer.Stop()
 				pc.idleTimer = nil
 			}
+			spent := c.countStreamLocked(hp, pc)
 			hp.mu.Unlock()
+			if spent {
+				c.opts.OnMaxRequests()
+			}
 			return hp, pc, nil
 		}
 		if d := hp.dialing; d != nil {
@@ -193,7 +216,11 @@ func (c *Client) acquire(ctx context.Context, key string, dial Dialer) (*hostPoo
 		}
 		// The dialer takes the first stream of its own connection.
 		pc.active.Add(1)
+		spent := c.countStreamLocked(hp, pc)
 		hp.mu.Unlock()
+		if spent {
+			c.opts.OnMaxRequests()
+		}
 		if c.closed.Load() {
 			// Close ran while we dialed; it may have missed pc.
 			pc.close()
@@ -208,7 +235,33 @@ func (c *Client) dial(ctx context.Context, dial Dialer) (*poolConn, error) {
 	if err != nil {
 		return nil, &ConnectError{Err: err}
 	}
+	if c.opts.OnConnect != nil {
+		c.opts.OnConnect()
+	}
 	return &poolConn{qc: qc, cc: c.t.NewClientConn(qc)}, nil
+}
+
+// countStreamLocked counts a stream just taken on pc against
+// MaxRequestsPerConnection. It reports whether the stream was the
+// connection's last: pc then leaves the pool and is unusable (release
+// closes it with its last stream), and the caller calls OnMaxRequests when
+// set. hp.mu is held.
+func (c *Client) countStreamLocked(hp *hostPool, pc *poolConn) bool {
+	limit := c.opts.MaxRequestsPerConnection
+	if limit == 0 {
+		return false
+	}
+	pc.streams++
+	if pc.streams < limit {
+		return false
+	}
+	// The caller's stream holds active, so release cannot see the
+	// connection idle before unusable is set.
+	pc.unusable.Store(true)
+	if i := slices.Index(hp.conns, pc); i >= 0 {
+		hp.removeLocked(i)
+	}
+	return c.opts.OnMaxRequests != nil
 }
 
 // pickLocked returns the first usable connection, dropping the others

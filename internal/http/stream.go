@@ -129,6 +129,9 @@ type ServerOptions struct {
 	DrainTimeout time.Duration
 	// HTTP2 holds HTTP/2 settings; nil means defaults.
 	HTTP2 *HTTP2Options
+	// HTTP3 holds HTTP/3 settings (http3_protocol_options); nil means
+	// defaults.
+	HTTP3 *HTTP3Options
 	// OnPrematureResets is called once when the HTTP/2 codec closes a
 	// connection for too many premature stream resets (CVE-2023-44487);
 	// the connection manager counts downstream_rq_too_many_premature_resets
@@ -178,6 +181,22 @@ type HTTP2Options struct {
 	StreamErrorOnInvalidHTTPMessage bool
 	// Keepalive is connection_keepalive; a zero Timeout means no keepalive.
 	Keepalive KeepaliveOptions
+}
+
+// HTTP3Options are the Envoy http3_protocol_options the downstream HTTP/3
+// codec applies
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto#config-core-v3-http3protocoloptions).
+// The zero value is Envoy's default.
+type HTTP3Options struct {
+	// AllowExtendedConnect accepts extended CONNECT (RFC 9220, :protocol),
+	// e.g. WebSocket over HTTP/3. Default false: such a request is an
+	// invalid message.
+	AllowExtendedConnect bool
+	// StreamErrorOnInvalidHTTPMessage resets only the offending stream of
+	// an invalid request instead of closing the connection
+	// (override_stream_error_on_invalid_http_message, falling back to
+	// stream_error_on_invalid_http_messaging). Default false.
+	StreamErrorOnInvalidHTTPMessage bool
 }
 
 // OptionalUint32 is a uint32 option whose zero value is meaningful (an

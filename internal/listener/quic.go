@@ -12,6 +12,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/herald-proxy/herald/internal/network"
+	"github.com/herald-proxy/herald/internal/tlsx"
 )
 
 // QUICTransport is implemented by the transport socket of a QUIC
@@ -72,6 +73,12 @@ func DefaultQUICOptions() *QUICOptions {
 func (o *QUICOptions) quicConfig() *quic.Config {
 	o.once.Do(func() {
 		qc := &quic.Config{
+			// 0-RTT is accepted as Envoy's QUIC listener does: whether a
+			// connection may use it is the filter chain's
+			// QuicDownstreamTransport.enable_early_data (default true),
+			// which its QUICTransport's TLS config enforces on the
+			// resumed session.
+			Allow0RTT:                  true,
 			MaxIdleTimeout:             max(o.IdleTimeout, time.Millisecond),
 			HandshakeIdleTimeout:       max(o.HandshakeTimeout, MinQUICHandshakeTimeout),
 			MaxIncomingStreams:         int64(o.MaxConcurrentStreams),
@@ -103,7 +110,11 @@ const quicTransportProtocol = "quic"
 type quicListener struct {
 	udp *net.UDPConn
 	tr  *quic.Transport
-	ln  *quic.Listener
+	// ln hands out connections once the ClientHello is processed, before
+	// the handshake completes, so that requests sent in 0-RTT are served
+	// at once; the transport socket's Handshake waits for the handshake
+	// of the others (extensions/transport_sockets/quic).
+	ln  *quic.EarlyListener
 	ctx context.Context
 	// owner is the Listener, set by Bind right after listenQUIC; read by
 	// handshakes (which may start before it is set).
@@ -121,7 +132,7 @@ func listenQUIC(ctx context.Context, cfg *Config) (*quicListener, error) {
 		return nil, err
 	}
 	q := &quicListener{udp: pc.(*net.UDPConn), ctx: ctx}
-	q.tr = &quic.Transport{Conn: q.udp}
+	q.tr = &quic.Transport{Conn: q.udp, ConnContext: quicConnContext}
 	tlsConf := &tls.Config{GetConfigForClient: q.tlsConfigForClient}
 	base := cfg.QUIC
 	if base == nil {
@@ -129,13 +140,21 @@ func listenQUIC(ctx context.Context, cfg *Config) (*quicListener, error) {
 	}
 	qconf := base.quicConfig().Clone()
 	qconf.GetConfigForClient = q.quicConfigForClient
-	q.ln, err = q.tr.Listen(tlsConf, qconf)
+	q.ln, err = q.tr.ListenEarly(tlsConf, qconf)
 	if err != nil {
 		q.tr.Close()
 		q.udp.Close()
 		return nil, err
 	}
 	return q, nil
+}
+
+// quicConnContext gives every QUIC handshake the slot where certificate
+// selection records the certificate herald presents
+// (tlsx.ServedCertificate, x-forwarded-client-cert's By), as the TLS
+// transport socket does for TCP.
+func quicConnContext(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	return tlsx.WithServedCertificate(ctx), nil
 }
 
 // udpNetwork is tcpNetwork for UDP: IPv4 addresses bind IPv4-only.
@@ -213,8 +232,9 @@ var (
 	errSecretsNotReady = errors.New("listener: QUIC filter chain secrets not ready")
 )
 
-// Accept implements net.Listener: the next connection whose QUIC
-// handshake completed.
+// Accept implements net.Listener: the next connection whose ClientHello
+// was processed (quic.EarlyListener); the chain's transport socket waits
+// for the rest of the handshake unless the connection uses 0-RTT.
 func (q *quicListener) Accept() (net.Conn, error) {
 	qc, err := q.ln.Accept(q.ctx)
 	if err != nil {

@@ -130,3 +130,23 @@ func TestQUICListener(t *testing.T) {
 	})
 	qc.CloseWithError(0, "")
 }
+
+// TestQUICConfigAcceptsEarlyData: every QUIC connection may use 0-RTT at
+// the QUIC layer; the chain's TLS config decides per session, as Envoy's
+// enable_early_data (end to end in extensions/transport_sockets/quic).
+func TestQUICConfigAcceptsEarlyData(t *testing.T) {
+	tests := []struct {
+		name string
+		opts *QUICOptions
+	}{
+		{name: "defaults", opts: DefaultQUICOptions()},
+		{name: "configured", opts: &QUICOptions{IdleTimeout: time.Second, MaxConcurrentStreams: 3}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.opts.quicConfig().Allow0RTT {
+				t.Error("Allow0RTT = false, want true")
+			}
+		})
+	}
+}

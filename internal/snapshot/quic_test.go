@@ -83,8 +83,8 @@ func TestBuildQUICListeners(t *testing.T) {
 			wantErr: "static_resources.listeners[0].filter_chains[0].transport_socket: envoy.transport_sockets.quic needs a QUIC listener"},
 		{name: "udp_listener_config on a TCP listener", yaml: udpListener("TCP", quicOptions, "    filter_chains:\n    - filters:"+hcm+"\n"),
 			wantErr: "static_resources.listeners[0].udp_listener_config: udp_listener_config needs a UDP address"},
-		{name: "enable_early_data refused", yaml: udpListener("UDP", quicOptions, "    filter_chains:\n    -"+quicSocket("enable_early_data: true, ")[5:]+"      filters:"+hcmHTTP3+"\n"),
-			wantErr: "transport_socket.typed_config.enable_early_data: enable_early_data: true is not supported by herald yet"},
+		{name: "enable_early_data without resumption", yaml: udpListener("UDP", quicOptions, "    filter_chains:\n    -"+quicSocket("enable_early_data: true, enable_resumption: false, ")[5:]+"      filters:"+hcmHTTP3+"\n"),
+			wantErr: "transport_socket.typed_config.enable_early_data: enable_early_data requires enable_resumption"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

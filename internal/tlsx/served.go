@@ -1,6 +1,7 @@
 package tlsx
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 )
@@ -24,4 +25,22 @@ func (s *certSelector) getCertificateRecording(hi *tls.ClientHelloInfo) (*tls.Ce
 		}
 	}
 	return c, err
+}
+
+// WithServedCertificate returns ctx with a slot where a server handshake
+// run under it (ClientHelloInfo.Context) records the leaf certificate it
+// presents; ServedCertificate reads it. QUIC listeners use it, whose
+// handshakes run inside quic-go (quic.Transport.ConnContext).
+func WithServedCertificate(ctx context.Context) context.Context {
+	return context.WithValue(ctx, servedKey{}, &servedCert{})
+}
+
+// ServedCertificate returns the leaf certificate a handshake run under ctx
+// (prepared by WithServedCertificate) presented; nil when none was chosen
+// (a resumed session) or ctx has no slot.
+func ServedCertificate(ctx context.Context) *x509.Certificate {
+	if rec, ok := ctx.Value(servedKey{}).(*servedCert); ok {
+		return rec.leaf
+	}
+	return nil
 }

@@ -50,9 +50,11 @@ func TestBuildDownstream(t *testing.T) {
 		name        string
 		cfg         func(t *testing.T) *quicv3.QuicDownstreamTransport
 		wantTickets bool
+		// wantNoEarly: resumed sessions lose their 0-RTT permission.
+		wantNoEarly bool
 		wantErr     string
 	}{
-		{name: "defaults: TLS 1.3, h3, tickets on", wantTickets: true,
+		{name: "defaults: TLS 1.3, h3, tickets on, early data on", wantTickets: true,
 			cfg: func(t *testing.T) *quicv3.QuicDownstreamTransport {
 				return &quicv3.QuicDownstreamTransport{DownstreamTlsContext: testContext(t)}
 			}},
@@ -61,13 +63,28 @@ func TestBuildDownstream(t *testing.T) {
 			cfg: func(t *testing.T) *quicv3.QuicDownstreamTransport {
 				return &quicv3.QuicDownstreamTransport{DownstreamTlsContext: testContext(t, "h2", "http/1.1")}
 			}},
-		{name: "enable_resumption false",
+		{name: "enable_resumption false", wantNoEarly: true,
 			cfg: func(t *testing.T) *quicv3.QuicDownstreamTransport {
 				return &quicv3.QuicDownstreamTransport{DownstreamTlsContext: testContext(t), EnableResumption: wrapperspb.Bool(false)}
 			}},
-		{name: "enable_early_data true refused", wantErr: "p.enable_early_data: enable_early_data: true is not supported by herald yet",
+		{name: "enable_early_data true", wantTickets: true,
 			cfg: func(t *testing.T) *quicv3.QuicDownstreamTransport {
 				return &quicv3.QuicDownstreamTransport{DownstreamTlsContext: testContext(t), EnableEarlyData: wrapperspb.Bool(true)}
+			}},
+		{name: "enable_early_data false", wantTickets: true, wantNoEarly: true,
+			cfg: func(t *testing.T) *quicv3.QuicDownstreamTransport {
+				return &quicv3.QuicDownstreamTransport{DownstreamTlsContext: testContext(t), EnableEarlyData: wrapperspb.Bool(false)}
+			}},
+		// Envoy: the default is false when client certificates are validated.
+		{name: "early data off by default with a validation context", wantTickets: true, wantNoEarly: true,
+			cfg: func(t *testing.T) *quicv3.QuicDownstreamTransport {
+				c := testContext(t)
+				c.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{}}
+				return &quicv3.QuicDownstreamTransport{DownstreamTlsContext: c}
+			}},
+		{name: "enable_early_data needs resumption", wantErr: "p.enable_early_data: enable_early_data requires enable_resumption",
+			cfg: func(t *testing.T) *quicv3.QuicDownstreamTransport {
+				return &quicv3.QuicDownstreamTransport{DownstreamTlsContext: testContext(t), EnableEarlyData: wrapperspb.Bool(true), EnableResumption: wrapperspb.Bool(false)}
 			}},
 		{name: "downstream_tls_context required", wantErr: "p.downstream_tls_context: downstream_tls_context is required",
 			cfg: func(*testing.T) *quicv3.QuicDownstreamTransport { return &quicv3.QuicDownstreamTransport{} }},
@@ -100,6 +117,18 @@ func TestBuildDownstream(t *testing.T) {
 			}
 			if c.SessionTicketsDisabled == tc.wantTickets {
 				t.Errorf("SessionTicketsDisabled = %v, want %v", c.SessionTicketsDisabled, !tc.wantTickets)
+			}
+			if got := c.UnwrapSession != nil; got != tc.wantNoEarly {
+				t.Errorf("early data refused = %v, want %v", got, tc.wantNoEarly)
+			}
+			if tc.wantNoEarly {
+				ss := &tls.SessionState{EarlyData: true}
+				// Without tickets (enable_resumption false) wrapping fails
+				// after the permission is dropped; only the flag matters.
+				_, _ = c.WrapSession(tls.ConnectionState{}, ss)
+				if ss.EarlyData {
+					t.Error("WrapSession kept the ticket's early-data permission")
+				}
 			}
 			if again := qt.QUICTLSConfig(); again != c {
 				t.Error("QUICTLSConfig derived a new config for the same context")

@@ -18,10 +18,11 @@ var _ httpfilter.ConcurrentEncoder = (*stream)(nil)
 // HTTP/2 downstream qualifies: its codec's read and write halves are
 // synchronised, while the HTTP/1.1 codec's share the connection's buffers,
 // except in its upgrade mode, so an HTTP/1.1 stream qualifies only as an
-// allowed upgrade (upgrade.go). HTTP/3 is left out until its codec is
-// known to allow it.
+// allowed upgrade (upgrade.go). HTTP/3 qualifies like HTTP/2: its codec
+// reads the request from the QUIC stream's receive side and writes the
+// response to its send side, which quic-go allows at once.
 func (as *stream) BeginConcurrentEncode(done <-chan struct{}) bool {
-	if done == nil || as.conc != nil || as.curDecode < 0 || (!as.c.http2 && !as.upgrade) || as.c.http3 ||
+	if done == nil || as.conc != nil || as.curDecode < 0 || (!as.c.http2 && !as.upgrade) ||
 		as.rb.sinking || as.responseStarted || as.responseComplete {
 		return false
 	}

@@ -120,8 +120,24 @@ type Config struct {
 	RequestTimeout time.Duration
 	// IdleTimeout: connection without streams; Envoy default 1 h.
 	IdleTimeout time.Duration
-	// MaxConnectionDuration: 0 = unlimited (Envoy default).
+	// MaxConnectionDuration is common_http_protocol_options.max_connection_duration:
+	// a connection this old drains (common_options.go). 0: unlimited
+	// (Envoy's default).
 	MaxConnectionDuration time.Duration
+	// MaxStreamDuration is common_http_protocol_options.max_stream_duration:
+	// a stream this old is answered 408/504 or reset, unless its route's
+	// max_stream_duration decides (duration.go). 0: unlimited (Envoy's
+	// default).
+	MaxStreamDuration time.Duration
+	// MaxRequestsPerConnection is
+	// common_http_protocol_options.max_requests_per_connection: the
+	// request that reaches it drains the connection (common_options.go).
+	// 0: unlimited (Envoy's default).
+	MaxRequestsPerConnection uint32
+	// HeadersWithUnderscores is
+	// common_http_protocol_options.headers_with_underscores_action; the
+	// zero value is Envoy's default, ALLOW.
+	HeadersWithUnderscores UnderscoresAction
 	// DrainTimeout: HTTP/2 GOAWAY grace; Envoy default 5 s.
 	DrainTimeout time.Duration
 	// BufferLimit: per-stream buffer limit (listener
@@ -130,6 +146,8 @@ type Config struct {
 
 	// HTTP2 holds http2_protocol_options; nil means Envoy's defaults.
 	HTTP2 *hhttp.HTTP2Options
+	// HTTP3 holds http3_protocol_options; nil means Envoy's defaults.
+	HTTP3 *hhttp.HTTP3Options
 
 	AccessLogs []AccessLogger
 	Stats      *Stats
@@ -139,6 +157,9 @@ type Config struct {
 	// h2 are the HTTP/2 servers for plain and TLS connections, built once
 	// by Prepare.
 	h2 [2]*http2.Server
+	// underscores are the codec counters of HeadersWithUnderscores, by
+	// codecHTTP1..3; set by Prepare unless the action is ALLOW.
+	underscores [3]underscoreCounters
 }
 
 // ListenerStats are Envoy's per-listener connection manager stats
@@ -198,8 +219,13 @@ type Stats struct {
 	DownstreamRqIdleTimeout *stats.Counter
 	DownstreamRqTimeout     *stats.Counter
 	// DownstreamRqMaxDurationReached counts streams ended by the route's
-	// max_stream_duration or grpc-timeout.
+	// or the connection manager's max_stream_duration, or grpc-timeout.
 	DownstreamRqMaxDurationReached *stats.Counter
+	// DownstreamCxMaxDurationReached and DownstreamCxMaxRequestsReached
+	// count connections drained by max_connection_duration and
+	// max_requests_per_connection (common_options.go).
+	DownstreamCxMaxDurationReached *stats.Counter
+	DownstreamCxMaxRequestsReached *stats.Counter
 	DownstreamRqHeaderTimeout      *stats.Counter
 	DownstreamRqTooLarge           *stats.Counter
 	DownstreamRqRxReset            *stats.Counter
@@ -252,6 +278,8 @@ func NewStats(store *stats.Store, statPrefix string) *Stats {
 		DownstreamRqIdleTimeout:        sc.Counter("downstream_rq_idle_timeout"),
 		DownstreamRqTimeout:            sc.Counter("downstream_rq_timeout"),
 		DownstreamRqMaxDurationReached: sc.Counter("downstream_rq_max_duration_reached"),
+		DownstreamCxMaxDurationReached: sc.Counter("downstream_cx_max_duration_reached"),
+		DownstreamCxMaxRequestsReached: sc.Counter("downstream_cx_max_requests_reached"),
 		DownstreamRqHeaderTimeout:      sc.Counter("downstream_rq_header_timeout"),
 		DownstreamRqTooLarge:           sc.Counter("downstream_rq_too_large"),
 		DownstreamRqRxReset:            sc.Counter("downstream_rq_rx_reset"),

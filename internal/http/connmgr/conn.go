@@ -44,6 +44,9 @@ type conn struct {
 	// xfcc is the connection's x-forwarded-client-cert state, computed
 	// once in ServeConn (xfcc.go).
 	xfcc xfccConn
+	// requests counts the connection's streams for
+	// max_requests_per_connection (common_options.go); untouched without it.
+	requests atomic.Uint32
 	// filterState is connection-scoped filter state
 	// (httpfilter.ConnectionState); empty for most connections.
 	filterState sync.Map
@@ -87,6 +90,9 @@ func (cfg *Config) ServeConn(nc *network.Conn) {
 		}
 	}
 	unregister := nc.OnDrain(c.onDrain)
+	if stop := c.armMaxConnectionDuration(start, isQUIC || codec == HTTP2); stop != nil {
+		defer stop()
+	}
 	opts := cfg.serverOptions(nc.TLS)
 	var err error
 	if isQUIC {
@@ -142,6 +148,7 @@ func (cfg *Config) serverOptions(tls bool) hhttp.ServerOptions {
 		IdleTimeout:            cfg.IdleTimeout,
 		Scheme:                 "http",
 		HTTP2:                  cfg.HTTP2,
+		HTTP3:                  cfg.HTTP3,
 		AcceptHTTP10:           cfg.AcceptHTTP10,
 		DrainTimeout:           cfg.DrainTimeout,
 	}
@@ -155,6 +162,7 @@ func (cfg *Config) serverOptions(tls bool) hhttp.ServerOptions {
 // HTTP/2 server settings (invalid http2_protocol_options are a load error,
 // not a failure at the first connection). Call it once after filling Config.
 func (cfg *Config) Prepare() error {
+	cfg.prepareCommonOptions()
 	for i, tls := range []bool{false, true} {
 		opts := cfg.serverOptions(tls)
 		if cfg.Stats != nil {

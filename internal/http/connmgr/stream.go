@@ -108,6 +108,9 @@ func (c *conn) ServeStream(s hhttp.ServerStream) {
 		}
 		defer c.state.CompareAndSwap(connActive, connIdle)
 	}
+	if c.cfg.HeadersWithUnderscores != AllowUnderscores && !c.checkUnderscores(s) {
+		return
+	}
 	as := streamPool.Get().(*stream)
 	as.serve(c, s)
 	as.reset()
@@ -173,6 +176,9 @@ func (as *stream) serve(c *conn, s hhttp.ServerStream) {
 	as.isGRPC = hhttp.IsGRPCContentType(ct)
 	if c.draining.Load() && !c.http2 {
 		as.closeConn = true
+	}
+	if cfg.MaxRequestsPerConnection > 0 {
+		as.countRequest()
 	}
 	as.armTimer(cfg.StreamIdleTimeout)
 

@@ -48,6 +48,7 @@ var supported = []string{
 	"generate_request_id", "preserve_external_request_id", "always_set_request_id_in_response",
 	"server_name", "server_header_transformation", "max_request_headers_kb",
 	"common_http_protocol_options", "http_protocol_options", "http2_protocol_options",
+	"http3_protocol_options", // http3_options.go
 	"stream_idle_timeout", "request_timeout", "drain_timeout",
 	"strip_matching_host_port", "strip_any_host_port", "upgrade_configs",
 	"forward_client_cert_details", "set_current_client_cert_details", // xfcc.go
@@ -62,8 +63,7 @@ var (
 )
 
 var unsupportedIssues = map[string]string{
-	"scoped_routes":          "#7",
-	"http3_protocol_options": "#6",
+	"scoped_routes": "#7",
 }
 
 // Filter is the built connection manager: the terminal network filter.
@@ -146,6 +146,9 @@ func Build(p *hcmv3.HttpConnectionManager, ctx netfilter.BuildContext) (netfilte
 	durationOr(p.GetRequestTimeout(), &cfg.RequestTimeout)
 	durationOr(p.GetDrainTimeout(), &cfg.DrainTimeout)
 	cfg.HTTP2 = http2Options(p.GetHttp2ProtocolOptions())
+	h3, h3errs := buildHTTP3Options(p.GetHttp3ProtocolOptions(), path+".http3_protocol_options")
+	cfg.HTTP3 = h3
+	errs = append(errs, h3errs...)
 	cfg.Stats = connmgr.NewStats(ctx.Stats, cfg.StatPrefix)
 	cfg.Store = ctx.Stats
 	errs = append(errs, buildXFCC(p, path, cfg)...)

@@ -23,7 +23,16 @@
 //     sniffing are disabled, the connection manager owns both.
 //   - Drain sends GOAWAY (quic-go's graceful shutdown) and closes the
 //     connection once its streams are done or ServerOptions.DrainTimeout
-//     has passed.
+//     has passed. A stream's CloseConnWhenIdle (a refused upgrade) sends
+//     GOAWAY and closes once no stream is left (upgrade.go).
+//   - With ServerOptions.HTTP3.AllowExtendedConnect an extended CONNECT
+//     (RFC 9220) is presented as an HTTP/1.1 upgrade and its 101 sent as
+//     200, as Envoy does; without it the request is an invalid message
+//     (upgrade.go).
+//   - Requests received in 0-RTT are served as any other (quic-go's and
+//     Envoy's HTTP/3 servers leave the choice of what to send early to the
+//     client); whether 0-RTT is accepted is the QUIC transport socket's
+//     enable_early_data.
 //
 // Only this package (and the other codecs) may import net/http; it must
 // not import extensions/.

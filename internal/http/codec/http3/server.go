@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	nethttp "net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -42,9 +44,13 @@ type Conn interface {
 // closes qc before it returns; a connection closed with H3_NO_ERROR
 // returns nil.
 func Serve(qc *quic.Conn, opts hhttp.ServerOptions, h hhttp.StreamHandler, drain <-chan struct{}) error {
-	a := &adapter{h: h, scheme: opts.Scheme, maxHeadersCount: opts.MaxRequestHeadersCount}
+	a := &adapter{h: h, qc: qc, scheme: opts.Scheme, maxHeadersCount: opts.MaxRequestHeadersCount,
+		goAway: make(chan struct{}), idle: make(chan struct{})}
 	if a.scheme == "" {
 		a.scheme = "https"
+	}
+	if o := opts.HTTP3; o != nil {
+		a.opts = *o
 	}
 	srv := &quichttp3.Server{
 		Handler:        a,
@@ -62,6 +68,9 @@ func Serve(qc *quic.Conn, opts hhttp.ServerOptions, h hhttp.StreamHandler, drain
 		defer close(drained)
 		select {
 		case <-drain:
+		case <-a.goAway:
+			a.closeWhenIdle(srv, drain, done, grace)
+			return
 		case <-done:
 			return
 		}
@@ -83,18 +92,38 @@ func Serve(qc *quic.Conn, opts hhttp.ServerOptions, h hhttp.StreamHandler, drain
 }
 
 // adapter turns quic-go's per-request handler calls into ServeStream
-// calls. Immutable.
+// calls. Immutable but for the idle-close state (upgrade.go).
 type adapter struct {
 	h               hhttp.StreamHandler
+	qc              *quic.Conn
 	scheme          string
 	maxHeadersCount int
+	opts            hhttp.HTTP3Options
+
+	// active counts the request streams being served; closing is set by
+	// CloseConnWhenIdle, which closes goAway once; idle is closed once
+	// the connection is closing and no stream is left.
+	active    atomic.Int64
+	closing   atomic.Bool
+	goAwayOne sync.Once
+	goAway    chan struct{}
+	idleOnce  sync.Once
+	idle      chan struct{}
 }
 
 // ServeHTTP implements net/http.Handler: one request stream.
 func (a *adapter) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
-	s := &stream{w: w, req: r}
+	a.active.Add(1)
+	defer a.streamDone()
+	s := &stream{w: w, req: r, a: a}
 	s.flusher, _ = w.(interface{ FlushError() error })
 	s.fill(a.scheme)
+	if s.extConnect && !a.opts.AllowExtendedConnect {
+		// Envoy: a :protocol request without allow_extended_connect is an
+		// invalid HTTP header (EnvoyQuicServerStream::OnInitialHeadersComplete).
+		a.invalidMessage(w)
+		return
+	}
 	// quic-go does not say whether the client ended the stream with its
 	// HEADERS frame: content-length: 0 marks a request bodiless, and for
 	// the methods whose requests carry no body in practice one byte is
@@ -120,6 +149,7 @@ func (a *adapter) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 // stream is one HTTP/3 request stream seen as an hhttp.ServerStream. Owned
 // by the goroutine quic-go runs the handler on.
 type stream struct {
+	a        *adapter
 	w        nethttp.ResponseWriter
 	flusher  interface{ FlushError() error }
 	req      *nethttp.Request
@@ -133,6 +163,9 @@ type stream struct {
 	peeked  int
 	peekErr error
 
+	// extConnect: the request is an extended CONNECT (RFC 9220),
+	// presented as an HTTP/1.1 upgrade (upgrade.go).
+	extConnect  bool
 	headersSent bool // final response headers written
 	deferFlush  bool // DeferHeadersFlush: the next headers wait for data
 	ended       bool // the response ended (end of stream written)
@@ -151,13 +184,19 @@ func (s *stream) fill(scheme string) {
 	for _, vs := range r.Header {
 		n += len(vs)
 	}
+	// quic-go puts an extended CONNECT's :protocol in Proto.
+	s.extConnect = r.Method == nethttp.MethodConnect && r.Proto != "HTTP/3.0"
+	if s.extConnect {
+		n += 2
+	}
 	s.headers.Fields = make([]hhttp.HeaderField, 0, n)
+	plainConnect := r.Method == nethttp.MethodConnect && !s.extConnect
 	s.headers.Add(hhttp.Method, r.Method)
-	if r.Method != nethttp.MethodConnect {
+	if !plainConnect {
 		s.headers.Add(hhttp.Scheme, scheme)
 	}
 	s.headers.Add(hhttp.Authority, r.Host)
-	if r.Method != nethttp.MethodConnect {
+	if !plainConnect {
 		s.headers.Add(hhttp.Path, r.RequestURI)
 	}
 	for k, vs := range r.Header {
@@ -165,6 +204,9 @@ func (s *stream) fill(scheme string) {
 		for _, v := range vs {
 			s.headers.Fields = append(s.headers.Fields, hhttp.HeaderField{Name: name, Value: v})
 		}
+	}
+	if s.extConnect {
+		transformUpgradeRequestFromH3toH1(&s.headers, r.Proto)
 	}
 }
 
@@ -256,8 +298,17 @@ func (s *stream) WriteHeaders(h *hhttp.Headers, endStream bool) error {
 	}
 	hdr := s.w.Header()
 	status := h.StatusCode()
+	upgrade := false
+	if s.extConnect && status == 101 {
+		// Envoy's transformUpgradeResponseFromH1toH2, applied to HTTP/3
+		// too: 101 becomes 200, without "content-length: 0".
+		status, upgrade = 200, true
+	}
 	for _, f := range h.Fields {
 		if strings.HasPrefix(f.Name, ":") || connectionSpecific(f.Name) {
+			continue
+		}
+		if upgrade && f.Name == "content-length" && f.Value == "0" {
 			continue
 		}
 		key := f.Name

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 
 	hhttp "github.com/herald-proxy/herald/internal/http"
 )
@@ -566,6 +567,15 @@ func (cc *ClientConn) ReadBody(p []byte) (int, error) {
 	}
 	n, err := cc.body.read(p, true)
 	if err != nil && err != io.EOF {
+		if cc.reqRaw && cc.body.mode == bodyClose && cc.reqDone.Load() && errors.Is(err, syscall.ECONNRESET) {
+			// A tunnel (after 101, or 2xx to CONNECT) whose request side
+			// we already half-closed: an upstream that closed its socket
+			// fully answers our FIN with RST, and the kernel then reports
+			// ECONNRESET in place of the EOF it had queued. Everything it
+			// sent before was delivered; the tunnel ended cleanly.
+			cc.body.done = true
+			return n, io.EOF
+		}
 		cc.readFailed = true
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = fmt.Errorf("http1: upstream closed the connection mid-body: %w", err)

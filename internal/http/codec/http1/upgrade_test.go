@@ -410,3 +410,87 @@ func TestClientConnect(t *testing.T) {
 	}
 	cc.Close(nil)
 }
+
+// TestClientUpgradeResetAfterHalfClose: an upstream that closes its socket
+// fully after the tunnel's last bytes answers herald's half-close (FIN)
+// with RST, which the kernel reports as ECONNRESET where the EOF was; the
+// tunnel still ends cleanly (io.EOF after every byte sent). An RST before
+// herald half-closed stays an error.
+func TestClientUpgradeResetAfterHalfClose(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		halfClose bool
+		wantErr   bool
+	}{
+		{name: "reset after our FIN ends the tunnel", halfClose: true},
+		{name: "reset while our side is open is an error", halfClose: false, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-custom\r\nConnection: Upgrade\r\n\r\nbye")
+				if tc.halfClose {
+					// Wait for herald's FIN, then abort: RST.
+					_, _ = io.Copy(io.Discard, br)
+				}
+				_ = c.(*net.TCPConn).SetLinger(0)
+				_ = c.Close()
+			}()
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+			cc := NewClientConn(nc)
+			if err := cc.WriteHeaders(reqHeaders("GET", "/up", "a", "connection", "upgrade", "upgrade", "x-custom"), false); err != nil {
+				t.Fatal(err)
+			}
+			resp := &hhttp.Headers{}
+			if _, err := cc.ReadHeaders(resp); err != nil || resp.StatusCode() != 101 {
+				t.Fatalf("ReadHeaders = %d, %v; want 101", resp.StatusCode(), err)
+			}
+			if tc.halfClose {
+				if err := cc.WriteData(nil, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []byte
+			buf := make([]byte, 64)
+			for {
+				n, err := cc.ReadBody(buf)
+				got = append(got, buf[:n]...)
+				if err == io.EOF {
+					if tc.wantErr {
+						t.Fatalf("body %q ended with EOF, want an error", got)
+					}
+					break
+				}
+				if err != nil {
+					if !tc.wantErr {
+						t.Fatalf("body %q, error %v; want io.EOF", got, err)
+					}
+					return
+				}
+			}
+			if string(got) != "bye" {
+				t.Errorf("body = %q, want bye", got)
+			}
+		})
+	}
+}

@@ -322,29 +322,8 @@ func (f *Filter) connect(fresh bool) error {
 	if f.terminate {
 		return f.dialTCP()
 	}
-	if done, err := f.connectByProtocol(); done { // auto_config, HTTP/3 (upstream_protocol.go)
+	if done, err := f.connectByProtocol(); done { // HTTP/2, HTTP/3, auto_config (upstream_protocol.go)
 		return err
-	}
-	if cl.HTTPProtocol() == upstream.HTTP2 {
-		h2, err := host.HTTP2()
-		if err != nil {
-			return err
-		}
-		if !f.acquireRequest() {
-			return errOverflow
-		}
-		opts := f.tlsOpts
-		// The host's pool for f.poolKey: auto_sni gets a pool per SNI.
-		s, err := h2.NewStream(f.cb.Context(), f.poolKey, func(ctx context.Context) (net.Conn, error) {
-			return cl.DialTLS(ctx, host, opts)
-		})
-		if err != nil {
-			f.releaseRequest()
-			return err
-		}
-		f.up = s
-		f.reused = false
-		return nil
 	}
 	var pc *h1Conn
 	if !fresh {

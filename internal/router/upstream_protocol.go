@@ -7,6 +7,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	hhttp "github.com/herald-proxy/herald/internal/http"
 	"github.com/herald-proxy/herald/internal/http/codec/http1"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
@@ -27,12 +28,17 @@ import (
 // the request goes to the HTTP/1.1 pool instead.
 var errALPNChanged = errors.New("router: upstream no longer negotiates h2")
 
-// connectByProtocol opens the stream of a cluster whose protocol is not
-// fixed at HTTP/1.1 or HTTP/2 (connect calls it first). It reports whether
-// it settled the attempt (f.up set, or err); false leaves it to connect's
-// HTTP/1.1 path.
+// connectByProtocol opens the stream of a cluster that does not speak
+// HTTP/1.1 only (connect calls it first). It reports whether it settled
+// the attempt (f.up set, or err); false leaves it to connect's HTTP/1.1
+// path.
 func (f *Filter) connectByProtocol() (bool, error) {
 	switch f.cluster.HTTPProtocol() {
+	case upstream.HTTP2:
+		cl, host, opts := f.cluster, f.host, f.tlsOpts
+		return true, f.connectH2(func(ctx context.Context) (net.Conn, error) {
+			return cl.DialTLS(ctx, host, opts)
+		})
 	case upstream.Auto:
 		if f.host.NegotiatedHTTP(f.poolKey) != upstream.HTTP2 {
 			// Unknown yet, or HTTP/1.1: the HTTP/1.1 path dials with
@@ -46,7 +52,7 @@ func (f *Filter) connectByProtocol() (bool, error) {
 		return true, err
 	case upstream.HTTP3:
 		return true, f.connectH3()
-	case upstream.HTTP1, upstream.HTTP2, upstream.UseDownstream:
+	case upstream.HTTP1, upstream.UseDownstream:
 	}
 	return false, nil
 }
@@ -61,9 +67,29 @@ func (f *Filter) connectH3() error {
 		return errOverflow
 	}
 	cl, host, opts := f.cluster, f.host, f.tlsOpts
-	s, err := host.HTTP3().NewStream(f.cb.Context(), f.poolKey, func(ctx context.Context) (*quic.Conn, error) {
+	return f.attachStream(host.HTTP3().NewStream(f.cb.Context(), f.poolKey, func(ctx context.Context) (*quic.Conn, error) {
 		return cl.DialQUIC(ctx, host, opts)
-	})
+	}))
+}
+
+// connectH2 opens a stream on the host's HTTP/2 client (upstream.Host.HTTP2)
+// in the pool of f.poolKey (auto_sni: a pool per SNI); dial makes a
+// connection when none of the pool's can take the stream. The stream
+// counts against max_requests.
+func (f *Filter) connectH2(dial hhttp.Dialer) error {
+	h2, err := f.host.HTTP2()
+	if err != nil {
+		return err
+	}
+	if !f.acquireRequest() {
+		return errOverflow
+	}
+	return f.attachStream(h2.NewStream(f.cb.Context(), f.poolKey, dial))
+}
+
+// attachStream makes s, a new stream on a multiplexed connection, the
+// attempt's upstream; on err it gives back the request acquireRequest took.
+func (f *Filter) attachStream(s hhttp.UpstreamStream, err error) error {
 	if err != nil {
 		f.releaseRequest()
 		return err
@@ -78,21 +104,18 @@ func (f *Filter) connectH3() error {
 // in the host's HTTP/1.1 idle pool, the cache updated, and errALPNChanged
 // returned.
 func (f *Filter) connectAutoH2() error {
-	h2, err := f.host.HTTP2()
-	if err != nil {
-		return err
-	}
-	if !f.acquireRequest() {
-		return errOverflow
-	}
 	cl, host, opts, pool := f.cluster, f.host, f.tlsOpts, f.poolKey
-	s, err := h2.NewStream(f.cb.Context(), pool, func(ctx context.Context) (net.Conn, error) {
+	return f.connectH2(func(ctx context.Context) (net.Conn, error) {
 		nc, err := cl.DialTLS(ctx, host, opts)
 		if err != nil {
 			return nil, err
 		}
 		if upstream.NegotiatedProtocol(nc) != upstream.HTTP2 {
 			host.SetNegotiatedHTTP(pool, upstream.HTTP1)
+			// An HTTP/1.1 connection all the same: Envoy's mixed pool
+			// makes an HTTP/1.1 ActiveClient for it, which counts
+			// upstream_cx_http1_total (http1/conn_pool.cc).
+			cl.Stats.UpstreamCxHTTP1Total.Inc()
 			if !host.Idle().Sub(pool).Put(&h1Conn{nc: nc, cc: http1.NewClientConn(nc)}) {
 				nc.Close()
 			}
@@ -100,13 +123,6 @@ func (f *Filter) connectAutoH2() error {
 		}
 		return nc, nil
 	})
-	if err != nil {
-		f.releaseRequest()
-		return err
-	}
-	f.up = s
-	f.reused = false
-	return nil
 }
 
 // adoptNegotiated runs after connect's HTTP/1.1 path dialed pc for an
@@ -143,11 +159,5 @@ func (f *Filter) adoptNegotiated(pc *h1Conn) (bool, error) {
 	if !used {
 		nc.Close()
 	}
-	if err != nil {
-		f.releaseRequest()
-		return true, err
-	}
-	f.up = s
-	f.reused = false
-	return true, nil
+	return true, f.attachStream(s, err)
 }

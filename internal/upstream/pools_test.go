@@ -299,6 +299,97 @@ func TestPoolsDrainedWhenClusterRetired(t *testing.T) {
 	}
 }
 
+// tryGet is get for goroutines other than the test's: a GET of / on h's
+// HTTP/2 pool, read to its end; it reports what went wrong.
+func tryGet(h *Host) error {
+	c, err := h.HTTP2()
+	if err != nil {
+		return err
+	}
+	s, err := c.NewStream(context.Background(), "", func(ctx context.Context) (net.Conn, error) {
+		return h.Cluster().Dial(ctx, h)
+	})
+	if err != nil {
+		return err
+	}
+	defer s.Close(nil)
+	var req hhttp.Headers
+	req.Add(":method", "GET")
+	req.Add(":scheme", "http")
+	req.Add(":authority", "backend")
+	req.Add(":path", "/")
+	if err := s.WriteHeaders(&req, true); err != nil {
+		return err
+	}
+	var resp hhttp.Headers
+	if _, err := s.ReadHeaders(&resp); err != nil {
+		return err
+	}
+	if got := resp.StatusCode(); got != 200 {
+		return fmt.Errorf("status = %d, want 200", got)
+	}
+	body, err := io.ReadAll(readerFunc(s.ReadBody))
+	if err != nil || string(body) != "ok" {
+		return fmt.Errorf("body = %q, %v; want \"ok\"", body, err)
+	}
+	return nil
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// TestPoolsRetireRacesRequests: requests that picked a host keep working
+// while, and after, its cluster is removed, and no connection outlives
+// them: the ones made before the drain close with their last stream, the
+// ones made after with their only one. The host's HTTP/2 client may be
+// made before the retirement or only after it (then it starts drained).
+// Run under -race.
+func TestPoolsRetireRacesRequests(t *testing.T) {
+	tests := []struct {
+		name string
+		// warm makes the host's client and a connection before retiring.
+		warm bool
+	}{
+		{name: "client made before retirement", warm: true},
+		{name: "client made after retirement", warm: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newH2Backend(t)
+			m, _ := newTestManager(t)
+			apply(t, m, h2Cluster("a", b.addr, "{}"))
+			h := m.Cluster("a").Pick(nil)
+			if tc.warm {
+				get(t, h)
+			}
+			const workers, each = 4, 10
+			errs := make(chan error, workers*each)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for range workers {
+				wg.Go(func() {
+					<-start
+					for range each {
+						if err := tryGet(h); err != nil {
+							errs <- err
+						}
+					}
+				})
+			}
+			close(start)
+			apply(t, m, "") // retire cluster a while the workers run
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("request on the retired host: %v", err)
+			}
+			get(t, h) // a straggler after the drain still gets through
+			b.waitOpen(t, 0)
+		})
+	}
+}
+
 // TestManagerCloseDrainsPools: closing the manager (server shutdown) drains
 // every host's pools as stopping a cluster does.
 func TestManagerCloseDrainsPools(t *testing.T) {

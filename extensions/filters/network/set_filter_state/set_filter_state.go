@@ -7,6 +7,7 @@ import (
 
 	sfscommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/set_filter_state/v3"
 	setfilterstatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/set_filter_state/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/configerr"
@@ -140,10 +141,12 @@ func (f *Filter) OnNewConnection(c *network.Conn) bool {
 }
 
 // connInfo is what the formatter sees of a connection that has no stream
-// yet: its addresses, SNI and JA3 fingerprint, as tcp_proxy's
-// connection-level stream info.
+// yet: its addresses, SNI, JA3 fingerprint and the listener filters'
+// dynamic metadata (proxy_protocol TLVs), as tcp_proxy's connection-level
+// stream info. Envoy formats against the connection's StreamInfo
+// (SetFilterState::onNewConnection), which holds that metadata.
 func connInfo(c *network.Conn) *streaminfo.Info {
-	return &streaminfo.Info{
+	info := &streaminfo.Info{
 		StartTime:               c.Accepted,
 		DownstreamRemoteAddress: c.Remote,
 		DownstreamLocalAddress:  c.Local,
@@ -151,4 +154,8 @@ func connInfo(c *network.Conn) *streaminfo.Info {
 		RequestedServerName:     c.ServerName,
 		JA3Hash:                 c.JA3Hash,
 	}
+	if md, ok := c.FilterState(streaminfo.FilterStateDynamicMetadata).(map[string]*structpb.Struct); ok {
+		info.DynamicMetadata = md
+	}
+	return info
 }

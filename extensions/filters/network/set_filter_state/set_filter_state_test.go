@@ -7,9 +7,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/network/netfilter"
+	"github.com/herald-proxy/herald/internal/streaminfo"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
 
@@ -19,7 +21,10 @@ func TestOnNewConnection(t *testing.T) {
 		name string
 		yaml string
 		sni  string
-		want map[string]any // filter state of keys; absent = unset
+		// metadata is the connection's dynamic metadata, as the
+		// proxy_protocol listener filter leaves it.
+		metadata map[string]*structpb.Struct
+		want     map[string]any // filter state of keys; absent = unset
 	}{
 		{
 			name: "client SNI becomes the upstream SNI",
@@ -80,6 +85,20 @@ on_new_connection:
 			want: map[string]any{"my.key": "192.0.2.7/x.example"},
 		},
 		{
+			// Envoy formats against the connection's StreamInfo, which
+			// holds the listener filters' dynamic metadata (e.g. a
+			// proxy_protocol TLV naming the cluster).
+			name: "dynamic metadata from listener filters",
+			yaml: `
+on_new_connection:
+- object_key: envoy.tcp_proxy.cluster
+  format_string: { text_format: "%DYNAMIC_METADATA(envoy.filters.listener.proxy_protocol:cluster)%" }
+`,
+			metadata: map[string]*structpb.Struct{"envoy.filters.listener.proxy_protocol": {
+				Fields: map[string]*structpb.Value{"cluster": structpb.NewStringValue("tenant-a")}}},
+			want: map[string]any{network.FilterStateTCPProxyCluster: "tenant-a"},
+		},
+		{
 			name: "no values set nothing",
 			yaml: `{}`,
 			sni:  "a.example",
@@ -98,6 +117,9 @@ on_new_connection:
 			c := network.NewConn(context.Background(), a, nil)
 			c.ServerName = tc.sni
 			c.Remote = netip.MustParseAddrPort("192.0.2.7:5555")
+			if tc.metadata != nil {
+				c.SetFilterState(streaminfo.FilterStateDynamicMetadata, tc.metadata)
+			}
 			if !f.(netfilter.ConnectionFilter).OnNewConnection(c) {
 				t.Fatal("OnNewConnection refused the connection")
 			}

@@ -282,7 +282,9 @@ func (f *Filter) connect(c *network.Conn, cl *upstream.Cluster, info *streaminfo
 // serverNameOverride does (ClientContextImpl::newSsl,
 // source/common/tls/context_impl.cc;
 // https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/well_known_filter_state).
-// An empty value changes nothing. Clusters without TLS ignore them.
+// An empty value changes nothing, as in Envoy (TransportSocketOptionsImpl
+// makes an empty override none, source/common/network/
+// transport_socket_options_impl.h). Clusters without TLS ignore them.
 func upstreamTLSOptions(c *network.Conn) upstream.TLSOptions {
 	sni, _ := c.FilterState(upstream.FilterStateUpstreamServerName).(string)
 	return upstream.TLSOptions{ServerName: sni}

@@ -125,6 +125,11 @@ func newH1Stream(c *network.Conn, cl *upstream.Cluster, h *upstream.Host, opts u
 	if err != nil {
 		return nil, nil, err
 	}
+	// Envoy's tunnel takes an HTTP/1.1 connection of the cluster's pool,
+	// whose ActiveClient counts upstream_cx_http1_total
+	// (source/common/http/http1/conn_pool.cc); HTTP/2 tunnels count
+	// upstream_cx_http2_total through the host's client (Host.HTTP2).
+	cl.Stats.UpstreamCxHTTP1Total.Inc()
 	cc := http1.NewClientConn(nc)
 	if post {
 		cc.EnableTCPTunneling()

@@ -12,8 +12,24 @@ import (
 // x-forwarded-client-cert's By needs its URI SANs.
 type servedKey struct{}
 
-// servedCert is the leaf certificate a server handshake presented.
-type servedCert struct{ leaf *x509.Certificate }
+// servedCert is the leaf certificate a server handshake presented. It is
+// also a context (the one it was made from, where servedKey{} finds the
+// slot itself), so that a handshake context with the slot costs one
+// allocation rather than a slot and a context.WithValue.
+type servedCert struct {
+	context.Context
+	leaf *x509.Certificate
+}
+
+// Value implements context.Context; every other key is the parent's,
+// including the context package's own (cancellation propagates as from
+// the parent).
+func (s *servedCert) Value(key any) any {
+	if key == (servedKey{}) {
+		return s
+	}
+	return s.Context.Value(key)
+}
 
 // getCertificateRecording is getCertificate that also records the chosen
 // leaf when the handshake context carries a *servedCert.
@@ -32,7 +48,7 @@ func (s *certSelector) getCertificateRecording(hi *tls.ClientHelloInfo) (*tls.Ce
 // presents; ServedCertificate reads it. QUIC listeners use it, whose
 // handshakes run inside quic-go (quic.Transport.ConnContext).
 func WithServedCertificate(ctx context.Context) context.Context {
-	return context.WithValue(ctx, servedKey{}, &servedCert{})
+	return &servedCert{Context: ctx}
 }
 
 // ServedCertificate returns the leaf certificate a handshake run under ctx

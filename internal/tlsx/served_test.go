@@ -1,6 +1,7 @@
 package tlsx
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -61,4 +62,38 @@ func TestHandshakeServed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWithServedCertificate checks the QUIC listeners' per-connection slot:
+// one allocation, the parent's values and cancellation kept, and what
+// certificate selection records read back.
+func TestWithServedCertificate(t *testing.T) {
+	type parentKey struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), parentKey{}, "v"))
+	defer cancel()
+	ctx := WithServedCertificate(parent)
+	if got := ctx.Value(parentKey{}); got != "v" {
+		t.Errorf("parent value = %v, want v", got)
+	}
+	if got := ServedCertificate(ctx); got != nil {
+		t.Errorf("ServedCertificate before a handshake = %v, want nil", got)
+	}
+	leaf := &x509.Certificate{}
+	ctx.Value(servedKey{}).(*servedCert).leaf = leaf
+	if got := ServedCertificate(ctx); got != leaf {
+		t.Errorf("ServedCertificate = %p, want the recorded %p", got, leaf)
+	}
+	child, stop := context.WithCancel(ctx)
+	defer stop()
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelling the parent did not reach a context derived from the slot")
+	}
+	var sink context.Context
+	if n := testing.AllocsPerRun(100, func() { sink = WithServedCertificate(parent) }); n != 1 {
+		t.Errorf("WithServedCertificate allocates %v times, want 1", n)
+	}
+	_ = sink
 }

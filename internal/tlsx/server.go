@@ -1,7 +1,6 @@
 package tlsx
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -314,8 +313,9 @@ func (s *Server) HandshakeServed(c net.Conn, deadline time.Time, st *Stats) (*tl
 	}
 	// The context carries st to certificate selection (ssl.ocsp_staple_*)
 	// and the slot where selection records the certificate it chose.
-	served := &servedCert{}
-	err := tc.HandshakeContext(context.WithValue(st.handshakeContext(), servedKey{}, served))
+	// servedCert is itself the context (one allocation per handshake).
+	served := &servedCert{Context: st.handshakeContext()}
+	err := tc.HandshakeContext(served)
 	if err != nil {
 		var ne net.Error
 		if !(errors.As(err, &ne) && ne.Timeout()) {

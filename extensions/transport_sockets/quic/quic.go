@@ -180,6 +180,14 @@ type quicConn interface {
 // data arrives; quic-go's HTTP/3 server, like Envoy's, serves requests
 // received in 0-RTT as any other — "it's the client's responsibility to
 // decide which requests are eligible for 0-RTT", RFC 9114 §10.9, RFC 8470).
+// Replay: Envoy adds nothing downstream for early data — its
+// EnvoyQuicServerStream::OnInitialHeadersComplete hands a 0-RTT request to
+// the connection manager like any other, with no Early-Data: 1 header
+// (RFC 8470 §5.1) and no 425 for non-idempotent methods — so herald does
+// not either; the operator's replay control is enable_early_data: false
+// ("This will prevent clients from sending 0-RTT requests",
+// https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/transport_sockets/quic/v3/quic_transport.proto),
+// and its default is off where client certificates are validated.
 // Any other connection waits here until its handshake completes, or fails,
 // or the deadline passes. LocalCertificate is the certificate the
 // handshake presented (recorded by the listener's connection context), for

@@ -180,7 +180,9 @@ func (as *stream) countRequest() {
 // startDrain starts the connection's drain sequence: HTTP/2 and HTTP/3
 // send GOAWAY (the codec closes the connection once its streams finish or
 // the drain timeout ends), HTTP/1.1 answers its next responses with
-// connection: close.
+// connection: close. The listener's drain (onDrain),
+// max_connection_duration and max_requests_per_connection share it; the
+// first one closes drainCh.
 func (c *conn) startDrain() {
 	c.draining.Store(true)
 	c.once.Do(func() { close(c.drainCh) })

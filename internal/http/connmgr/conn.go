@@ -198,8 +198,7 @@ func (cfg *Config) h2Server(tls bool) *http2.Server {
 // client sending on that connection at the same instant sees the close
 // (HTTP clients resend idempotent requests on a fresh connection).
 func (c *conn) onDrain() {
-	c.draining.Store(true)
-	c.once.Do(func() { close(c.drainCh) })
+	c.startDrain()
 	if c.http2 {
 		return
 	}

@@ -12,12 +12,15 @@ import (
 )
 
 // benchStream is a reusable bodiless request that discards its response.
-type benchStream struct{ headers hhttp.Headers }
+type benchStream struct {
+	headers hhttp.Headers
+	proto   string
+}
 
 func (s *benchStream) RequestHeaders() *hhttp.Headers          { return &s.headers }
 func (s *benchStream) RequestEndStream() bool                  { return true }
 func (s *benchStream) RequestTrailers() *hhttp.Headers         { return nil }
-func (s *benchStream) Protocol() string                        { return "HTTP/1.1" }
+func (s *benchStream) Protocol() string                        { return s.proto }
 func (s *benchStream) Context() context.Context                { return context.Background() }
 func (s *benchStream) ReadBody([]byte) (int, error)            { return 0, io.EOF }
 func (s *benchStream) WriteHeaders(*hhttp.Headers, bool) error { return nil }
@@ -38,9 +41,10 @@ func (f *benchFilter) DecodeHeaders(*hhttp.Headers, bool) httpfilter.Status {
 func (f *benchFilter) DecodeData([]byte, bool) httpfilter.Status       { return httpfilter.Stop }
 func (f *benchFilter) DecodeTrailers(*hhttp.Headers) httpfilter.Status { return httpfilter.Stop }
 
-// benchServeStream serves one HTTP/1.1 keep-alive request per iteration
-// through the connection manager with one filter; set adjusts the config.
-func benchServeStream(b *testing.B, set func(*Config)) {
+// benchServeStream serves one request per iteration through the
+// connection manager with one filter, on an HTTP/1.1 keep-alive connection
+// or, with mux, an HTTP/2 one; set adjusts the config.
+func benchServeStream(b *testing.B, mux bool, set func(*Config)) {
 	store := stats.NewStore()
 	f := &benchFilter{}
 	cfg := &Config{StatPrefix: "bench", Stats: NewStats(store, "bench"), Store: store, ServerName: "envoy"}
@@ -54,8 +58,11 @@ func benchServeStream(b *testing.B, set func(*Config)) {
 	if err := cfg.Prepare(); err != nil {
 		b.Fatal(err)
 	}
-	c := &conn{cfg: cfg, nc: &network.Conn{}, drainCh: make(chan struct{})}
-	s := &benchStream{}
+	c := &conn{cfg: cfg, nc: &network.Conn{}, drainCh: make(chan struct{}), http2: mux}
+	s := &benchStream{proto: "HTTP/1.1"}
+	if mux {
+		s.proto = "HTTP/2"
+	}
 	req := []hhttp.HeaderField{
 		{Name: hhttp.Method, Value: "GET"}, {Name: hhttp.Path, Value: "/"},
 		{Name: hhttp.Authority, Value: "example.com"}, {Name: "user-agent", Value: "bench"},
@@ -68,5 +75,8 @@ func benchServeStream(b *testing.B, set func(*Config)) {
 	}
 }
 
-// BenchmarkServeStream is the request path with the defaults.
-func BenchmarkServeStream(b *testing.B) { benchServeStream(b, nil) }
+// BenchmarkServeStream is the HTTP/1.1 request path with the defaults.
+func BenchmarkServeStream(b *testing.B) { benchServeStream(b, false, nil) }
+
+// BenchmarkServeStreamHTTP2 is the HTTP/2 request path with the defaults.
+func BenchmarkServeStreamHTTP2(b *testing.B) { benchServeStream(b, true, nil) }

@@ -21,9 +21,8 @@
 //   - Response headers are written in the order given; connection-specific
 //     fields are dropped (RFC 9114 §4.2). quic-go's Date and Content-Type
 //     sniffing are disabled, the connection manager owns both.
-//   - Drain sends GOAWAY (quic-go's graceful shutdown) and closes the
-//     connection once its streams are done or ServerOptions.DrainTimeout
-//     has passed. A stream's CloseConnWhenIdle (a refused upgrade) sends
+//   - Drain sends GOAWAY and, after ServerOptions.DrainTimeout, closes the
+//     connection once no stream is active (Envoy's drain sequence). A stream's CloseConnWhenIdle (a refused upgrade) sends
 //     GOAWAY and closes once no stream is left (upgrade.go).
 //   - With ServerOptions.HTTP3.AllowExtendedConnect an extended CONNECT
 //     (RFC 9220) is presented as an HTTP/1.1 upgrade and its 101 sent as

@@ -39,8 +39,9 @@ type Conn interface {
 
 // Serve serves HTTP/3 on an accepted QUIC connection until it closes,
 // calling h.ServeStream once per request stream, each on its own
-// goroutine. When drain is closed it sends GOAWAY, lets open streams
-// finish for up to opts.DrainTimeout and closes the connection. Serve
+// goroutine. When drain is closed it sends GOAWAY and, once
+// opts.DrainTimeout has passed, closes the connection as soon as no stream
+// is active (open streams are not cut, as Envoy's drain sequence). Serve
 // closes qc before it returns; a connection closed with H3_NO_ERROR
 // returns nil.
 func Serve(qc *quic.Conn, opts hhttp.ServerOptions, h hhttp.StreamHandler, drain <-chan struct{}) error {
@@ -68,18 +69,18 @@ func Serve(qc *quic.Conn, opts hhttp.ServerOptions, h hhttp.StreamHandler, drain
 		defer close(drained)
 		select {
 		case <-drain:
+			// Envoy's drain sequence (ConnectionManagerImpl::
+			// startDrainSequence, onDrainTimeout): GOAWAY now; once the
+			// drain timeout has passed the connection closes as soon as
+			// no stream is active (checkForDeferredClose) — active
+			// streams are not cut, as in the HTTP/2 codec. The listener's
+			// drain, max_connection_duration and
+			// max_requests_per_connection all come here.
+			a.closeWhenIdle(srv, nil, done, 0, grace)
 		case <-a.goAway:
-			a.closeWhenIdle(srv, drain, done, grace)
-			return
+			a.closeWhenIdle(srv, drain, done, grace, 0)
 		case <-done:
-			return
 		}
-		// Shutdown sends GOAWAY, refuses new streams and waits for the
-		// open ones until grace has passed; then it closes the connection.
-		ctx, cancel := context.WithTimeout(context.Background(), grace)
-		srv.Shutdown(ctx)
-		cancel()
-		qc.CloseWithError(errCodeNoError, "")
 	}()
 	err := srv.ServeQUICConn(qc)
 	close(done)

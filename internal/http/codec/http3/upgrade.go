@@ -81,8 +81,14 @@ func (a *adapter) streamDone() {
 // sends GOAWAY first so that the client knows no stream was lost.
 func (s *stream) CloseConnWhenIdle() {
 	a := s.a
-	a.closing.Store(true)
+	a.markClosing()
 	a.goAwayOne.Do(func() { close(a.goAway) })
+}
+
+// markClosing makes the connection close once no stream is active: idle
+// is closed now if none is, else by the last streamDone.
+func (a *adapter) markClosing() {
+	a.closing.Store(true)
 	if a.active.Load() == 0 {
 		a.idleOnce.Do(func() { close(a.idle) })
 	}
@@ -98,10 +104,11 @@ func (s *stream) CloseConnWhenIdle() {
 // (RFC 9114 §5.2).
 const delayedCloseTimeout = time.Second
 
-// closeWhenIdle runs on Serve's drain goroutine after CloseConnWhenIdle:
-// GOAWAY at once, then the connection closes when the last stream is done
-// (or, if the listener drains meanwhile, after the drain grace).
-func (a *adapter) closeWhenIdle(srv *quichttp3.Server, drain, done <-chan struct{}, grace time.Duration) {
+// closeWhenIdle runs on Serve's drain goroutine: GOAWAY at once, then,
+// after delay (the drain timeout of a drain; 0 after CloseConnWhenIdle,
+// which already marked the connection closing), the connection closes when
+// the last stream is done (or, if drain closes meanwhile, after grace).
+func (a *adapter) closeWhenIdle(srv *quichttp3.Server, drain, done <-chan struct{}, grace, delay time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	shut := make(chan struct{})
 	go func() {
@@ -110,8 +117,19 @@ func (a *adapter) closeWhenIdle(srv *quichttp3.Server, drain, done <-chan struct
 		srv.Shutdown(ctx)
 		close(shut)
 	}()
+	wait := true
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+			a.markClosing()
+		case <-done:
+			wait = false
+		}
+		t.Stop()
+	}
 	var timeout <-chan time.Time
-	for wait := true; wait; {
+	for wait {
 		select {
 		case <-a.idle:
 			// Idle: give the client delayedCloseTimeout to read the last

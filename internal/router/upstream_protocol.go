@@ -52,7 +52,14 @@ func (f *Filter) connectByProtocol() (bool, error) {
 		return true, err
 	case upstream.HTTP3:
 		return true, f.connectH3()
-	case upstream.HTTP1, upstream.UseDownstream:
+	case upstream.UseDownstream:
+		if p := f.cb.StreamInfo().Protocol; f.cluster.DownstreamHTTP2(p == "HTTP/2" || p == "HTTP/3") {
+			cl, host, opts := f.cluster, f.host, f.tlsOpts
+			return true, f.connectH2(func(ctx context.Context) (net.Conn, error) {
+				return cl.DialTLS(ctx, host, opts)
+			})
+		}
+	case upstream.HTTP1:
 	}
 	return false, nil
 }

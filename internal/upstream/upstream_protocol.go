@@ -109,6 +109,17 @@ func (o *httpOptions) defaultALPN() []string {
 	return []string{alpnHTTP11}
 }
 
+// DownstreamHTTP2 reports whether a request that arrived over HTTP/2 or
+// HTTP/3 (downstreamMultiplexed) goes upstream over HTTP/2: a
+// use_downstream_protocol_config cluster speaks the downstream's protocol,
+// HTTP/3 downstreams getting HTTP/2 when the cluster has no HTTP/3
+// (Envoy's ClusterInfoImpl::upstreamHttpProtocol). herald does this on
+// plaintext (h2c) connections only: a TLS connection's ALPN is fixed per
+// cluster (http/1.1), so a TLS use_downstream cluster stays on HTTP/1.1.
+func (c *Cluster) DownstreamHTTP2(downstreamMultiplexed bool) bool {
+	return downstreamMultiplexed && c.http.protocol == UseDownstream && c.transport == nil
+}
+
 // HTTP3Options returns the cluster's http3_protocol_options, or nil.
 func (c *Cluster) HTTP3Options() *corev3.Http3ProtocolOptions { return c.http.http3 }
 

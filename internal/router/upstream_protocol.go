@@ -55,6 +55,7 @@ func (f *Filter) connectByProtocol() (bool, error) {
 	case upstream.UseDownstream:
 		if p := f.cb.StreamInfo().Protocol; f.cluster.DownstreamHTTP2(p == "HTTP/2" || p == "HTTP/3") {
 			cl, host, opts := f.cluster, f.host, f.tlsOpts
+			opts.ALPN = "h2" // the HTTP/2 pool's ALPN fallback
 			return true, f.connectH2(func(ctx context.Context) (net.Conn, error) {
 				return cl.DialTLS(ctx, host, opts)
 			})

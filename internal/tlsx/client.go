@@ -25,6 +25,9 @@ type Client struct {
 	// sessionKeys is max_session_keys: each built config gets its own
 	// session cache, so no session outlives the certificate it used.
 	sessionKeys int
+	// alpnDefaulted: alpn_protocols is empty, the cluster's default ALPN
+	// is offered (and a HandshakeOptions.ALPNFallback may replace it).
+	alpnDefaulted bool
 
 	// state is the current config; nil while SDS secrets are not ready.
 	state atomic.Pointer[clientState]
@@ -90,7 +93,7 @@ func BuildClient(uc *tlsv3.UpstreamTlsContext, path string, defaultALPN []string
 	if uc.GetAllowRenegotiation() {
 		cfg.Renegotiation = tls.RenegotiateFreelyAsClient
 	}
-	cl := &Client{c: c, base: cfg, sessionKeys: keys}
+	cl := &Client{c: c, base: cfg, sessionKeys: keys, alpnDefaulted: len(c.alpn) == 0}
 	if !c.dynamic() {
 		cl.state.Store(cl.build(c.certs, c.v))
 		return cl, nil
@@ -193,6 +196,9 @@ func (cl *Client) Handshake(ctx context.Context, conn net.Conn, st *Stats) (*tls
 	var verifyName string
 	if o, ok := ctx.Value(handshakeOptionsKey{}).(*HandshakeOptions); ok && o != nil {
 		opts := *o
+		if !cl.alpnDefaulted {
+			opts.ALPNFallback = "" // alpn_protocols configured: kept as is
+		}
 		if state.soft != nil {
 			// ACCEPT_UNTRUSTED: the SAN check only counts, after the
 			// handshake.

@@ -19,6 +19,12 @@ type HandshakeOptions struct {
 	// dnsNameMatch, others compared as strings); a mismatch fails as
 	// fail_verify_san.
 	VerifyName string
+	// ALPNFallback, when not empty, replaces the cluster's default ALPN
+	// for this connection if the context configures no alpn_protocols:
+	// Envoy's connection pools set their protocol's ALPN as the fallback
+	// (an HTTP/2 pool of a use_downstream_protocol_config cluster offers
+	// h2).
+	ALPNFallback string
 }
 
 type handshakeOptionsKey struct{}
@@ -33,6 +39,9 @@ func withOptions(cfg *tls.Config, o *HandshakeOptions) *tls.Config {
 	cfg = cfg.Clone()
 	if o.ServerName != "" {
 		cfg.ServerName = o.ServerName
+	}
+	if o.ALPNFallback != "" {
+		cfg.NextProtos = []string{o.ALPNFallback}
 	}
 	if o.VerifyName != "" {
 		prev, name := cfg.VerifyConnection, o.VerifyName

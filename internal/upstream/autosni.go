@@ -22,12 +22,16 @@ type TLSOptions struct {
 	// VerifyName is the name the server certificate must have as a SAN
 	// ("" adds no check).
 	VerifyName string
+	// ALPN replaces the cluster's default ALPN on this connection (see
+	// tlsx.HandshakeOptions.ALPNFallback); not part of PoolKey, since
+	// each protocol has its own pools.
+	ALPN string
 }
 
 // PoolKey is the key separating connections by o; "" for the zero
 // options (the cluster's default pools).
 func (o TLSOptions) PoolKey() string {
-	if o == (TLSOptions{}) {
+	if o.ServerName == "" && o.VerifyName == "" {
 		return ""
 	}
 	return o.ServerName + "|" + o.VerifyName
@@ -92,7 +96,7 @@ func parseAuthority(a string) (host string, isIP bool) {
 // options dial as Dial.
 func (c *Cluster) DialTLS(ctx context.Context, h *Host, o TLSOptions) (net.Conn, error) {
 	if o != (TLSOptions{}) && c.transport != nil {
-		ctx = tlsx.WithHandshakeOptions(ctx, &tlsx.HandshakeOptions{ServerName: o.ServerName, VerifyName: o.VerifyName})
+		ctx = tlsx.WithHandshakeOptions(ctx, &tlsx.HandshakeOptions{ServerName: o.ServerName, VerifyName: o.VerifyName, ALPNFallback: o.ALPN})
 	}
 	return c.Dial(ctx, h)
 }

@@ -113,11 +113,11 @@ func (o *httpOptions) defaultALPN() []string {
 // HTTP/3 (downstreamMultiplexed) goes upstream over HTTP/2: a
 // use_downstream_protocol_config cluster speaks the downstream's protocol,
 // HTTP/3 downstreams getting HTTP/2 when the cluster has no HTTP/3
-// (Envoy's ClusterInfoImpl::upstreamHttpProtocol). herald does this on
-// plaintext (h2c) connections only: a TLS connection's ALPN is fixed per
-// cluster (http/1.1), so a TLS use_downstream cluster stays on HTTP/1.1.
+// (Envoy's ClusterInfoImpl::upstreamHttpProtocol). Over TLS the HTTP/2
+// connections offer ALPN h2 (TLSOptions.ALPN) unless alpn_protocols is
+// configured, as Envoy's HTTP/2 pool sets its ALPN fallback.
 func (c *Cluster) DownstreamHTTP2(downstreamMultiplexed bool) bool {
-	return downstreamMultiplexed && c.http.protocol == UseDownstream && c.transport == nil
+	return downstreamMultiplexed && c.http.protocol == UseDownstream
 }
 
 // HTTP3Options returns the cluster's http3_protocol_options, or nil.

@@ -6,6 +6,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"golang.org/x/net/http2"
@@ -75,4 +76,47 @@ func TestUpstreamUseDownstreamProtocol(t *testing.T) {
 		"cluster.b.upstream_cx_http1_total": 1,
 		"cluster.b.upstream_cx_http2_total": 1,
 	})
+}
+
+// TestUpstreamUseDownstreamProtocolTLS: over TLS the HTTP/2 connections
+// of a use_downstream_protocol_config cluster offer ALPN h2 (the HTTP/2
+// pool's fallback; no alpn_protocols configured) and the HTTP/1.1 ones
+// http/1.1, so a backend offering both speaks each client's protocol.
+func TestUpstreamUseDownstreamProtocolTLS(t *testing.T) {
+	t.Parallel()
+	f := newTLSFiles(t)
+	backend, conns := protoBackend(t, f.server, true)
+	cluster := autoConfigCluster(f, "b", backend, "")
+	const auto = "        auto_config: {  }\n"
+	if !strings.Contains(cluster, auto) {
+		t.Fatalf("cluster block has no %q", auto)
+	}
+	cluster = strings.Replace(cluster, auto, "        use_downstream_protocol_config: { http2_protocol_options: {} }\n", 1)
+	h := testutil.Start(t, bootstrap([]string{extraHCMListener(hcmSpec{name: "web", vhosts: catchAllVhost("b")})}, cluster))
+	url := "http://" + h.ListenerAddr("web") + "/"
+	for _, tc := range []struct {
+		name   string
+		client *nethttp.Client
+		want   string
+	}{
+		{name: "HTTP/1.1 downstream", client: newClient(), want: "proto=HTTP/1.1 body="},
+		{name: "HTTP/2 downstream", client: &nethttp.Client{Transport: h2cTransport()}, want: "proto=HTTP/2.0 body="},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 3 {
+				resp, err := tc.client.Get(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != tc.want {
+					t.Fatalf("response %d %q, want 200 %q", resp.StatusCode, body, tc.want)
+				}
+			}
+		})
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("backend accepted %d TLS connections, want 2 (one per protocol, reused)", n)
+	}
 }

@@ -76,6 +76,27 @@ func (f *tlsFiles) leaf(t *testing.T, cn string, names ...string) tls.Certificat
 	return mustKeyPair(t, c, k)
 }
 
+// expiredLeaf issues a certificate from the CA that expired an hour ago.
+func (f *tlsFiles) expiredLeaf(t *testing.T, cn string, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: names,
+		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.caCert, key.Public(), f.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
 func genCert(t *testing.T, cn string, dns []string, ips []net.IP, isCA bool, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, crypto.Signer, string, string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -233,14 +254,19 @@ func TestTLSMutual(t *testing.T) {
 	addr := h.ListenerAddr("mtls")
 	prefix := statPrefix(addr)
 	tests := []struct {
-		name     string
-		certs    []tls.Certificate
-		wantOK   bool
-		wantStat string
+		name      string
+		certs     []tls.Certificate
+		wantOK    bool
+		wantStat  string
+		wantCount int64 // 0: 1
 	}{
 		{name: "known client", certs: []tls.Certificate{f.client}, wantOK: true, wantStat: "ssl.handshake"},
 		{name: "no client certificate", wantStat: "ssl.fail_verify_no_cert"},
 		{name: "unknown client", certs: []tls.Certificate{f.intruder}, wantStat: "ssl.fail_verify_error"},
+		// Signed by the trusted CA but expired: the chain does not verify
+		// (Envoy's DefaultCertValidator counts fail_verify_error too).
+		// (The second fail_verify_error: the unknown client counted the first.)
+		{name: "expired client certificate", certs: []tls.Certificate{f.expiredLeaf(t, "expired client", "client.example.com")}, wantStat: "ssl.fail_verify_error", wantCount: 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,7 +284,11 @@ func TestTLSMutual(t *testing.T) {
 				resp.Body.Close()
 				t.Fatalf("request without an accepted client certificate got %d", resp.StatusCode)
 			}
-			waitStat(t, h, prefix+tc.wantStat, 1)
+			want := tc.wantCount
+			if want == 0 {
+				want = 1
+			}
+			waitStat(t, h, prefix+tc.wantStat, want)
 		})
 	}
 }

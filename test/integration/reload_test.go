@@ -135,10 +135,9 @@ func TestReloadRouteChange(t *testing.T) {
 	if body, err := getBody(addr, "/"); err != nil || body != "v2" {
 		t.Fatalf("new connection after reload: body %q, err %v; want v2", body, err)
 	}
-	// Old connections drain: the idle one is closed, the busy one gets its
-	// response with connection: close (Envoy's drain of a modified
-	// listener's connections).
-	waitClosed(t, idle, idleR, 5*time.Second)
+	// Old connections drain: the busy one gets its response with
+	// connection: close (Envoy's drain of a modified listener's
+	// connections), the idle one is closed once drain_timeout passed.
 	close(release)
 	resp, body := readResponse(t, busyR, "GET")
 	if resp.StatusCode != 200 || body != "slow" {
@@ -148,6 +147,7 @@ func TestReloadRouteChange(t *testing.T) {
 		t.Errorf("in-flight response on a draining connection: want connection: close, got %v", resp.Header)
 	}
 	waitClosed(t, busy, busyR, 5*time.Second)
+	waitClosed(t, idle, idleR, 10*time.Second)
 
 	waitStat(t, h, "listener_manager.listener_added", 1)
 	waitStat(t, h, "listener_manager.listener_modified", 1)

@@ -355,8 +355,15 @@ func (p *pipe) copy(dst io.Writer, src io.Reader, counter *stats.Counter) (uint6
 		if n > 0 {
 			p.last.Store(time.Now().UnixNano())
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				p.down.Close()
-				p.up.Close()
+				if dst != p.up {
+					p.down.Close()
+					p.up.Close()
+				}
+				// Writing upstream failed (it reset or closed, e.g. an
+				// HTTP/2 tunnel whose server answered and reset the
+				// stream): what it sent before still goes downstream —
+				// the other direction reads it, then ends and closes both,
+				// as Envoy flushes the downstream on an upstream close.
 				return total, werr
 			}
 			total += uint64(n)

@@ -9,6 +9,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/herald-proxy/herald/internal/streaminfo"
 )
 
 // Conn is one accepted downstream connection. It is owned by the goroutine
@@ -93,6 +97,25 @@ func (c *Conn) FilterState(key string) any {
 		}
 	}
 	return nil
+}
+
+// StreamInfo returns a new record of the connection for L4 filters'
+// access logs and format strings (Envoy's connection-level StreamInfo):
+// addresses, SNI, JA3 and the dynamic metadata listener filters left in
+// filter state (the proxy_protocol TLV rules).
+func (c *Conn) StreamInfo() *streaminfo.Info {
+	info := &streaminfo.Info{
+		StartTime:               c.Accepted,
+		DownstreamRemoteAddress: c.Remote,
+		DownstreamLocalAddress:  c.Local,
+		DirectRemoteAddress:     c.DirectRemote,
+		RequestedServerName:     c.ServerName,
+		JA3Hash:                 c.JA3Hash,
+	}
+	if md, ok := c.FilterState(streaminfo.FilterStateDynamicMetadata).(map[string]*structpb.Struct); ok {
+		info.DynamicMetadata = md
+	}
+	return info
 }
 
 // OnClose registers fn to run once the connection is done (its terminal

@@ -7,13 +7,11 @@ import (
 
 	sfscommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/set_filter_state/v3"
 	setfilterstatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/set_filter_state/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/configerr"
 	"github.com/herald-proxy/herald/internal/network"
 	"github.com/herald-proxy/herald/internal/network/netfilter"
-	"github.com/herald-proxy/herald/internal/streaminfo"
 	"github.com/herald-proxy/herald/internal/upstream"
 )
 
@@ -127,7 +125,10 @@ func (f *Filter) OnNewConnection(c *network.Conn) bool {
 	if len(f.onNewConnection) == 0 {
 		return true
 	}
-	info := connInfo(c)
+	// The connection's stream info, as Envoy formats against it
+	// (SetFilterState::onNewConnection): addresses, SNI, JA3 and the
+	// listener filters' dynamic metadata.
+	info := c.StreamInfo()
 	var buf []byte
 	for i := range f.onNewConnection {
 		v := &f.onNewConnection[i]
@@ -138,24 +139,4 @@ func (f *Filter) OnNewConnection(c *network.Conn) bool {
 		c.SetFilterState(v.key, string(buf))
 	}
 	return true
-}
-
-// connInfo is what the formatter sees of a connection that has no stream
-// yet: its addresses, SNI, JA3 fingerprint and the listener filters'
-// dynamic metadata (proxy_protocol TLVs), as tcp_proxy's connection-level
-// stream info. Envoy formats against the connection's StreamInfo
-// (SetFilterState::onNewConnection), which holds that metadata.
-func connInfo(c *network.Conn) *streaminfo.Info {
-	info := &streaminfo.Info{
-		StartTime:               c.Accepted,
-		DownstreamRemoteAddress: c.Remote,
-		DownstreamLocalAddress:  c.Local,
-		DirectRemoteAddress:     c.DirectRemote,
-		RequestedServerName:     c.ServerName,
-		JA3Hash:                 c.JA3Hash,
-	}
-	if md, ok := c.FilterState(streaminfo.FilterStateDynamicMetadata).(map[string]*structpb.Struct); ok {
-		info.DynamicMetadata = md
-	}
-	return info
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/herald-proxy/herald/internal/accesslog"
 	"github.com/herald-proxy/herald/internal/configerr"
@@ -183,20 +182,7 @@ func (f *Filter) pickCluster(c *network.Conn) string {
 
 // ServeConn implements netfilter.Terminal.
 func (f *Filter) ServeConn(c *network.Conn) {
-	info := &streaminfo.Info{
-		StartTime:               c.Accepted,
-		DownstreamRemoteAddress: c.Remote,
-		DownstreamLocalAddress:  c.Local,
-		DirectRemoteAddress:     c.DirectRemote,
-		RequestedServerName:     c.ServerName,
-		JA3Hash:                 c.JA3Hash,
-	}
-	// The connection's dynamic metadata (the proxy_protocol listener
-	// filter's TLV rules) is the tcp_proxy stream's, as Envoy's
-	// connection-level StreamInfo: %DYNAMIC_METADATA% logs it.
-	if md, ok := c.FilterState(streaminfo.FilterStateDynamicMetadata).(map[string]*structpb.Struct); ok {
-		info.DynamicMetadata = md
-	}
+	info := c.StreamInfo()
 	defer func() {
 		info.EndTime = time.Now()
 		for _, l := range f.accessLogs {

@@ -23,7 +23,7 @@ var UpstreamHTTP2Fields = []string{
 }
 
 // HTTP2CodecOptions returns the cluster's http2_protocol_options translated
-// for the HTTP/2 codec (http2.Client.NewStreamWith), or nil without them.
+// for the HTTP/2 codec (http2.ClientOptions.HTTP2, set by pools.go), or nil without them.
 // Built once with the cluster; do not modify.
 func (c *Cluster) HTTP2CodecOptions() *hhttp.HTTP2Options { return c.http.http2Codec }
 

@@ -75,11 +75,6 @@ type Client struct {
 	// draining is set by Drain: connections dialed afterwards serve one
 	// stream each and are not pooled.
 	draining atomic.Bool
-
-	// Clients for other http2_protocol_options (NewStreamWith), by value;
-	// copy-on-write under variantsMu, read without a lock.
-	variants   atomic.Pointer[map[hhttp.HTTP2Options]*Client]
-	variantsMu sync.Mutex
 }
 
 // hostPool holds the connections of one key.
@@ -192,68 +187,6 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		c.idleInterval, c.pingTimeout = ka.ConnectionIdleInterval, ka.Timeout
 	}
 	return c, nil
-}
-
-// NewStreamWith is NewStream on connections built with o instead of the
-// Client's own HTTP/2 options (a cluster's http2_protocol_options). One
-// client per distinct o is built on first use and kept until Close;
-// connections are never shared between different options. A nil o, or
-// one equal to the Client's, is NewStream.
-func (c *Client) NewStreamWith(ctx context.Context, key string, o *hhttp.HTTP2Options, dial hhttp.Dialer) (hhttp.UpstreamStream, error) {
-	if o == nil || c.opts.HTTP2 != nil && *o == *c.opts.HTTP2 {
-		return c.NewStream(ctx, key, dial)
-	}
-	v, err := c.variant(*o)
-	if err != nil {
-		return nil, err
-	}
-	return v.NewStream(ctx, key, dial)
-}
-
-func (c *Client) variant(o hhttp.HTTP2Options) (*Client, error) {
-	if m := c.variants.Load(); m != nil {
-		if v, ok := (*m)[o]; ok {
-			return v, nil
-		}
-	}
-	c.variantsMu.Lock()
-	defer c.variantsMu.Unlock()
-	old := c.variants.Load()
-	if old != nil {
-		if v, ok := (*old)[o]; ok {
-			return v, nil
-		}
-	}
-	opts := c.opts
-	opts.HTTP2 = &o
-	v, err := NewClient(opts)
-	if err != nil {
-		return nil, err
-	}
-	if c.closed.Load() {
-		v.closed.Store(true)
-	}
-	if c.draining.Load() {
-		v.draining.Store(true)
-	}
-	m := make(map[hhttp.HTTP2Options]*Client, 1)
-	if old != nil {
-		for k, x := range *old {
-			m[k] = x
-		}
-	}
-	m[o] = v
-	c.variants.Store(&m)
-	return v, nil
-}
-
-// eachVariant calls f for every client built by NewStreamWith.
-func (c *Client) eachVariant(f func(*Client)) {
-	if m := c.variants.Load(); m != nil {
-		for _, v := range *m {
-			f(v)
-		}
-	}
 }
 
 // NewStream returns a stream on a connection for key, dialing one with dial
@@ -487,9 +420,6 @@ func (pc *poolConn) closeDrained() {
 // after Drain does not reach the connections Drain retired.
 func (c *Client) Drain() {
 	c.draining.Store(true)
-	c.variantsMu.Lock()
-	c.eachVariant((*Client).Drain)
-	c.variantsMu.Unlock()
 	c.hosts.Range(func(_, v any) bool {
 		hp := v.(*hostPool)
 		hp.mu.Lock()
@@ -512,7 +442,6 @@ func (c *Client) Drain() {
 
 // CloseIdle closes every connection that carries no stream.
 func (c *Client) CloseIdle() {
-	c.eachVariant((*Client).CloseIdle)
 	c.hosts.Range(func(_, v any) bool {
 		hp := v.(*hostPool)
 		hp.mu.Lock()
@@ -534,9 +463,6 @@ func (c *Client) CloseIdle() {
 // fails with ErrClientClosed afterwards.
 func (c *Client) Close() error {
 	c.closed.Store(true)
-	c.variantsMu.Lock()
-	c.eachVariant(func(v *Client) { v.Close() })
-	c.variantsMu.Unlock()
 	c.hosts.Range(func(_, v any) bool {
 		hp := v.(*hostPool)
 		hp.mu.Lock()

@@ -150,10 +150,11 @@ func TestClientPlainConnect(t *testing.T) {
 	}
 }
 
-// TestClientNewStreamWith: a cluster's http2_protocol_options get their
-// own connections: max_concurrent_streams 1 makes two concurrent streams
-// use two connections where the default client shares one.
-func TestClientNewStreamWith(t *testing.T) {
+// TestClientHTTP2Options: a cluster's http2_protocol_options
+// (ClientOptions.HTTP2, one Client per cluster's pools) shape its
+// connections: max_concurrent_streams 1 makes two concurrent streams use
+// two connections where the default client shares one.
+func TestClientHTTP2Options(t *testing.T) {
 	hold := make(chan struct{})
 	ts := startServer(t, hhttp.ServerOptions{}, streamFunc(func(s hhttp.ServerStream) {
 		<-hold
@@ -162,46 +163,31 @@ func TestClientNewStreamWith(t *testing.T) {
 		_ = s.WriteHeaders(h, true)
 	}), nil)
 	defer close(hold)
-	c := newTestClient(t, ClientOptions{})
-	one := &hhttp.HTTP2Options{MaxConcurrentStreams: 1}
 	tests := []struct {
 		name      string
 		opts      *hhttp.HTTP2Options
 		wantConns int
 	}{
 		{name: "client_defaults", opts: nil, wantConns: 1},
-		{name: "max_concurrent_streams_1", opts: one, wantConns: 2},
+		{name: "max_concurrent_streams_1", opts: &hhttp.HTTP2Options{MaxConcurrentStreams: 1}, wantConns: 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			c := newTestClient(t, ClientOptions{HTTP2: tc.opts})
 			for range 2 {
-				s, err := c.NewStreamWith(context.Background(), ts.addr, tc.opts, dialer(ts.addr))
+				s, err := c.NewStream(context.Background(), ts.addr, dialer(ts.addr))
 				if err != nil {
-					t.Fatalf("NewStreamWith: %v", err)
+					t.Fatalf("NewStream: %v", err)
 				}
 				defer s.Close(nil)
 				if err := s.WriteHeaders(requestHeaders("POST", "a", "/"), false); err != nil {
 					t.Fatal(err)
 				}
 			}
-			cl := c
-			if tc.opts != nil {
-				v, err := c.variant(*tc.opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cl = v
-			}
-			if n := cl.connCount(ts.addr); n != tc.wantConns {
+			if n := c.connCount(ts.addr); n != tc.wantConns {
 				t.Errorf("connections = %d, want %d", n, tc.wantConns)
 			}
 		})
-	}
-	// The same options by value reuse the same client.
-	v1, _ := c.variant(hhttp.HTTP2Options{MaxConcurrentStreams: 1})
-	v2, _ := c.variant(*one)
-	if v1 != v2 {
-		t.Error("equal options built two clients")
 	}
 }
 

@@ -108,9 +108,9 @@
 // SETTINGS enabled it, and the peer's 200 comes back as 101 with the
 // upgrade headers (transformUpgradeResponseFromH2toH1); without the setting
 // the stream fails with ErrExtendedConnectNotSupported before any response.
-// A plain CONNECT goes out with :method and :authority only. NewStreamWith
-// applies a cluster's own http2_protocol_options on connections of their
-// own.
+// A plain CONNECT goes out with :method and :authority only. A cluster's
+// http2_protocol_options apply through ClientOptions.HTTP2: each cluster's
+// pools build their own Client (internal/upstream pools.go).
 //
 // This package may import net/http (as nethttp) and x/net/http2; it must not
 // import anything under extensions/ nor another codec.

@@ -2,6 +2,7 @@ package http2
 
 import (
 	"log/slog"
+	"strings"
 
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -197,31 +198,16 @@ func isUpgrade(h *hhttp.Headers) bool {
 func hasToken(v, token string) bool {
 	for len(v) > 0 {
 		var item string
-		if i := indexByte(v, ','); i >= 0 {
+		if i := strings.IndexByte(v, ','); i >= 0 {
 			item, v = v[:i], v[i+1:]
 		} else {
 			item, v = v, ""
 		}
-		for len(item) > 0 && (item[0] == ' ' || item[0] == '\t') {
-			item = item[1:]
-		}
-		for len(item) > 0 && (item[len(item)-1] == ' ' || item[len(item)-1] == '\t') {
-			item = item[:len(item)-1]
-		}
-		if asciiEqualFold(item, token) {
+		if asciiEqualFold(strings.Trim(item, " \t"), token) {
 			return true
 		}
 	}
 	return false
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func asciiEqualFold(a, b string) bool {
